@@ -1,0 +1,3 @@
+from queue_gate.main import main
+
+main()

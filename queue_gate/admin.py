@@ -1,0 +1,172 @@
+"""The operators' API, served on its own port: rooms, metrics and health.
+
+`GET /admin/rooms`, `GET` and `PATCH /admin/rooms/{room}` need `Authorization: Bearer
+<QUEUE_GATE_ADMIN_TOKEN>`. A change is written to Redis, where every gate process's next
+tick (within `tick_interval_s`) picks it up: no restart.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from queue_gate.keys import gate_app_key, metrics_key, redis_key, room_view_key, settings_key
+from queue_gate.settings import MODES, ROOM_NAME
+from queue_gate.store import GateUnavailable, RoomMissing, RoomStore, known_rooms
+from queue_gate.views import json_error
+
+log = logging.getLogger(__name__)
+
+MAX_RATE_PER_MINUTE = 1_000_000
+MAX_SESSION_MINUTES = 24 * 60
+MAX_MESSAGE_LENGTH = 1000
+
+
+class InvalidChange(ValueError):
+    pass
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer-token check for /admin/*, and JSON for every error."""
+    if request.path.startswith("/admin/"):
+        token = request.app[gate_app_key][settings_key].admin_token
+        auth = request.headers.get("Authorization", "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+            return json_error(401, "unauthorized", "Send 'Authorization: Bearer <admin token>'.")
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except GateUnavailable as exc:
+        log.warning("admin: Redis unavailable: %s", exc)
+        return json_error(503, "redis_unavailable", "Redis is not answering; try again.")
+
+
+def _store_for(request: web.Request) -> RoomStore:
+    room = request.match_info["room"]
+    if not ROOM_NAME.match(room):
+        raise web.HTTPNotFound()
+    gate = request.app[gate_app_key]
+    view = gate[room_view_key]
+    if room == view.store.room:
+        return view.store
+    return RoomStore(gate[redis_key], gate[settings_key], room=room)
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    rooms = await known_rooms(request.app[gate_app_key][redis_key])
+    return web.json_response({"rooms": rooms})
+
+
+async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any]:
+    config, counters = await store.read_room()
+    gate = request.app[gate_app_key]
+    view = gate[room_view_key]
+    measured = view.measured_rate_per_minute() if store.room == view.store.room else None
+    return {
+        "room": store.room,
+        "rate_per_minute": config.rate_per_minute,
+        "mode": config.mode,
+        "message": config.message,
+        "session_minutes": config.session_minutes,
+        "measured_rate_per_minute": None if measured is None else round(measured, 2),
+        **counters,
+    }
+
+
+async def get_room(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(await room_document(request, _store_for(request)))
+    except RoomMissing:
+        return json_error(404, "room_not_found", "No gate has created this room.")
+
+
+async def patch_room(request: web.Request) -> web.Response:
+    store = _store_for(request)
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "invalid_json", "The body must be a JSON object.")
+    try:
+        changes = validate_changes(body)
+    except InvalidChange as exc:
+        return json_error(422, "invalid_change", str(exc))
+    try:
+        await store.update_config(changes)
+    except RoomMissing:
+        return json_error(404, "room_not_found", "No gate has created this room.")
+    log.info("room %s changed: %s", store.room, changes)
+    gate = request.app[gate_app_key]
+    if store.room == gate[room_view_key].store.room:
+        await gate[room_view_key].refresh()  # this process applies it at once
+    return web.json_response(await room_document(request, store))
+
+
+def validate_changes(body: object) -> dict[str, str | int]:
+    if not isinstance(body, dict) or not body:
+        raise InvalidChange("Send a JSON object with at least one of rate_per_minute, mode, "
+                            "message, session_minutes.")
+    unknown = sorted(set(body) - {"rate_per_minute", "mode", "message", "session_minutes"})
+    if unknown:
+        raise InvalidChange(f"Unknown field(s): {', '.join(unknown)}.")
+    changes: dict[str, str | int] = {}
+    if "rate_per_minute" in body:
+        changes["rate_per_minute"] = _bounded_int(body["rate_per_minute"], "rate_per_minute",
+                                                  0, MAX_RATE_PER_MINUTE)
+    if "session_minutes" in body:
+        changes["session_minutes"] = _bounded_int(body["session_minutes"], "session_minutes",
+                                                  1, MAX_SESSION_MINUTES)
+    if "mode" in body:
+        if body["mode"] not in MODES:
+            raise InvalidChange(f"mode must be one of: {', '.join(MODES)}.")
+        changes["mode"] = body["mode"]
+    if "message" in body:
+        message = body["message"]
+        if message is None:
+            message = ""
+        if not isinstance(message, str) or len(message) > MAX_MESSAGE_LENGTH:
+            raise InvalidChange(f"message must be text of at most {MAX_MESSAGE_LENGTH} "
+                                "characters (or null to clear it).")
+        changes["message"] = message.strip()
+    return changes
+
+
+def _bounded_int(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidChange(f"{name} must be a whole number from {low} to {high}.")
+    return value
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[gate_app_key][metrics_key].registry
+    response = web.Response(body=generate_latest(registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    view = request.app[gate_app_key][room_view_key]
+    ok = view.fresh
+    return web.json_response({"ok": ok, "room": view.store.room}, status=200 if ok else 503)
+
+
+def create_admin_app(gate_app: web.Application) -> web.Application:
+    """The admin app for `gate_app`; start it after the gate app (it uses its resources)."""
+    app = web.Application(middlewares=[admin_middleware])
+    app[gate_app_key] = gate_app
+    app.router.add_get("/admin/rooms", list_rooms)
+    app.router.add_get("/admin/rooms/{room}", get_room)
+    app.router.add_patch("/admin/rooms/{room}", patch_room)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,29 @@
+"""Every object the gate keeps on its applications, under a typed key named like it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from queue_gate.admission import RoomView
+from queue_gate.metrics import GateMetrics
+from queue_gate.pages import Pages
+from queue_gate.settings import Settings
+from queue_gate.store import Clock, RoomStore
+from queue_gate.tickets import TicketSigner
+
+settings_key = web.AppKey("settings", Settings)
+clock_key: web.AppKey[Clock] = web.AppKey("clock")
+metrics_key = web.AppKey("metrics", GateMetrics)
+pages_key = web.AppKey("pages", Pages)
+signer_key = web.AppKey("signer", TicketSigner)
+redis_key = web.AppKey("redis", aioredis.Redis)
+store_key = web.AppKey("store", RoomStore)
+room_view_key = web.AppKey("room_view", RoomView)
+ticker_key = web.AppKey("ticker", asyncio.Task[None])
+backend_session_key = web.AppKey("backend_session", aiohttp.ClientSession)
+# The admin app reaches the gate's resources through the gate app it administers.
+gate_app_key = web.AppKey("gate_app", web.Application)

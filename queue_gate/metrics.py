@@ -1,0 +1,96 @@
+"""Prometheus metrics of the gate: one object, built on a registry passed in.
+
+Values that describe the whole room (waiting visitors, the frontier, active passes) are
+read from Redis by every process's tick, so every process reports the same number:
+dashboards take `max by (room)` of those, and `sum` of the per-process counters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from queue_gate.settings import MODES
+
+if TYPE_CHECKING:
+    from queue_gate.store import TickResult
+
+PREFIX = "queuegate"
+WAIT_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
+PROXY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
+
+
+class GateMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def name(suffix: str) -> str:
+            return f"{PREFIX}_{suffix}"
+
+        self.registry = registry
+        self.tickets_issued = Counter(
+            name("tickets_issued"), "Tickets handed to arriving visitors by this process",
+            ["room"], registry=registry)
+        self.passes_issued = Counter(
+            name("passes_issued"), "Admission passes handed out by this process",
+            ["room"], registry=registry)
+        self.passes_ended = Counter(
+            name("passes_ended"), "Passes ended early by this process (session done)",
+            ["room"], registry=registry)
+        self.rejections = Counter(
+            name("tokens_rejected"), "Tickets and passes refused, by reason",
+            ["room", "reason"], registry=registry)
+        self.joins_refused = Counter(
+            name("joins_refused"), "Arrivals turned away because the room was closed",
+            ["room"], registry=registry)
+        self.time_waited = Histogram(
+            name("wait_duration_seconds"), "Time from joining to admission, per admitted visitor",
+            ["room"], buckets=WAIT_BUCKETS, registry=registry)
+        self.proxy_duration = Histogram(
+            name("proxy_request_duration_seconds"),
+            "Time to the booking backend's response headers, by status class",
+            ["room", "status_class"], buckets=PROXY_BUCKETS, registry=registry)
+        self.proxy_errors = Counter(
+            name("proxy_errors"), "Requests the backend could not answer, by reason",
+            ["room", "reason"], registry=registry)
+        self.redis_errors = Counter(
+            name("redis_errors"), "Redis operations that failed, by operation",
+            ["room", "operation"], registry=registry)
+        # Room-wide values, as the last tick saw them.
+        self.waiting = Gauge(
+            name("visitors_waiting"), "Visitors in line and not yet admitted",
+            ["room"], registry=registry)
+        self.tickets_total = Gauge(
+            name("room_tickets"), "Tickets issued in the room since it was created (all processes)",
+            ["room"], registry=registry)
+        self.admitted_total = Gauge(
+            name("room_admitted"), "Visitors admitted since the room was created (the frontier)",
+            ["room"], registry=registry)
+        self.passes_active = Gauge(
+            name("passes_active"), "Admission passes not yet expired or ended",
+            ["room"], registry=registry)
+        self.rate_configured = Gauge(
+            name("admission_rate_per_minute"), "Configured admission rate, visitors per minute",
+            ["room"], registry=registry)
+        self.rate_measured = Gauge(
+            name("admission_rate_measured_per_minute"),
+            "Admissions per minute measured over the last minute of backlog (NaN if unknown)",
+            ["room"], registry=registry)
+        self.estimated_wait = Gauge(
+            name("estimated_wait_seconds"), "Estimated wait of a visitor joining now",
+            ["room"], registry=registry)
+        self.mode = Gauge(
+            name("room_mode"), "1 for the room's current mode, 0 for the others",
+            ["room", "mode"], registry=registry)
+
+    def observe_room(self, room: str, tick: TickResult, measured: float | None) -> None:
+        self.waiting.labels(room).set(tick.waiting)
+        self.tickets_total.labels(room).set(tick.seq)
+        self.admitted_total.labels(room).set(tick.frontier)
+        self.passes_active.labels(room).set(tick.passes_active)
+        self.rate_configured.labels(room).set(tick.config.rate_per_minute)
+        self.rate_measured.labels(room).set(float("nan") if measured is None else measured)
+        rate = measured or tick.config.rate_per_minute
+        wait = tick.waiting * 60 / rate if tick.config.mode == "queue" and rate > 0 else -1
+        self.estimated_wait.labels(room).set(wait if wait >= 0 else float("nan"))
+        for mode in MODES:
+            self.mode.labels(room, mode).set(1 if mode == tick.config.mode else 0)

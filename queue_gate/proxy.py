@@ -1,0 +1,192 @@
+"""Forwarding admitted visitors to the booking backend, and turning the others back.
+
+Every path outside `/queue/` arrives here. A request with a valid pass is streamed to the
+backend with its method, body, headers and status preserved. A request without one is sent
+to the waiting page (browsers) or answered with 401 JSON (apps).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import aiohttp
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+
+from queue_gate.errors import UpstreamBroken, error_page
+from queue_gate.keys import (
+    backend_session_key,
+    clock_key,
+    metrics_key,
+    settings_key,
+    signer_key,
+    store_key,
+)
+from queue_gate.store import GateUnavailable
+from queue_gate.tickets import (
+    PASS_COOKIE,
+    PASS_HEADER,
+    AdmissionPass,
+    SessionEnded,
+    TokenRejected,
+)
+from queue_gate.views import json_error, wait_url
+
+log = logging.getLogger(__name__)
+
+# Hop-by-hop headers (RFC 9110 section 7.6.1) belong to one connection, not to the message.
+HOP_BY_HOP = frozenset(
+    h.lower() for h in (
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
+        "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection",
+    )
+)
+# The backend may send this to end the visitor's session early (e.g. booking confirmed).
+END_SESSION_HEADER = "X-Queue-End-Session"
+CHUNK = 64 * 1024
+
+
+def wants_html(request: web.Request) -> bool:
+    accept = request.headers.get(hdrs.ACCEPT, "")
+    return "text/html" in accept or (not accept and request.method in ("GET", "HEAD"))
+
+
+async def check_pass(request: web.Request) -> AdmissionPass | None:
+    """The request's valid pass, or None. Raises `TokenRejected` for a bad or ended one."""
+    token = request.headers.get(PASS_HEADER) or request.cookies.get(PASS_COOKIE)
+    if not token:
+        return None
+    app = request.app
+    room = app[settings_key].room
+    try:
+        admission = app[signer_key].load_pass(token)
+        try:
+            recorded = await app[store_key].pass_expiry(admission.ticket_id)
+        except GateUnavailable:
+            # Redis is briefly away: the signature and expiry were checked, let the admitted
+            # visitor finish rather than break their booking; only an early end is missed.
+            app[metrics_key].redis_errors.labels(room, "pass_check").inc()
+            return admission
+        if recorded is None or recorded <= app[clock_key]():
+            raise SessionEnded()
+    except TokenRejected as exc:
+        app[metrics_key].rejections.labels(room, exc.code).inc()
+        raise
+    return admission
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    """Any method, any path outside /queue/: proxy with a pass, else to the queue."""
+    try:
+        admission = await check_pass(request)
+    except TokenRejected as exc:
+        return turn_back(request, exc.code, exc.message, clear_pass=True)
+    if admission is None:
+        return turn_back(request, "pass_required",
+                         "Please wait your turn: join the queue at POST /queue/api/join.")
+    return await proxy_to_backend(request, admission)
+
+
+def turn_back(request: web.Request, code: str, message: str, *,
+              clear_pass: bool = False) -> web.Response:
+    response: web.Response
+    if wants_html(request):
+        # 303: after a POST the browser follows with a GET to the waiting page.
+        response = web.HTTPSeeOther(wait_url(request.path_qs))
+    else:
+        response = json_error(401, code, message, join="/queue/api/join")
+    if clear_pass:
+        response.del_cookie(PASS_COOKIE, path="/")
+    return response
+
+
+def upstream_headers(request: web.Request) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        if name.lower() in HOP_BY_HOP or name.lower() in ("host", "content-length"):
+            continue
+        headers.add(name, value)
+    peer = request.remote or ""
+    previous = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Forwarded-Host"] = request.host
+    return headers
+
+
+async def proxy_to_backend(request: web.Request, admission: AdmissionPass) -> web.StreamResponse:
+    app = request.app
+    settings = app[settings_key]
+    metrics = app[metrics_key]
+    session = app[backend_session_key]
+    url = settings.backend_url.rstrip("/") + request.rel_url.raw_path_qs
+    body = request.content if request.body_exists else None
+    started = time.perf_counter()
+    response: web.StreamResponse | None = None
+    try:
+        async with session.request(
+            request.method, url, headers=upstream_headers(request), data=body,
+            allow_redirects=False,
+        ) as upstream:
+            status_class = f"{upstream.status // 100}xx"
+            metrics.proxy_duration.labels(settings.room, status_class).observe(
+                time.perf_counter() - started)
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in upstream.headers.items():
+                if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+                    continue
+                if name.lower() == END_SESSION_HEADER.lower():
+                    continue
+                response.headers.add(name, value)
+            if upstream.headers.get(END_SESSION_HEADER):
+                await end_session(request, admission, response)
+            if upstream.content_length is not None and not upstream.headers.get(
+                    hdrs.TRANSFER_ENCODING):
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+        metrics.proxy_errors.labels(settings.room, reason).inc()
+        log.warning("backend %s for %s %s: %s", reason, request.method, request.path,
+                    exc.__class__.__name__)
+        if response is not None and response.prepared:
+            # Headers are gone already: all we can do is cut the connection short.
+            raise UpstreamBroken() from exc
+        return backend_failed(request, 504 if reason == "timeout" else 502)
+
+
+async def end_session(request: web.Request, admission: AdmissionPass,
+                      response: web.StreamResponse) -> None:
+    """The backend is done with this visitor: end the pass so the next one gets in."""
+    app = request.app
+    try:
+        if await app[store_key].end_pass(admission.ticket_id):
+            app[metrics_key].passes_ended.labels(app[settings_key].room).inc()
+    except GateUnavailable:
+        app[metrics_key].redis_errors.labels(app[settings_key].room, "end_pass").inc()
+        return
+    response.del_cookie(PASS_COOKIE, path="/")
+
+
+def backend_failed(request: web.Request, status: int) -> web.Response:
+    if wants_html(request):
+        return error_page(request, status, "backend_down", retry_after=30)
+    return json_error(status, "backend_unavailable",
+                      "The booking system is not answering right now. Try again in a minute.")
+
+
+# The client session's connection limit keeps the gate from opening more connections to
+# the backend than it can take; one timeout covers the whole exchange.
+def backend_session(limit: int, timeout_s: float) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=timeout_s),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+

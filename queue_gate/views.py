@@ -1,0 +1,324 @@
+"""What a visitor meets: joining, the waiting page, the status API and collecting the pass.
+
+The path: arrival (any page, no pass) -> `/queue/wait` (a ticket is issued) -> polls of
+`/queue/api/status` or meta refreshes -> admitted (the pass is set) -> back to the page they
+first asked for, which `proxy.py` forwards to the booking backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from queue_gate.keys import (
+    clock_key,
+    metrics_key,
+    pages_key,
+    room_view_key,
+    settings_key,
+    signer_key,
+    store_key,
+)
+from queue_gate.tickets import (
+    PASS_COOKIE,
+    TICKET_COOKIE,
+    SessionEnded,
+    Ticket,
+    TicketStale,
+    TokenRejected,
+)
+
+log = logging.getLogger(__name__)
+
+WAIT_PATH = "/queue/wait"
+MAX_NEXT_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorStatus:
+    state: str  # waiting | admitted | paused | closed
+    position: int
+    estimated_wait_s: float | None
+    poll_after_s: float
+    message: str
+    progress: float
+    pass_token: str | None = None
+    pass_expires_at: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "state": self.state,
+            "position": self.position,
+            "estimated_wait_s": None if self.estimated_wait_s is None
+            else round(self.estimated_wait_s),
+            "poll_after_s": self.poll_after_s,
+            "message": self.message or None,
+            "progress": round(self.progress, 3),
+        }
+        if self.pass_token is not None:
+            body["pass"] = self.pass_token
+            body["pass_expires_at"] = self.pass_expires_at
+        return body
+
+
+def json_error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status,
+                             headers={"Cache-Control": "no-store"})
+
+
+def safe_next(raw: str | None) -> str:
+    """Only a path on this site: no open redirect, and never back into the queue itself."""
+    if (
+        not raw
+        or len(raw) > MAX_NEXT_LENGTH
+        or not raw.startswith("/")
+        or raw.startswith(("//", "/\\", "/queue/"))
+        or any(ch in raw for ch in "\r\n\t\\")
+    ):
+        return "/"
+    return raw
+
+
+def wait_url(next_path: str) -> str:
+    return f"{WAIT_PATH}?next={quote(next_path, safe='/')}"
+
+
+def ticket_token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.cookies.get(TICKET_COOKIE) or None
+
+
+def load_ticket(request: web.Request) -> Ticket | None:
+    """The visitor's ticket, None if they have none. Raises `TokenRejected` for a bad one."""
+    token = ticket_token(request)
+    if token is None:
+        return None
+    app = request.app
+    try:
+        ticket = app[signer_key].load_ticket(token)
+    except TokenRejected as exc:
+        app[metrics_key].rejections.labels(app[settings_key].room, exc.code).inc()
+        raise
+    snapshot = app[room_view_key].snapshot
+    if snapshot is not None and ticket.epoch != snapshot.epoch:
+        app[metrics_key].rejections.labels(app[settings_key].room, TicketStale.code).inc()
+        raise TicketStale()
+    return ticket
+
+
+async def issue_ticket(app: web.Application) -> tuple[Ticket, str] | None:
+    """Give an arriving visitor the next place in line; None when the room is closed."""
+    room = app[settings_key].room
+    result = await app[store_key].join()
+    if result.mode == "closed":
+        app[metrics_key].joins_refused.labels(room).inc()
+        return None
+    app[metrics_key].tickets_issued.labels(room).inc()
+    return app[signer_key].issue_ticket(result.epoch, result.number, result.frontier)
+
+
+async def ensure_snapshot(app: web.Application) -> None:
+    """Normally the ticker has one already; right after start, tick once ourselves."""
+    if app[room_view_key].snapshot is None:
+        await app[room_view_key].refresh()
+
+
+async def visitor_status(app: web.Application, ticket: Ticket, *,
+                         just_joined: bool = False) -> VisitorStatus:
+    """Where the ticket stands. Costs no Redis round trip unless it is the ticket's turn."""
+    await ensure_snapshot(app)
+    view = app[room_view_key]
+    snapshot = view.snapshot
+    assert snapshot is not None
+    config = snapshot.config
+    # A join's answer is fresher than the snapshot (in passthrough it admits at once).
+    frontier = max(snapshot.frontier, ticket.frontier_at_join if just_joined else 0)
+    if ticket.number <= frontier:
+        admitted = await collect_pass(app, ticket)
+        if admitted is not None:
+            return admitted
+    estimate = view.estimate(ticket.number)
+    span = ticket.number - ticket.frontier_at_join
+    progress = 1.0 if span <= 0 else min(max(1 - estimate.position / span, 0.0), 1.0)
+    state = {"paused": "paused", "closed": "closed"}.get(config.mode, "waiting")
+    return VisitorStatus(
+        state=state,
+        position=max(estimate.position, 1),
+        estimated_wait_s=estimate.wait_s,
+        poll_after_s=estimate.poll_after_s,
+        message=config.message,
+        progress=progress,
+    )
+
+
+async def collect_pass(app: web.Application, ticket: Ticket) -> VisitorStatus | None:
+    """The ticket's turn has come: issue (or re-issue) its one pass."""
+    room = app[settings_key].room
+    result = await app[store_key].issue_pass(ticket.ticket_id, ticket.number, ticket.epoch)
+    if result.outcome == "stale":
+        raise TicketStale()
+    if result.outcome == "spent":
+        app[metrics_key].rejections.labels(room, SessionEnded.code).inc()
+        raise SessionEnded()
+    if result.outcome == "waiting":
+        # Our snapshot ran ahead of Redis (it was reset): keep waiting at the front.
+        return None
+    if result.outcome == "issued":
+        app[metrics_key].passes_issued.labels(room).inc()
+        app[metrics_key].time_waited.labels(room).observe(
+            max(app[clock_key]() - ticket.issued_at, 0.0))
+    token = app[signer_key].issue_pass(ticket, result.value)
+    return VisitorStatus(
+        state="admitted", position=0, estimated_wait_s=0.0, poll_after_s=0.0,
+        message="", progress=1.0, pass_token=token, pass_expires_at=result.value,
+    )
+
+
+def set_ticket_cookie(app: web.Application, response: web.StreamResponse, token: str) -> None:
+    settings = app[settings_key]
+    # Path /queue: the ticket is only ever read by the gate, never sent on to the backend.
+    response.set_cookie(TICKET_COOKIE, token, max_age=settings.ticket_max_age_s, path="/queue",
+                        httponly=True, samesite="Lax", secure=settings.cookie_secure)
+
+
+def set_pass_cookie(app: web.Application, response: web.StreamResponse,
+                    status: VisitorStatus) -> None:
+    assert status.pass_token is not None
+    assert status.pass_expires_at is not None
+    max_age = max(int(status.pass_expires_at - app[clock_key]()), 1)
+    response.set_cookie(PASS_COOKIE, status.pass_token, max_age=max_age, path="/",
+                        httponly=True, samesite="Lax", secure=app[settings_key].cookie_secure)
+
+
+def clear_ticket_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(TICKET_COOKIE, path="/queue")
+
+
+# --- JSON API -------------------------------------------------------------------------
+
+
+async def api_join(request: web.Request) -> web.Response:
+    """POST /queue/api/join: a new place in line, or the same one for a ticket holder."""
+    app = request.app
+    try:
+        existing = load_ticket(request)
+    except TokenRejected:
+        existing = None  # a bad ticket gets a fresh place, as the join asked
+    if existing is not None:
+        try:
+            status = await visitor_status(app, existing)
+        except TokenRejected:
+            existing = None
+        else:
+            token = ticket_token(request)
+            assert token is not None
+            return status_response(app, status, ticket=token, http_status=200)
+    issued = await issue_ticket(app)
+    if issued is None:
+        config = app[room_view_key].snapshot
+        message = config.config.message if config is not None else ""
+        return json_error(409, "room_closed",
+                          message or "The waiting room is closed: no new places right now.",
+                          state="closed")
+    ticket, token = issued
+    status = await visitor_status(app, ticket, just_joined=True)
+    return status_response(app, status, ticket=token, http_status=201)
+
+
+async def api_status(request: web.Request) -> web.Response:
+    """GET /queue/api/status: place, estimate and, once admitted, the pass."""
+    app = request.app
+    try:
+        ticket = load_ticket(request)
+        if ticket is None:
+            return json_error(401, "ticket_missing",
+                              "No queue ticket: send it as 'Authorization: Bearer <ticket>' "
+                              "or join first with POST /queue/api/join.")
+        status = await visitor_status(app, ticket)
+    except TokenRejected as exc:
+        response = json_error(401, exc.code, exc.message)
+        clear_ticket_cookie(response)
+        return response
+    return status_response(app, status)
+
+
+def status_response(app: web.Application, status: VisitorStatus, *, ticket: str | None = None,
+                    http_status: int = 200) -> web.Response:
+    body = status.as_json()
+    if ticket is not None:
+        body = {"ticket": ticket, **body}
+    response = web.json_response(body, status=http_status, headers={"Cache-Control": "no-store"})
+    if ticket is not None:
+        set_ticket_cookie(app, response, ticket)
+    if status.pass_token is not None:
+        set_pass_cookie(app, response, status)
+    return response
+
+
+# --- HTML -----------------------------------------------------------------------------
+
+
+async def waiting_page(request: web.Request) -> web.Response:
+    """GET /queue/wait: the waiting page. Joins the visitor if they have no ticket yet."""
+    app = request.app
+    next_path = safe_next(request.query.get("next"))
+    notice = ""
+    new_token: str | None = None
+    try:
+        ticket = load_ticket(request)
+        status = await visitor_status(app, ticket) if ticket is not None else None
+    except TokenRejected as exc:
+        ticket, status = None, None
+        notice = exc.message
+    if ticket is None or status is None:
+        issued = await issue_ticket(app)
+        if issued is None:
+            return closed_page(request)
+        ticket, new_token = issued
+        status = await visitor_status(app, ticket, just_joined=True)
+    if status.state == "admitted":
+        response: web.Response = web.HTTPSeeOther(next_path)
+        set_pass_cookie(app, response, status)
+    else:
+        response = render_waiting(request, status, next_path, notice)
+    if new_token is not None:
+        set_ticket_cookie(app, response, new_token)
+    return response
+
+
+def render_waiting(request: web.Request, status: VisitorStatus, next_path: str,
+                   notice: str) -> web.Response:
+    app = request.app
+    refresh_s = max(round(status.poll_after_s), 1)
+    return app[pages_key].render(
+        request,
+        "waiting.html",
+        {
+            "status": status,
+            "notice": notice,
+            "next_path": next_path,
+            "self_url": wait_url(next_path),
+            "refresh_s": refresh_s,
+            "progress_percent": int(status.progress * 100),
+        },
+    )
+
+
+def closed_page(request: web.Request) -> web.Response:
+    snapshot = request.app[room_view_key].snapshot
+    message = snapshot.config.message if snapshot is not None else ""
+    # A closed room is a state, not an error: the page says so with 200.
+    return request.app[pages_key].render(request, "closed.html", {"message": message},
+                                         headers={"Refresh": "60"})
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /queue/healthz: for load balancers; 503 when this process's view is stale."""
+    fresh = request.app[room_view_key].fresh
+    return web.json_response({"ok": fresh}, status=200 if fresh else 503)

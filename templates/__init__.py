@@ -1,0 +1,1 @@
+"""The default theme: the pages citizens see. Copy this folder to customise it."""
