@@ -31,7 +31,7 @@ from queue_gate.tickets import (
     SessionEnded,
     TokenRejected,
 )
-from queue_gate.views import json_error, wait_url
+from queue_gate.views import json_error, see_other, wait_url
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def turn_back(request: web.Request, code: str, message: str, *,
     response: web.Response
     if wants_html(request):
         # 303: after a POST the browser follows with a GET to the waiting page.
-        response = web.HTTPSeeOther(wait_url(request.path_qs))
+        response = see_other(wait_url(request.path_qs))
     else:
         response = json_error(401, code, message, join="/queue/api/join")
     if clear_pass:

@@ -18,4 +18,11 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def not_found(request: web.Request) -> web.Response:
+    allowed = {
+        route.method
+        for route in request.app.router.routes()
+        if route.resource is not None and route.resource.canonical == request.path
+    }
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise web.HTTPNotFound()

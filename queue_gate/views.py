@@ -83,6 +83,11 @@ def safe_next(raw: str | None) -> str:
     return raw
 
 
+def see_other(location: str) -> web.Response:
+    """A 303 we can still add cookies to (aiohttp wants HTTPException raised, not returned)."""
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
 def wait_url(next_path: str) -> str:
     return f"{WAIT_PATH}?next={quote(next_path, safe='/')}"
 
@@ -283,7 +288,7 @@ async def waiting_page(request: web.Request) -> web.Response:
         ticket, new_token = issued
         status = await visitor_status(app, ticket, just_joined=True)
     if status.state == "admitted":
-        response: web.Response = web.HTTPSeeOther(next_path)
+        response = see_other(next_path)
         set_pass_cookie(app, response, status)
     else:
         response = render_waiting(request, status, next_path, notice)

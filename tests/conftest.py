@@ -18,14 +18,14 @@ def redis_server_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
+async def redis_url(redis_server_url: str) -> str:
     """The private server's URL, its data flushed before each test (it is ours to flush)."""
     client = aioredis.Redis.from_url(redis_server_url)
     try:
         await client.flushall()
     finally:
         await client.aclose()
-    yield redis_server_url
+    return redis_server_url
 
 
 @pytest.fixture

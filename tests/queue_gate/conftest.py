@@ -111,7 +111,9 @@ async def make_gate(
     """Start a gate app (ticker off: tests tick) on the shared private Redis."""
 
     async def factory(**overrides: object) -> Gate:
-        settings = gate_settings(redis_url, str(backend.make_url("/")), **overrides)
+        url = str(overrides.pop("redis_url", redis_url))
+        backend_url = str(overrides.pop("backend_url", backend.make_url("/")))
+        settings = gate_settings(url, backend_url, **overrides)
         registry = CollectorRegistry()
         app = create_app(settings, clock=clock, registry=registry, run_ticker=False)
         client = await aiohttp_client(app)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from pytest_aiohttp import AiohttpClient
+
 from queue_gate.keys import room_view_key, store_key
-from tests.queue_gate.conftest import FakeClock, GateFactory, auth, join, status
+from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth, join, status
 
 
-async def admitted_numbers(gates: list, tickets: list[dict[str, object]]) -> list[int]:
+async def admitted_numbers(gates: list[Gate], tickets: list[dict[str, object]]) -> list[int]:
     """Ask alternately through each gate which tickets are admitted; return their places."""
     admitted = []
     for i, ticket in enumerate(tickets):
@@ -77,7 +79,7 @@ async def test_one_gate_or_several_admit_the_same(make_gate: GateFactory, clock:
 
 
 async def test_rate_change_takes_effect_at_the_next_tick(
-    make_gate: GateFactory, clock: FakeClock, aiohttp_client  # type: ignore[no-untyped-def]
+    make_gate: GateFactory, clock: FakeClock, aiohttp_client: AiohttpClient,
 ) -> None:
     from queue_gate.admin import create_admin_app
 

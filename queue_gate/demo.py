@@ -1,0 +1,135 @@
+"""`queue-demo`: the whole stack on one machine, no Docker: Redis, booking backend, gate.
+
+Uses REDIS_URL when it is set; otherwise starts a private redis-server in a temporary
+folder (and stops it on exit). Secrets and admin tokens are generated for this run and
+printed. `--crowd N` puts N other (silent) visitors in line first, so a visitor opening the
+browser sees a queue drain at `--rate` visitors per minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+from aiohttp import web
+
+from queue_gate.admin import create_admin_app
+from queue_gate.devredis import private_redis
+from queue_gate.keys import store_key
+from queue_gate.main import create_app
+from queue_gate.settings import Settings
+
+log = logging.getLogger("queue_gate.demo")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="queue-demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address of every server")
+    parser.add_argument("--port", type=int, default=8080, help="the gate (open this one)")
+    parser.add_argument("--admin-port", type=int, default=8081, help="the gate's admin API")
+    parser.add_argument("--backend-port", type=int, default=8082, help="booking backend")
+    parser.add_argument("--backend-admin-port", type=int, default=8083,
+                        help="booking backend's admin API")
+    parser.add_argument("--rate", type=int, default=30,
+                        help="admissions per minute when the room is created (default 30)")
+    parser.add_argument("--crowd", type=int, default=20,
+                        help="silent visitors put in line ahead of you (default 20)")
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def redis_for_demo() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        log.info("using REDIS_URL %s", url)
+        yield url
+        return
+    with private_redis() as private_url:
+        log.info("started a private redis-server at %s (stopped on exit)", private_url)
+        yield private_url
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def run(args: argparse.Namespace, redis_url: str) -> None:
+    # Imported here: the backend is a separate service that the gate does not need otherwise.
+    from booking_backend.main import create_admin_app as create_booking_admin_app
+    from booking_backend.main import create_app as create_booking_app
+
+    from booking_backend.settings import Settings as BookingSettings
+
+    signing_secret = secrets.token_urlsafe(32)
+    gate_token = secrets.token_urlsafe(18)
+    booking_token = secrets.token_urlsafe(18)
+    booking = create_booking_app(BookingSettings(
+        redis_url=redis_url, secrets=(signing_secret,), admin_token=booking_token, demo=True,
+    ))
+    gate_settings = Settings(
+        redis_url=redis_url,
+        secrets=(signing_secret,),
+        admin_token=gate_token,
+        backend_url=f"http://{args.host}:{args.backend_port}",
+        demo=True,
+        cookie_secure=False,
+        initial_rate_per_minute=args.rate,
+    )
+    gate = create_app(gate_settings)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(serving(booking, args.host, args.backend_port))
+        await stack.enter_async_context(
+            serving(create_booking_admin_app(booking), args.host, args.backend_admin_port))
+        await stack.enter_async_context(serving(gate, args.host, args.port))
+        await stack.enter_async_context(
+            serving(create_admin_app(gate), args.host, args.admin_port))
+        for _ in range(max(args.crowd, 0)):
+            await gate[store_key].join()
+        base = f"http://{args.host}"
+        # The demo's one message to the person who started it.
+        sys.stdout.write(
+            f"""
+  Demo is running (DEMO MODE: secrets and tokens below were generated for this run).
+
+  Open in your browser:   {base}:{args.port}/
+  {args.crowd} visitors are in line ahead of you; {args.rate} are let in per minute.
+
+  Operate the room (gate admin API, token {gate_token}):
+    curl -H 'Authorization: Bearer {gate_token}' {base}:{args.admin_port}/admin/rooms/default
+    curl -X PATCH -H 'Authorization: Bearer {gate_token}' -d '{{"rate_per_minute": 120}}' \\
+         {base}:{args.admin_port}/admin/rooms/default
+    curl -X PATCH -H 'Authorization: Bearer {gate_token}' \\
+         -d '{{"mode": "paused", "message": "No vaccine yet"}}' \\
+         {base}:{args.admin_port}/admin/rooms/default
+  Metrics: {base}:{args.admin_port}/metrics   Booking admin token: {booking_token}
+
+  Press Ctrl-C to stop.
+"""
+        )
+        sys.stdout.flush()
+        await asyncio.Event().wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        with redis_for_demo() as redis_url, contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run(args, redis_url))
+    except (RuntimeError, OSError) as exc:
+        sys.exit(f"queue-demo: {exc}")
