@@ -1,0 +1,1 @@
+"""Vaccination booking backend: first and second dose booked together, never oversold."""

@@ -1,0 +1,214 @@
+"""The operators' API, on its own port: the gate proxies every public path to the backend,
+so nothing administrative may live on the public app.
+
+All `/admin/...` routes need `Authorization: Bearer <BOOKING_ADMIN_TOKEN>`; `/healthz` and
+`/metrics` are open (this port must not be reachable from the internet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hmac
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from booking_backend import keys
+from booking_backend.catalogue import CatalogueError, demo_catalogue_json
+from booking_backend.errors import Handler
+from booking_backend.inventory import parse_slot_document
+from booking_backend.problems import BookingError
+from booking_backend.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+def _error(code: str, message: str, status: int) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path not in OPEN_PATHS:
+        token = request.app[keys.settings_key].admin_token
+        given = request.headers.get("Authorization", "")
+        # No token configured means no admin access at all, never "anyone".
+        if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            response = _error("unauthorized", "A valid admin bearer token is required.", 401)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="booking-admin"'
+            return response
+    try:
+        return await handler(request)
+    except BookingError as exc:
+        return _error(exc.code, str(exc.extra.get("message", exc.code)), exc.status)
+    except StoreUnavailable as exc:
+        log.warning("admin: store unavailable: %s", exc)
+        return _error("store_unavailable", "Redis is unavailable.", 503)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.reason.lower().replace(" ", "_"), exc.reason, exc.status)
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BookingError("json_invalid", 400,
+                           extra={"message": "Body is not valid JSON."}) from exc
+
+
+def _bad(message: str, status: int = 422) -> BookingError:
+    return BookingError("invalid", status, extra={"message": message})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[keys.store_key]
+    try:
+        await store.ping()
+    except StoreUnavailable:
+        return web.json_response({"status": "unavailable", "redis": False}, status=503)
+    return web.json_response({"status": "ok", "redis": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    backend = request.app[keys.backend_key]
+    # When Redis is down the scrape still answers; the gauges keep their last values.
+    with contextlib.suppress(StoreUnavailable):
+        backend.metrics.observe_counts(await backend.store.counts())
+    body = generate_latest(backend.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def load_catalogue(request: web.Request) -> web.Response:
+    body = await request.text()
+    try:
+        catalogue = await request.app[keys.catalogue_key].save(body)
+    except CatalogueError as exc:
+        raise _bad(str(exc)) from exc
+    return web.json_response({"centres": len(catalogue.centres),
+                              "districts": len(catalogue.districts)})
+
+
+async def load_demo_catalogue(request: web.Request) -> web.Response:
+    catalogue = await request.app[keys.catalogue_key].save(demo_catalogue_json())
+    return web.json_response({"centres": len(catalogue.centres),
+                              "districts": len(catalogue.districts)})
+
+
+def _share(raw: dict[str, Any]) -> float | None:
+    share = raw.get("waitlist_share")
+    if share is None:
+        return None
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise _bad("waitlist_share must be a number from 0 to 1")
+    return float(share)
+
+
+async def release_slots(request: web.Request) -> web.Response:
+    """Add slots (vaccine arrived). A share of the new pairs goes to the waiting list."""
+    backend = request.app[keys.backend_key]
+    raw = await _json(request)
+    catalogue = await backend.service.catalogue()
+    try:
+        per_centre = parse_slot_document(raw, catalogue, backend.settings.timezone)
+    except ValueError as exc:
+        raise _bad(str(exc)) from exc
+    share = _share(raw)
+    added, assigned = 0, 0
+    for cid, slots in per_centre.items():
+        outcome = await backend.inventory.release_slots(catalogue.centres[cid], slots,
+                                                        share=share)
+        added += int(outcome.value)
+        assigned += len(outcome.extra)
+    if assigned:
+        backend.metrics.bookings.labels(channel="waitlist").inc(assigned)
+        backend.outbox.wakeup()
+    log.info("released %d slot units; %d waiting-list assignments", added, assigned)
+    return web.json_response({"units_added": added, "waitlist_assigned": assigned})
+
+
+async def generate(request: web.Request) -> web.Response:
+    backend = request.app[keys.backend_key]
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        raise _bad("expected a JSON object")
+    ints: dict[str, int] = {}
+    for name, default, lo, hi in (("days", backend.settings.demo_days, 1, 400),
+                                  ("units", 2, 1, 100), ("step_minutes", 30, 5, 240)):
+        value = raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise _bad(f"{name} must be a whole number from {lo} to {hi}")
+        ints[name] = value
+    first_day = None
+    if raw.get("first_day") is not None:
+        try:
+            first_day = dt.date.fromisoformat(str(raw["first_day"]))
+        except ValueError as exc:
+            raise _bad("first_day must be YYYY-MM-DD") from exc
+    await backend.service.catalogue()
+    added = await backend.generate_demo_slots(
+        first_day=first_day, days=ints["days"], units=ints["units"],
+        step_minutes=ints["step_minutes"], share=_share(raw))
+    backend.outbox.wakeup()
+    return web.json_response({"units_added": added})
+
+
+async def stats(request: web.Request) -> web.Response:
+    backend = request.app[keys.backend_key]
+    counts = await backend.store.counts()
+    backend.metrics.observe_counts(counts)
+    return web.json_response({"counts": counts,
+                              "centres": await backend.inventory.centre_counts()})
+
+
+async def create_invitations(request: web.Request) -> web.Response:
+    backend = request.app[keys.backend_key]
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        raise _bad("expected a JSON object")
+    wave, min_age, count = raw.get("wave"), raw.get("min_age"), raw.get("count")
+    if not isinstance(wave, str) or not wave.strip() or len(wave) > 60:
+        raise _bad("wave must be a short name")
+    if isinstance(min_age, bool) or not isinstance(min_age, int) or not 0 <= min_age <= 120:
+        raise _bad("min_age must be a whole number from 0 to 120")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
+        raise _bad("count must be a whole number from 1 to 100000")
+    created, codes = await backend.invitations.create_wave(wave.strip(), min_age, count)
+    log.info("invitation wave %s: %d codes for %d+", created.name, count, min_age)
+    return web.json_response({"wave": created.name, "min_age": min_age, "codes": codes},
+                             status=201)
+
+
+async def list_invitations(request: web.Request) -> web.Response:
+    waves = await request.app[keys.backend_key].invitations.waves()
+    return web.json_response({"waves": [
+        {"wave": w.name, "min_age": w.min_age, "count": w.count, "created": w.created}
+        for w in waves]})
+
+
+async def sweep(request: web.Request) -> web.Response:
+    backend = request.app[keys.backend_key]
+    expired = await backend.inventory.sweep()
+    backend.metrics.holds_expired.inc(expired)
+    return web.json_response({"holds_expired": expired})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/admin/catalogue", load_catalogue)
+    app.router.add_post("/admin/catalogue/demo", load_demo_catalogue)
+    app.router.add_post("/admin/slots", release_slots)
+    app.router.add_post("/admin/slots/generate", generate)
+    app.router.add_get("/admin/stats", stats)
+    app.router.add_post("/admin/invitations", create_invitations)
+    app.router.add_get("/admin/invitations", list_invitations)
+    app.router.add_post("/admin/sweep", sweep)
+
+

@@ -1,0 +1,121 @@
+"""Normalising people and contacts, and the keyed hash that stands for a person in Redis.
+
+One person holds at most one booking. The person is recognised by name + birth date +
+phone or e-mail (normalised), or by an invitation code; Redis only ever sees an HMAC of that,
+never the raw identity as a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import unicodedata
+from dataclasses import dataclass
+
+from booking_backend.eligibility import InvalidInput
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[a-z]{2,24}$")
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: easy to read out on the phone
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    channel: str  # "sms" | "email"
+    address: str  # normalised: +4915112345678 or name@example.org
+
+    @property
+    def masked(self) -> str:
+        """Safe to log and to show: `+49151*****678`, `n***@example.org`."""
+        if self.channel == "email":
+            local, _, domain = self.address.partition("@")
+            return f"{local[:1]}***@{domain}"
+        return self.address[:6] + "*" * max(len(self.address) - 9, 3) + self.address[-3:]
+
+
+def normalise_name(raw: object, field: str = "name") -> str:
+    if not isinstance(raw, str):
+        raise InvalidInput(field, "name_missing")
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if not text:
+        raise InvalidInput(field, "name_missing")
+    if len(text) > 120 or any(unicodedata.category(ch).startswith("C") for ch in text):
+        raise InvalidInput(field, "name_invalid")
+    return " ".join(text.split())
+
+
+def name_key(name: str) -> str:
+    """Case, accents, punctuation and spacing do not make a different person."""
+    folded = unicodedata.normalize("NFKD", name.casefold().replace("ß", "ss"))
+    letters = "".join(ch for ch in folded if ch.isalnum() or ch.isspace())
+    return " ".join(letters.split())
+
+
+def parse_contact(raw: object, field: str = "contact") -> Contact:
+    """A German or international phone number (SMS) or an e-mail address."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidInput(field, "contact_missing")
+    value = raw.strip()
+    if "@" in value:
+        email = value.lower()
+        if len(email) > 254 or not _EMAIL.match(email):
+            raise InvalidInput(field, "email_invalid")
+        return Contact("email", email)
+    digits = re.sub(r"[\s()/.\-]", "", value)
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    elif digits.startswith("0"):
+        digits = "+49" + digits[1:]
+    elif not digits.startswith("+"):
+        raise InvalidInput(field, "phone_invalid")
+    if not digits[1:].isdigit() or not 8 <= len(digits) - 1 <= 15:
+        raise InvalidInput(field, "phone_invalid")
+    return Contact("sms", digits)
+
+
+class IdentityHasher:
+    """HMAC-SHA256 of a normalised identity, with a key of its own (not the rotating ones)."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+
+    def _digest(self, text: str) -> str:
+        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+
+    def person(self, name: str, birth: str, contact: Contact) -> str:
+        return self._digest(f"person|{name_key(name)}|{birth}|{contact.address}")
+
+    def invitation(self, code: str) -> str:
+        return self._digest(f"invitation|{normalise_code(code)}")
+
+    def code(self, subject: str, code: str) -> str:
+        """The stored form of a verification code, bound to what it unlocks."""
+        return self._digest(f"code|{subject}|{code}")
+
+
+def normalise_code(raw: str) -> str:
+    return re.sub(r"[\s\-]", "", raw).upper()
+
+
+def new_code(groups: int = 2, size: int = 4) -> str:
+    """`K7QM-3XZA`: readable, unambiguous, 40 bits per 8 characters."""
+    return "-".join(
+        "".join(secrets.choice(_CODE_ALPHABET) for _ in range(size)) for _ in range(groups)
+    )
+
+
+def is_code(raw: object, groups: int = 2, size: int = 4) -> bool:
+    if not isinstance(raw, str):
+        return False
+    value = normalise_code(raw)
+    return len(value) == groups * size and all(ch in _CODE_ALPHABET for ch in value)
+
+
+def format_code(raw: str, size: int = 4) -> str:
+    value = normalise_code(raw)
+    return "-".join(value[i : i + size] for i in range(0, len(value), size))
+
+
+def new_digits(length: int = 6) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(length))

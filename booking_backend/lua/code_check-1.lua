@@ -1,0 +1,32 @@
+-- code_check-1.lua: check a verification code, counting wrong attempts.
+--
+-- KEYS[1]  P.."verif:"..vid
+-- ARGV[1]  now   ARGV[2] code hash   ARGV[3] validity s   ARGV[4] max attempts
+-- ARGV[5]  subject (the code must have been requested for this, e.g. this hold)
+-- Returns {"ok"} | {"wrong", remaining} | {"locked"} | {"expired"} | {"not_delivered"}
+--       | {"failed"} (delivery gave up) | {"missing"}.
+-- Clock: ARGV now (the app clock). Validity runs from `delivered`, written by
+-- outbox_done-1.lua when the sender succeeded, never from `requested`.
+
+local now, code_hash, validity, max_attempts = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local v = redis.call("HMGET", KEYS[1], "code_hash", "delivered", "attempts", "status", "subject")
+if not v[1] or v[5] ~= ARGV[5] then return {"missing"} end
+-- A repeated submit of the right code (double click, retry) stays correct.
+if v[4] == "verified" then
+  if v[1] == code_hash then return {"ok"} end
+  return {"wrong", "0"}
+end
+if v[4] == "locked" then return {"locked"} end
+if v[4] == "failed" then return {"failed"} end
+if not v[2] or v[2] == "" then return {"not_delivered"} end
+if now >= tonumber(v[2]) + validity then return {"expired"} end
+local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
+if v[1] == code_hash then
+  redis.call("HSET", KEYS[1], "status", "verified", "verified_at", now)
+  return {"ok"}
+end
+if attempts >= max_attempts then
+  redis.call("HSET", KEYS[1], "status", "locked")
+  return {"locked"}
+end
+return {"wrong", tostring(max_attempts - attempts)}

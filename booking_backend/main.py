@@ -1,0 +1,191 @@
+"""Application factories and the `booking-backend` entry point.
+
+`create_app` builds the citizens' app (pages and JSON API, every request needs a gate pass);
+`create_admin_app` builds the operators' app for a separate port. Both can share one
+`Backend` (pass `public_app=`), so metrics and Redis connections are shared in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from booking_backend import admin, api, keys, views
+from booking_backend.backend import Backend
+from booking_backend.errors import Handler, error_middleware, is_api
+from booking_backend.protection import language_middleware, pass_middleware
+from booking_backend.rendering import make_renderer
+from booking_backend.settings import Settings, SettingsError
+from booking_backend.store import StoreUnavailable
+from booking_backend.verification import Sender
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'  # no client address: no personal data in logs
+ADMIN_MAX_BODY = 32 * 1024 * 1024
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[keys.metrics_key]
+    surface = "api" if is_api(request) else "web"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.requests.labels(surface=surface, status=f"{status // 100}xx").inc()
+        metrics.request_duration.labels(surface=surface).observe(time.perf_counter() - started)
+
+
+def _install(app: web.Application, backend: Backend) -> None:
+    app[keys.backend_key] = backend
+    app[keys.settings_key] = backend.settings
+    app[keys.clock_key] = backend.clock
+    app[keys.metrics_key] = backend.metrics
+    app[keys.store_key] = backend.store
+    app[keys.catalogue_key] = backend.catalogue
+    app[keys.inventory_key] = backend.inventory
+    app[keys.invitations_key] = backend.invitations
+    app[keys.service_key] = backend.service
+    app[keys.outbox_key] = backend.outbox
+    app[keys.sender_key] = backend.sender
+    app[keys.pass_verifier_key] = backend.pass_verifier
+    app[keys.csrf_key] = backend.csrf
+    app[keys.render_key] = make_renderer(backend.settings)
+
+
+async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Redis (and the webhook client) first, so the tasks below stop before they close."""
+    backend = app[keys.backend_key]
+    await backend.open()
+    yield
+    await backend.close()
+
+
+async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+    backend = app[keys.backend_key]
+    if backend.settings.outbox_worker:
+        app[keys.outbox_task_key] = asyncio.create_task(backend.outbox.run_forever())
+    app[keys.sweeper_task_key] = asyncio.create_task(sweep_forever(backend))
+    yield
+    for key in (keys.sweeper_task_key, keys.outbox_task_key):
+        task = app.get(key)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def sweep_forever(backend: Backend) -> None:
+    """Return the units of expired holds even when nobody books (hold-1.lua also does it
+    lazily), and keep the gauges fresh."""
+    while True:
+        try:
+            expired = await backend.inventory.sweep()
+            if expired:
+                backend.metrics.holds_expired.inc(expired)
+            backend.metrics.observe_counts(await backend.store.counts())
+        except StoreUnavailable as exc:
+            log.warning("sweeper: store unavailable: %s", exc)
+        await asyncio.sleep(backend.settings.sweep_seconds)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None,
+    registry: CollectorRegistry | None = None, sender: Sender | None = None,
+    backend: Backend | None = None,
+) -> web.Application:
+    """The citizens' app. Raises `SettingsError` for unsafe settings (e.g. no secrets
+    outside demo/dev, or passes switched off without demo/dev)."""
+    settings = settings or (backend.settings if backend else Settings())
+    for warning in settings.check_startable():
+        log.warning("%s", warning)
+    backend = backend or Backend(settings, clock=clock, registry=registry, sender=sender)
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware, language_middleware,
+                     pass_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    _install(app, backend)
+    app.cleanup_ctx.append(backend_ctx)
+    app.cleanup_ctx.append(background_ctx)
+    views.setup_routes(app)
+    api.setup_routes(app)
+    return app
+
+
+def create_admin_app(
+    settings: Settings | None = None, *, public_app: web.Application | None = None,
+    clock: Clock | None = None, registry: CollectorRegistry | None = None,
+    backend: Backend | None = None,
+) -> web.Application:
+    """The operators' app (separate port). With `public_app`, it shares that app's backend."""
+    if backend is None and public_app is not None:
+        backend = public_app[keys.backend_key]
+    if backend is None:
+        settings = settings or Settings()
+        settings.check_startable()
+        backend = Backend(settings, clock=clock, registry=registry)
+    app = web.Application(middlewares=[admin.admin_middleware], client_max_size=ADMIN_MAX_BODY)
+    _install(app, backend)
+    app.cleanup_ctx.append(backend_ctx)
+    admin.setup_routes(app)
+    return app
+
+
+async def serve(settings: Settings, host: str, port: int, admin_host: str,
+                admin_port: int) -> None:
+    public = create_app(settings)
+    admin_app = create_admin_app(public_app=public)
+    runners = [web.AppRunner(public, access_log_format=ACCESS_LOG_FORMAT),
+               web.AppRunner(admin_app, access_log_format=ACCESS_LOG_FORMAT)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for runner, (h, p) in zip(runners, ((host, port), (admin_host, admin_port)), strict=True):
+            await runner.setup()
+            await web.TCPSite(runner, h, p).start()
+            log.info("listening on http://%s:%d", h, p)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Vaccination booking backend")
+    parser.add_argument("--host", default="127.0.0.1", help="public app host")
+    parser.add_argument("--port", type=int, default=8081, help="public app port")
+    parser.add_argument("--admin-host", default="127.0.0.1", help="admin app host")
+    parser.add_argument("--admin-port", type=int, default=8091, help="admin app port")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        settings.check_startable()
+    except SettingsError as exc:
+        parser.exit(2, f"booking-backend: {exc}\n")
+    asyncio.run(serve(settings, args.host, args.port, args.admin_host, args.admin_port))
+
+
+if __name__ == "__main__":
+    main()

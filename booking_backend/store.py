@@ -1,0 +1,198 @@
+"""Redis key names, the Lua scripts and the one place where Redis errors become our own.
+
+Every key of a deployment starts with `bk:{<deployment>}:`; the braces make the deployment
+a Redis Cluster hash tag, so all keys of one deployment share a slot and every Lua script
+(which derive keys from that prefix) stays on one node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+_INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
+
+Value = str | int | float
+
+
+class StoreUnavailable(Exception):
+    """Redis could not be reached or refused a command; views show a friendly 503."""
+
+
+def text(value: object) -> str:
+    """Redis replies as str (decode_responses) or bytes; views want str."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def load_lua(name: str) -> str:
+    """Read a script from the package, pasting `--!include` files in place."""
+    folder = importlib.resources.files("booking_backend") / "lua"
+    source = (folder / name).read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: (folder / m.group(1)).read_text(encoding="utf-8"), source)
+
+
+class Keys:
+    """Every Redis key the backend uses, built from one prefix."""
+
+    def __init__(self, deployment: str) -> None:
+        self.prefix = f"bk:{{{deployment}}}:"
+        p = self.prefix
+        self.cap = p + "cap"  # HASH slot -> capacity units
+        self.free = p + "free"  # HASH slot -> free units
+        self.counts = p + "counts"  # HASH capacity/free/held/booked/bookings/waiting
+        self.holds = p + "holds"  # ZSET hold id by expiry
+        self.identities = p + "identities"  # HASH identity HMAC -> booking code
+        self.outbox = p + "outbox"  # ZSET message id by due time
+        self.wl_identities = p + "wl:identities"  # HASH identity HMAC -> waiting entry
+        self.wl_seq = p + "wl:seq"  # counter: order of joining the waiting list
+        self.invitations = p + "inv"  # HASH invitation HMAC -> wave
+        self.waves = p + "waves"  # HASH wave -> JSON {min_age, count, created}
+        self.catalogue = p + "catalogue"  # HASH version, json (centres and postcodes)
+        self.demo_lock = p + "demo-lock"  # STRING: one process loads the demo data
+
+    def cfree(self, centre: str) -> str:
+        return f"{self.prefix}cfree:{centre}"  # ZSET slots with free units by start
+
+    def hold(self, hid: str) -> str:
+        return f"{self.prefix}hold:{hid}"
+
+    def owner(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}"
+
+    def booking(self, code: str) -> str:
+        return f"{self.prefix}booking:{code}"
+
+    def verif(self, vid: str) -> str:
+        return f"{self.prefix}verif:{vid}"
+
+    def msg(self, mid: str) -> str:
+        return f"{self.prefix}msg:{mid}"
+
+    def wl_entry(self, eid: str) -> str:
+        return f"{self.prefix}wl:e:{eid}"
+
+    def wl_district(self, district: str) -> str:
+        return f"{self.prefix}wl:d:{district}"
+
+    def wl_centre(self, centre: str) -> str:
+        return f"{self.prefix}wl:c:{centre}"
+
+    def session(self, sid: str) -> str:
+        return f"{self.prefix}sess:{sid}"
+
+    def idempotency(self, digest: str) -> str:
+        return f"{self.prefix}idem:{digest}"
+
+
+class Store:
+    """The Redis client, the key builder and every Lua script, registered once per client."""
+
+    def __init__(self, client: aioredis.Redis, deployment: str) -> None:
+        self.redis = client
+        self.keys = Keys(deployment)
+        self.prefix = self.keys.prefix
+        register = client.register_script
+        self.hold_script: AsyncScript = register(load_lua("hold-1.lua"))
+        self.release_script: AsyncScript = register(load_lua("release-1.lua"))
+        self.hold_details_script: AsyncScript = register(load_lua("hold_details-1.lua"))
+        self.code_request_script: AsyncScript = register(load_lua("code_request-2.lua"))
+        self.code_check_script: AsyncScript = register(load_lua("code_check-1.lua"))
+        self.confirm_script: AsyncScript = register(load_lua("confirm-2.lua"))
+        self.cancel_script: AsyncScript = register(load_lua("cancel-1.lua"))
+        self.release_slots_script: AsyncScript = register(load_lua("release_slots-0.lua"))
+        self.sweep_script: AsyncScript = register(load_lua("sweep-0.lua"))
+        self.outbox_claim_script: AsyncScript = register(load_lua("outbox_claim-1.lua"))
+        self.outbox_done_script: AsyncScript = register(load_lua("outbox_done-1.lua"))
+        self.outbox_fail_script: AsyncScript = register(load_lua("outbox_fail-1.lua"))
+        self.waitlist_join_script: AsyncScript = register(load_lua("waitlist_join-1.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, deployment: str) -> Store:
+        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, deployment)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """Turn any Redis failure into `StoreUnavailable` (the store boundary)."""
+        try:
+            yield
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def run(
+        self, script: AsyncScript, keys: Sequence[str], args: Iterable[Value]
+    ) -> list[str]:
+        """Run a script; its reply (a list, or a single value) comes back as strings."""
+        async with self.guard():
+            reply: Any = await script(keys=list(keys), args=list(args))
+        if isinstance(reply, list):
+            return [text(item) for item in reply]
+        return [text(reply)]
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        async with self.guard():
+            raw = await self.redis.hgetall(key)
+        return {text(k): text(v) for k, v in raw.items()}
+
+    async def hget(self, key: str, field: str) -> str | None:
+        async with self.guard():
+            raw = await self.redis.hget(key, field)
+        return None if raw is None else text(raw)
+
+    async def get(self, key: str) -> str | None:
+        async with self.guard():
+            raw = await self.redis.get(key)
+        return None if raw is None else text(raw)
+
+    async def hset(self, key: str, mapping: Mapping[str, Value], *, ttl: int = 0) -> None:
+        async with self.guard():
+            pipe = self.redis.pipeline(transaction=True)
+            fields: dict[Any, Any] = dict(mapping)
+            pipe.hset(key, mapping=fields)
+            if ttl:
+                pipe.expire(key, ttl)
+            await pipe.execute()
+
+    async def set(self, key: str, value: str, *, ttl: int = 0, only_new: bool = False) -> bool:
+        async with self.guard():
+            done = await self.redis.set(key, value, ex=ttl or None, nx=only_new)
+        return bool(done)
+
+    async def delete(self, key: str) -> None:
+        async with self.guard():
+            await self.redis.delete(key)
+
+    async def expire(self, key: str, ttl: int) -> None:
+        async with self.guard():
+            await self.redis.expire(key, ttl)
+
+    async def free_slots(self, centre: str, lo: float, hi: float) -> list[tuple[str, int]]:
+        """Slots of a centre with free units, starting between lo and hi, earliest first."""
+        async with self.guard():
+            raw = await self.redis.zrangebyscore(self.keys.cfree(centre), lo, hi, withscores=True)
+        result: list[tuple[str, int]] = []
+        for item in raw:
+            if isinstance(item, tuple | list) and len(item) == 2:
+                result.append((text(item[0]), int(float(item[1]))))
+        return result
+
+    async def counts(self) -> dict[str, int]:
+        raw = await self.hgetall(self.keys.counts)
+        names = ("capacity", "free", "held", "booked", "bookings", "waiting")
+        return {name: int(raw.get(name, "0")) for name in names}
+
+    async def ping(self) -> bool:
+        async with self.guard():
+            return bool(await self.redis.ping())
