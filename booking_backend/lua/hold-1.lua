@@ -48,10 +48,10 @@ if f1 < 1 or f2 < 1 then
     take(P, ph[1], 1)
     take(P, ph[2], 1)
     redis.call("HSET", pk, "status", "held")
-    redis.call("EXPIREAT", pk, tonumber(ph[3]) + 3600)
+    redis.call("EXPIRE", pk, math.max(1, tonumber(ph[3]) - now + 3600))
     redis.call("ZADD", P .. "holds", ph[3], prev)
     redis.call("HINCRBY", P .. "counts", "held", 2)
-    redis.call("SET", ok, prev, "EXAT", tonumber(ph[3]) + 60)
+    redis.call("SET", ok, prev, "EX", math.max(1, tonumber(ph[3]) - now + 60))
   end
   return {"gone"}
 end
@@ -64,7 +64,8 @@ redis.call("HSET", KEYS[1], "hid", hid, "first", first, "second", second, "centr
 if #ARGV > 11 then
   redis.call("HSET", KEYS[1], unpack(ARGV, 12))
 end
-redis.call("EXPIREAT", KEYS[1], expires + 3600)
+-- Relative TTLs: Redis expires keys by its own clock, which need not be the app clock.
+redis.call("EXPIRE", KEYS[1], math.max(1, expires - now + 3600))
 redis.call("ZADD", P .. "holds", expires, hid)
-redis.call("SET", ok, hid, "EXAT", expires + 60)
+redis.call("SET", ok, hid, "EX", math.max(1, expires - now + 60))
 return {"ok"}
