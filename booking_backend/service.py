@@ -266,7 +266,8 @@ class Service:
         if not isinstance(code_raw, str) or not code_raw.strip():
             raise BookingError("code_missing", 400, field="code")
         hold = await self.hold_state(hid, owner)
-        if not hold.booking:
+        # An expired hold goes straight to confirm-2.lua, which refuses it and frees its units.
+        if not hold.booking and hold.status == "held":
             status, detail = await self.verifier.check(hold_verification(hid), hid, code_raw)
             if status != "ok":
                 self.metrics.confirmations.labels(outcome=f"code_{status}").inc()
