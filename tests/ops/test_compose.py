@@ -1,0 +1,238 @@
+"""compose.yaml against the Compose Specification's JSON schema, and against what the stack
+must be: Redis with AOF, two gates sharing it behind one entry point, the booking backend,
+Prometheus scraping every admin port, Grafana provisioned; secrets only from the environment.
+
+Docker is not run here (no engine in CI): the file is validated, not started.
+`compose-spec.json` beside this file is the Compose Specification's schema
+(github.com/compose-spec/compose-spec, schema/compose-spec.json, Apache-2.0, licence in
+LICENSE.compose-spec), as vendored by check-jsonschema 0.39.0; sha256
+d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ops.dashboards import COMPOSE_PROMETHEUS, ROOT, dashboard_files, load_dashboard, panels
+
+NEEDS = "needs PyYAML and jsonschema (the dev extra: pyyaml>=6, jsonschema>=4.18)"
+yaml = pytest.importorskip("yaml", reason=NEEDS)
+jsonschema = pytest.importorskip("jsonschema", reason=NEEDS)
+
+COMPOSE = ROOT / "compose.yaml"
+SCHEMA = Path(__file__).with_name("compose-spec.json")
+SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|_KEY$")
+# Inside a container every port listens on all of its interfaces; the host publishes.
+ALL = "0.0.0.0"  # noqa: S104
+GATE_COMMAND = ["queue-gate", "--host", ALL, "--port", "8080",
+                "--admin-host", ALL, "--admin-port", "8081"]
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = load_yaml(COMPOSE)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def by_command(services: dict[str, dict[str, Any]], program: str) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services.items() if s.get("command", [None])[0] == program}
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    environment = service.get("environment", {})
+    assert isinstance(environment, dict), "write environment as a mapping"
+    return {k: str(v) for k, v in environment.items()}
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """./source -> target of the service's bind mounts (named volumes left out)."""
+    return {v.split(":")[0]: v.split(":")[1] for v in service.get("volumes", [])
+            if v.startswith("./")}
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(compose)]
+    assert not errors, errors
+
+
+def test_every_service_has_an_image_and_restarts(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) >= {"redis", "booking", "entry", "prometheus", "grafana"}
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_secrets_come_only_from_the_environment(services: dict[str, dict[str, Any]]) -> None:
+    secrets = 0
+    for name, service in services.items():
+        for key, value in env(service).items():
+            if SECRET_NAME.search(key):
+                secrets += 1
+                # ${NAME:?message}: compose refuses to start while it is unset.
+                assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}", value), (name, key, value)
+    assert secrets >= 5
+    assert not (ROOT / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text()
+
+
+def test_redis_keeps_an_append_only_file(services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    command = redis["command"]
+    assert flag(command, "--appendonly") == "yes"
+    assert flag(command, "--appendfsync") == "everysec"
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+    assert "healthcheck" in redis
+
+
+def test_two_gates_share_redis_behind_one_entry_point(
+        services: dict[str, dict[str, Any]]) -> None:
+    gates = by_command(services, "queue-gate")
+    assert len(gates) >= 2
+    booking = next(iter(by_command(services, "booking-backend")))
+    for name, gate in gates.items():
+        assert gate["command"] == GATE_COMMAND, name
+        variables = env(gate)
+        assert variables["REDIS_URL"] == "redis://redis:6379/0", name
+        assert variables["BACKEND_URL"] == f"http://{booking}:8082", name
+        assert {"QUEUE_GATE_SECRETS", "QUEUE_GATE_ADMIN_TOKEN"} <= set(variables), name
+        assert gate["build"] == ".", name
+        assert gate["depends_on"]["redis"]["condition"] == "service_healthy", name
+        # The admin port is for operators on the host only.
+        for port in gate.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+    # One room: every gate serves the same one.
+    assert len({env(g)["QUEUE_GATE_ROOM"] for g in gates.values()}) == 1
+
+    entry = services["entry"]
+    assert bind_mounts(entry)["./deploy/nginx.conf"] == "/etc/nginx/nginx.conf"
+    config = ROOT / "deploy" / "nginx.conf"
+    upstreams = set(re.findall(r"^\s*server\s+([\w.-]+:\d+)", config.read_text(), re.M))
+    assert upstreams == {f"{name}:8080" for name in gates}
+    assert entry["ports"] == ["8080:8080"]
+    assert set(entry["depends_on"]) == set(gates)
+
+
+def test_the_booking_backend_runs_behind_the_gates(services: dict[str, dict[str, Any]]) -> None:
+    (name, booking), = by_command(services, "booking-backend").items()
+    command = booking["command"]
+    assert flag(command, "--host") == ALL
+    assert flag(command, "--port") == "8082"
+    # Prometheus scrapes the admin port from another container: it must not be loopback.
+    assert flag(command, "--admin-host") == ALL
+    assert flag(command, "--admin-port") == "9082"
+    variables = env(booking)
+    assert variables["BOOKING_REDIS_URL"].startswith("redis://redis:6379/")
+    gate = next(iter(by_command(services, "queue-gate").values()))
+    # Gate and backend check passes with the same secrets, from the same variable.
+    assert variables["QUEUE_GATE_SECRETS"].split(":?")[0] == (
+        env(gate)["QUEUE_GATE_SECRETS"].split(":?")[0])
+    assert variables["BOOKING_PASS_ROOM"] == env(gate)["QUEUE_GATE_ROOM"]
+    # Only through the gate: the public port is not published.
+    assert all(p.startswith("127.0.0.1:9082:") for p in booking.get("ports", [])), name
+
+
+def test_prometheus_scrapes_every_admin_port(services: dict[str, dict[str, Any]]) -> None:
+    config = load_yaml(COMPOSE_PROMETHEUS)
+    jobs = {job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
+            for job in config["scrape_configs"]}
+    gates = by_command(services, "queue-gate")
+    assert jobs["queue-gate"] == {f"{name}:{flag(g['command'], '--admin-port')}"
+                                  for name, g in gates.items()}
+    (booking_name, booking), = by_command(services, "booking-backend").items()
+    assert jobs["booking-backend"] == {
+        f"{booking_name}:{flag(booking['command'], '--admin-port')}"}
+    prometheus = services["prometheus"]
+    mounts = bind_mounts(prometheus)
+    assert mounts["./prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    # rule_files are relative to the config: alerts.yml must sit beside it.
+    assert config["rule_files"] == ["alerts.yml"]
+    assert mounts["./prometheus/alerts.yml"] == "/etc/prometheus/alerts.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+
+
+def test_grafana_is_provisioned_with_the_datasource_the_dashboards_use(
+        services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+    assert mounts["./grafana/datasources"] == "/etc/grafana/provisioning/datasources"
+    assert mounts["./grafana/dashboards"] == "/etc/grafana/provisioning/dashboards"
+    provider = load_yaml(ROOT / "grafana" / "dashboards" / "provider.yaml")
+    (only,) = provider["providers"]
+    assert only["type"] == "file"
+    assert only["options"]["path"] == mounts["./grafana/dashboards"]
+    home = env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "grafana" / "dashboards" / Path(home).name).exists()
+
+    datasources = load_yaml(ROOT / "grafana" / "datasources" / "prometheus.yaml")
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in services
+    scrape_interval = load_yaml(COMPOSE_PROMETHEUS)["global"]["scrape_interval"]
+    assert source["jsonData"]["timeInterval"] == scrape_interval
+    for path in dashboard_files():
+        for panel in panels(load_dashboard(path)):
+            if panel["type"] != "row":
+                assert panel["datasource"]["uid"] == source["uid"], (path.name, panel["title"])
+                for target in panel["targets"]:
+                    assert target["datasource"]["uid"] == source["uid"]
+
+
+def test_every_mounted_file_is_in_the_repository(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for source in bind_mounts(service):
+            assert (ROOT / source).exists(), (name, source)
+
+
+def test_only_the_entry_point_is_published_beyond_this_host(
+        services: dict[str, dict[str, Any]]) -> None:
+    public = {name: port for name, s in services.items() for port in s.get("ports", [])
+              if not str(port).startswith("127.0.0.1:")}
+    assert public == {"entry": "8080:8080"}
+
+
+def test_the_image_is_python_slim_installed_with_pip_as_a_non_root_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    stages = re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)
+    assert stages and all(s == "python:3.11-slim" for s in stages), stages
+    assert re.search(r"^RUN pip install .*\s\.$", dockerfile, re.M)
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    # Everything `pip install .` reads is copied in.
+    copied = " ".join(re.findall(r"^COPY\s+(?!--from)(.+)$", dockerfile, re.M))
+    for needed in ("setup.cfg", "pyproject.toml", "README.md", "queue_gate", "booking_backend",
+                   "templates"):
+        assert needed in copied, needed
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".git", ".venv", "tests", ".env"} <= set(ignored)
+    assert not {"queue_gate", "booking_backend", "templates", "setup.cfg"} & set(ignored)
+
+
+def test_the_schema_check_would_catch_a_broken_file(compose: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    broken = {**compose, "services": {**compose["services"],
+                                      "redis": {**compose["services"]["redis"],
+                                                "restart": ["always"], "heathcheck": {}}}}
+    messages = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(broken)]
+    assert len(messages) == 2, messages
