@@ -7,6 +7,7 @@ tick (within `tick_interval_s`) picks it up: no restart.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
 import logging
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 MAX_RATE_PER_MINUTE = 1_000_000
 MAX_SESSION_MINUTES = 24 * 60
 MAX_MESSAGE_LENGTH = 1000
+MAX_ACTIVE_SESSIONS = 10_000_000
 
 
 class InvalidChange(ValueError):
@@ -79,6 +81,9 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         "mode": config.mode,
         "message": config.message,
         "session_minutes": config.session_minutes,
+        "opens_at": None if config.opens_at is None
+        else dt.datetime.fromtimestamp(config.opens_at, dt.UTC).isoformat(),
+        "max_active_sessions": config.max_active_sessions,
         "measured_rate_per_minute": None if measured is None else round(measured, 2),
         **counters,
     }
@@ -112,14 +117,22 @@ async def patch_room(request: web.Request) -> web.Response:
     return web.json_response(await room_document(request, store))
 
 
-def validate_changes(body: object) -> dict[str, str | int]:
+FIELDS = ("rate_per_minute", "mode", "message", "session_minutes", "opens_at",
+          "max_active_sessions")
+
+
+def validate_changes(body: object) -> dict[str, str | int | float | None]:
     if not isinstance(body, dict) or not body:
-        raise InvalidChange("Send a JSON object with at least one of rate_per_minute, mode, "
-                            "message, session_minutes.")
-    unknown = sorted(set(body) - {"rate_per_minute", "mode", "message", "session_minutes"})
+        raise InvalidChange(f"Send a JSON object with at least one of {', '.join(FIELDS)}.")
+    unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise InvalidChange(f"Unknown field(s): {', '.join(unknown)}.")
-    changes: dict[str, str | int] = {}
+    changes: dict[str, str | int | float | None] = {}
+    if "opens_at" in body:
+        changes["opens_at"] = _opening_time(body["opens_at"])
+    if "max_active_sessions" in body:
+        changes["max_active"] = _bounded_int(body["max_active_sessions"], "max_active_sessions",
+                                             0, MAX_ACTIVE_SESSIONS)
     if "rate_per_minute" in body:
         changes["rate_per_minute"] = _bounded_int(body["rate_per_minute"], "rate_per_minute",
                                                   0, MAX_RATE_PER_MINUTE)
@@ -139,6 +152,21 @@ def validate_changes(body: object) -> dict[str, str | int]:
                                 "characters (or null to clear it).")
         changes["message"] = message.strip()
     return changes
+
+
+def _opening_time(value: object) -> float | None:
+    """An ISO 8601 time with its offset (e.g. 2021-01-28T08:00:00+01:00), or null to clear."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return when.timestamp()
+    raise InvalidChange("opens_at must be an ISO 8601 time with its UTC offset, e.g. "
+                        "2021-01-28T08:00:00+01:00, or null for no opening time.")
 
 
 def _bounded_int(value: object, name: str, low: int, high: int) -> int:

@@ -58,12 +58,24 @@ class RoomView:
         self._fetched_at = 0.0
         # (redis time, frontier) while the queue had a backlog under one configuration.
         self._samples: deque[tuple[float, int]] = deque()
+        # Numbers whose visitors polled since the last tick: marked present by the next one.
+        self._seen: set[int] = set()
         self._lock = asyncio.Lock()
+
+    def mark_seen(self, number: int) -> None:
+        """Remember that ticket `number` is still there; sent to Redis with the next tick."""
+        if self._settings.abandon_grace_s:
+            self._seen.add(number)
 
     async def refresh(self) -> TickResult:
         """Tick once (serialised: one tick at a time per process)."""
         async with self._lock:
-            result = await self.store.tick()
+            seen, self._seen = self._seen, set()
+            try:
+                result = await self.store.tick(sorted(seen))
+            except GateUnavailable:
+                self._seen |= seen  # try again with the next tick
+                raise
             self._record(result)
             return result
 
@@ -97,11 +109,13 @@ class RoomView:
     def fresh(self) -> bool:
         return self.snapshot is not None and time.monotonic() - self._fetched_at < STALE_AFTER_S
 
-    def estimate(self, number: int) -> Estimate:
-        """Place in line, honest wait and next poll interval for ticket `number`."""
+    def estimate(self, position: int) -> Estimate:
+        """Honest wait and next poll interval for the visitor at `position` (1 = next).
+
+        The measured rate is the frontier's speed, which counts visitors passed over
+        because they left: the estimate stays honest when many leave."""
         snap = self.snapshot
         assert snap is not None
-        position = max(number - snap.frontier, 0)
         wait_s: float | None = None
         if snap.config.mode == "queue":
             rate = self.measured_rate_per_minute() or float(snap.config.rate_per_minute)
@@ -113,7 +127,8 @@ class RoomView:
         """Poll often near the front, rarely far back, with jitter so polls do not align.
 
         interval = clamp(wait / 10, poll_min, poll_max) * uniform(0.8, 1.2); while paused or
-        closed (no estimate) the longest interval.
+        closed (no estimate) the longest interval. In the pre-queue `wait_s` is the time
+        until opening, so visitors poll every poll_min seconds in the last minute before it.
         """
         s = self._settings
         base = s.poll_max_s if wait_s is None else min(max(wait_s / 10, s.poll_min_s),

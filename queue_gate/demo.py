@@ -24,6 +24,7 @@ from queue_gate.devredis import private_redis
 from queue_gate.keys import store_key
 from queue_gate.main import create_app
 from queue_gate.settings import Settings
+from queue_gate.tickets import TicketSigner
 
 log = logging.getLogger("queue_gate.demo")
 
@@ -71,7 +72,6 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     # Imported here: the backend is a separate service that the gate does not need otherwise.
     from booking_backend.main import create_admin_app as create_booking_admin_app
     from booking_backend.main import create_app as create_booking_app
-
     from booking_backend.settings import Settings as BookingSettings
 
     signing_secret = secrets.token_urlsafe(32)
@@ -93,12 +93,13 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(serving(booking, args.host, args.backend_port))
         await stack.enter_async_context(
-            serving(create_booking_admin_app(booking), args.host, args.backend_admin_port))
+            serving(create_booking_admin_app(public_app=booking), args.host,
+                    args.backend_admin_port))
         await stack.enter_async_context(serving(gate, args.host, args.port))
         await stack.enter_async_context(
             serving(create_admin_app(gate), args.host, args.admin_port))
         for _ in range(max(args.crowd, 0)):
-            await gate[store_key].join()
+            await gate[store_key].join(TicketSigner.new_ticket_id())
         base = f"http://{args.host}"
         # The demo's one message to the person who started it.
         sys.stdout.write(

@@ -32,6 +32,19 @@ TEXTS: dict[str, dict[str, str]] = {
                   "Es geht weiter, sobald wieder Termine da sind.",
         "closed_heading": "Der Warteraum ist geschlossen",
         "closed": "Im Moment werden keine neuen Plätze vergeben.",
+        "prequeue_heading": "Die Buchung beginnt bald",
+        "opens_at": "Die Buchung öffnet am {date} um {time} Uhr.",
+        "prequeue": "Alle, die vor der Öffnung da sind, bekommen bei der Öffnung einen Platz "
+                    "in zufälliger Reihenfolge. Früher kommen bringt keinen Vorteil, und Sie "
+                    "müssen nicht neu laden.",
+        "prequeue_count": "Im Moment warten hier",
+        "returning": "Sie waren eine Weile nicht da, als Sie an der Reihe waren. "
+                     "Sie sind jetzt wieder ganz vorne.",
+        "limited_heading": "Zu viele Anmeldungen von diesem Anschluss",
+        "limited": "Von Ihrem Internetanschluss haben sich in den letzten Minuten sehr viele "
+                   "Menschen angestellt. Bitte versuchen Sie es in {minutes} Minuten noch "
+                   "einmal. Pflegeeinrichtungen können uns bitten, ihren Anschluss "
+                   "freizuschalten.",
         "admitted_heading": "Sie sind an der Reihe",
         "admitted": "Sie werden jetzt zur Terminbuchung weitergeleitet.",
         "continue": "Weiter zur Buchung",
@@ -71,6 +84,18 @@ TEXTS: dict[str, dict[str, str]] = {
                   "It continues as soon as appointments are available again.",
         "closed_heading": "The waiting room is closed",
         "closed": "No new places are given out at the moment.",
+        "prequeue_heading": "Booking opens soon",
+        "opens_at": "Booking opens on {date} at {time}.",
+        "prequeue": "Everyone who is here before the opening gets a place in random order "
+                    "when it opens. Coming earlier gives no advantage, and you do not need "
+                    "to reload.",
+        "prequeue_count": "Waiting here right now",
+        "returning": "You were away for a while when it was your turn. "
+                     "You are now at the front again.",
+        "limited_heading": "Too many people from this connection",
+        "limited": "Very many people have joined from your internet connection in the last "
+                   "minutes. Please try again in {minutes} minutes. Care homes can ask us to "
+                   "allow their connection.",
         "admitted_heading": "It is your turn",
         "admitted": "You are now being taken to the booking.",
         "continue": "Continue to booking",

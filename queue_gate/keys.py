@@ -8,6 +8,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from queue_gate.addresses import AddressPolicy
 from queue_gate.admission import RoomView
 from queue_gate.metrics import GateMetrics
 from queue_gate.pages import Pages
@@ -20,6 +21,7 @@ clock_key: web.AppKey[Clock] = web.AppKey("clock")
 metrics_key = web.AppKey("metrics", GateMetrics)
 pages_key = web.AppKey("pages", Pages)
 signer_key = web.AppKey("signer", TicketSigner)
+address_policy_key = web.AppKey("address_policy", AddressPolicy)
 redis_key = web.AppKey("redis", aioredis.Redis)
 store_key = web.AppKey("store", RoomStore)
 room_view_key = web.AppKey("room_view", RoomView)

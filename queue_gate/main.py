@@ -15,10 +15,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from queue_gate import admission
+from queue_gate.addresses import AddressPolicy
 from queue_gate.admin import create_admin_app
 from queue_gate.admission import RoomView
 from queue_gate.errors import error_middleware
 from queue_gate.keys import (
+    address_policy_key,
     backend_session_key,
     clock_key,
     metrics_key,
@@ -55,6 +57,7 @@ def create_app(
     app[clock_key] = clock or time.time
     app[metrics_key] = GateMetrics(registry or CollectorRegistry())
     app[pages_key] = Pages(settings.template_dir)
+    app[address_policy_key] = AddressPolicy.from_settings(settings)
     app[signer_key] = TicketSigner(settings.secrets, settings.room,
                                    ticket_max_age_s=settings.ticket_max_age_s,
                                    clock=app[clock_key])

@@ -40,8 +40,9 @@ class GateMetrics:
             name("tokens_rejected"), "Tickets and passes refused, by reason",
             ["room", "reason"], registry=registry)
         self.joins_refused = Counter(
-            name("joins_refused"), "Arrivals turned away because the room was closed",
-            ["room"], registry=registry)
+            name("joins_refused"),
+            "Arrivals turned away, by reason (room_closed, address_limit)",
+            ["room", "reason"], registry=registry)
         self.time_waited = Histogram(
             name("wait_duration_seconds"), "Time from joining to admission, per admitted visitor",
             ["room"], buckets=WAIT_BUCKETS, registry=registry)
@@ -63,7 +64,14 @@ class GateMetrics:
             name("room_tickets"), "Tickets issued in the room since it was created (all processes)",
             ["room"], registry=registry)
         self.admitted_total = Gauge(
-            name("room_admitted"), "Visitors admitted since the room was created (the frontier)",
+            name("room_admitted"), "Visitors admitted since the room was created",
+            ["room"], registry=registry)
+        self.left_total = Gauge(
+            name("room_left_while_waiting"),
+            "Visitors passed over because they had stopped polling (left the queue)",
+            ["room"], registry=registry)
+        self.prequeue = Gauge(
+            name("prequeue_visitors"), "Visitors in the pre-queue, waiting for the opening draw",
             ["room"], registry=registry)
         self.passes_active = Gauge(
             name("passes_active"), "Admission passes not yet expired or ended",
@@ -85,7 +93,9 @@ class GateMetrics:
     def observe_room(self, room: str, tick: TickResult, measured: float | None) -> None:
         self.waiting.labels(room).set(tick.waiting)
         self.tickets_total.labels(room).set(tick.seq)
-        self.admitted_total.labels(room).set(tick.frontier)
+        self.admitted_total.labels(room).set(tick.admitted)
+        self.left_total.labels(room).set(tick.skipped)
+        self.prequeue.labels(room).set(tick.prequeue_size)
         self.passes_active.labels(room).set(tick.passes_active)
         self.rate_configured.labels(room).set(tick.config.rate_per_minute)
         self.rate_measured.labels(room).set(float("nan") if measured is None else measured)

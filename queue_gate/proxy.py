@@ -14,10 +14,11 @@ import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from queue_gate.addresses import browser_fingerprint
 from queue_gate.errors import UpstreamBroken, error_page
 from queue_gate.keys import (
+    address_policy_key,
     backend_session_key,
-    clock_key,
     metrics_key,
     settings_key,
     signer_key,
@@ -28,6 +29,7 @@ from queue_gate.tickets import (
     PASS_COOKIE,
     PASS_HEADER,
     AdmissionPass,
+    PassShared,
     SessionEnded,
     TokenRejected,
 )
@@ -53,7 +55,8 @@ def wants_html(request: web.Request) -> bool:
 
 
 async def check_pass(request: web.Request) -> AdmissionPass | None:
-    """The request's valid pass, or None. Raises `TokenRejected` for a bad or ended one."""
+    """The request's valid pass, or None. Raises `TokenRejected` for a bad, ended or
+    too widely shared one. One Redis round trip (the record and the browser count)."""
     token = request.headers.get(PASS_HEADER) or request.cookies.get(PASS_COOKIE)
     if not token:
         return None
@@ -61,15 +64,19 @@ async def check_pass(request: web.Request) -> AdmissionPass | None:
     room = app[settings_key].room
     try:
         admission = app[signer_key].load_pass(token)
+        policy = app[address_policy_key]
+        fingerprint = browser_fingerprint(request, policy.client_address(request))
         try:
-            recorded = await app[store_key].pass_expiry(admission.ticket_id)
+            outcome, _ = await app[store_key].check_pass(admission.ticket_id, fingerprint)
         except GateUnavailable:
             # Redis is briefly away: the signature and expiry were checked, let the admitted
             # visitor finish rather than break their booking; only an early end is missed.
             app[metrics_key].redis_errors.labels(room, "pass_check").inc()
             return admission
-        if recorded is None or recorded <= app[clock_key]():
+        if outcome == "ended":
             raise SessionEnded()
+        if outcome == "shared":
+            raise PassShared()
     except TokenRejected as exc:
         app[metrics_key].rejections.labels(room, exc.code).inc()
         raise

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,21 @@ class Settings:
     ticket_max_age_s: int = 24 * 3600
     tick_interval_s: float = 0.25
     poll_min_s: float = 2.0
-    poll_max_s: float = 60.0
+    poll_max_s: float = 120.0
+    # A visitor not seen for this long is passed over without using an admission; 0 = off.
+    # At least twice poll_max_s, so a visitor who polls as told is never taken for gone.
+    abandon_grace_s: float = 300.0
+    # Pre-queued visitors count as present this long after the draw, before their first poll.
+    draw_grace_s: float = 30.0
+    # Joins per network address (IPv4 address, IPv6 /64) and window; care homes, families
+    # and mobile carriers' shared addresses must fit, bots with one address must not.
+    join_limit: int = 300
+    join_window_s: int = 600
+    trusted_networks: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    # Browsers (network prefix + user agent) one pass may be used from.
+    pass_max_browsers: int = 4
+    timezone: str = "Europe/Berlin"
     cookie_secure: bool = True
     template_dir: Path | None = None
     backend_timeout_s: float = 60.0
@@ -55,6 +71,20 @@ class Settings:
             raise SettingsError("the session must last at least one minute")
         if self.tick_interval_s <= 0 or self.poll_min_s <= 0 or self.poll_max_s < self.poll_min_s:
             raise SettingsError("tick and poll intervals must be positive, min <= max")
+        if self.abandon_grace_s and self.abandon_grace_s < 2 * self.poll_max_s:
+            raise SettingsError("the abandon grace period must be 0 (off) or at least twice "
+                                "the longest poll interval")
+        if self.join_limit < 0 or self.join_window_s < 1 or self.pass_max_browsers < 1:
+            raise SettingsError("join limit >= 0, join window >= 1 s, pass browsers >= 1")
+        for network in (*self.trusted_networks, *self.trusted_proxies):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise SettingsError(f"{network!r} is not a network (e.g. 10.0.0.0/8)") from None
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"unknown time zone {self.timezone!r}") from None
         if not self.secrets:
             raise SettingsError(
                 "QUEUE_GATE_SECRETS is required (comma-separated, newest first); "
@@ -82,6 +112,9 @@ class Settings:
             ("QUEUE_GATE_RATE_PER_MINUTE", "initial_rate_per_minute"),
             ("QUEUE_GATE_SESSION_MINUTES", "initial_session_minutes"),
             ("QUEUE_GATE_BACKEND_MAX_CONNECTIONS", "backend_max_connections"),
+            ("QUEUE_GATE_JOIN_LIMIT", "join_limit"),
+            ("QUEUE_GATE_JOIN_WINDOW_S", "join_window_s"),
+            ("QUEUE_GATE_PASS_MAX_BROWSERS", "pass_max_browsers"),
         ):
             if name in env:
                 found[attr] = _int(env, name)
@@ -90,6 +123,8 @@ class Settings:
             ("QUEUE_GATE_POLL_MIN_S", "poll_min_s"),
             ("QUEUE_GATE_POLL_MAX_S", "poll_max_s"),
             ("QUEUE_GATE_BACKEND_TIMEOUT_S", "backend_timeout_s"),
+            ("QUEUE_GATE_ABANDON_GRACE_S", "abandon_grace_s"),
+            ("QUEUE_GATE_DRAW_GRACE_S", "draw_grace_s"),
         ):
             if name in env:
                 found[attr] = _float(env, name)
@@ -99,6 +134,14 @@ class Settings:
             found["initial_message"] = env["QUEUE_GATE_MESSAGE"]
         if "QUEUE_GATE_TICKET_MAX_AGE_S" in env:
             found["ticket_max_age_s"] = _int(env, "QUEUE_GATE_TICKET_MAX_AGE_S")
+        for name, attr in (
+            ("QUEUE_GATE_TRUSTED_NETWORKS", "trusted_networks"),
+            ("QUEUE_GATE_TRUSTED_PROXIES", "trusted_proxies"),
+        ):
+            if name in env:
+                found[attr] = tuple(n.strip() for n in env[name].split(",") if n.strip())
+        if "QUEUE_GATE_TIMEZONE" in env:
+            found["timezone"] = env["QUEUE_GATE_TIMEZONE"]
         found["cookie_secure"] = _flag(env, "QUEUE_GATE_COOKIE_SECURE", not demo)
         if env.get("QUEUE_GATE_TEMPLATE_DIR"):
             found["template_dir"] = Path(env["QUEUE_GATE_TEMPLATE_DIR"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +24,9 @@ PREFIX = "qg"
 ROOMS_KEY = f"{PREFIX}:rooms"
 # After every gate was down, the backend gets the normal rate, not the outage's backlog.
 MAX_CREDITED_ELAPSED_S = 5.0
+# Most ticket numbers one tick examines: bounds the script's run time when a long stretch
+# of the line has left (the rest are reached by the next ticks).
+WALK_LIMIT = 2000
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -39,7 +42,7 @@ class RoomMissing(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RoomKeys:
-    """Every key of one room, built in one place."""
+    """Every key of one room, built in one place (see lua/_room.lua for their contents)."""
 
     room: str
 
@@ -58,6 +61,22 @@ class RoomKeys:
     def passes(self) -> str:
         return self._key("passes")
 
+    @property
+    def room_scripts(self) -> list[str]:
+        """The key list every room script takes, in the order lua/_room.lua names."""
+        return [
+            self.config, self.state, self.passes,
+            self._key("seen:0"), self._key("seen:1"), self._key("seen:2"),
+            self._key("skipped"), self._key("returners"), self._key("requeued"),
+            self._key("prequeue"), self._key("drawn"),
+        ]
+
+    def address(self, address: str) -> str:
+        return self._key(f"addr:{address}")
+
+    def pass_browsers(self, ticket_id: str) -> str:
+        return self._key(f"pfp:{ticket_id}")
+
 
 @dataclass(frozen=True, slots=True)
 class RoomConfig:
@@ -67,6 +86,10 @@ class RoomConfig:
     mode: str
     message: str
     session_minutes: int
+    # When the room opens (unix seconds); arrivals before it wait in the pre-queue.
+    opens_at: float | None = None
+    # Admissions pause while this many passes are active; 0 means no cap.
+    max_active_sessions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,32 +103,55 @@ class TickResult:
     passes_active: int
     passes_issued: int
     now: float
+    admitted: int = 0
+    skipped: int = 0
+    prequeue_size: int = 0
+    draw_opens_at: float | None = None
+    draw_base: int = 0
+    draw_count: int = 0
 
     @property
     def waiting(self) -> int:
+        """Numbered visitors not yet reached by the frontier (some may have left)."""
         return self.seq - self.frontier
 
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
+    # queue | paused | passthrough: numbered; prequeue: before opening; closed; limited
     mode: str
     number: int
     frontier: int
     epoch: str
+    opens_at: float | None = None
+    retry_after_s: int = 0
 
 
-PassOutcome = Literal["issued", "again", "waiting", "spent", "stale"]
+PassOutcome = Literal["issued", "again", "waiting", "requeued", "full", "spent", "stale"]
 
 
 @dataclass(frozen=True, slots=True)
 class PassResult:
     outcome: PassOutcome
-    # The pass's expiry (unix seconds) for issued/again/spent; the frontier for waiting.
+    # The pass's expiry (unix seconds) for issued/again/spent; the frontier for waiting;
+    # the place among returners for requeued.
     value: int
 
 
-def _script_source(name: str) -> str:
-    return importlib.resources.files("queue_gate").joinpath("lua", name).read_text("utf-8")
+@dataclass(frozen=True, slots=True)
+class DrawPlace:
+    outcome: Literal["drawn", "prequeue", "stale"]
+    number: int
+    base: int
+
+
+def _script_source(name: str, *, room_lib: bool) -> str:
+    """A script's text; room scripts get the shared helpers of lua/_room.lua first."""
+    lua = importlib.resources.files("queue_gate").joinpath("lua")
+    source = lua.joinpath(name).read_text("utf-8")
+    if room_lib:
+        source = lua.joinpath("_room.lua").read_text("utf-8") + "\n" + source
+    return source
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -139,13 +185,15 @@ class RoomStore:
         self._settings = settings
         # None means Redis TIME: the one clock every process on every machine agrees on.
         self._clock = clock
-        self._tick = self._register("tick-3.lua")
-        self._join = self._register("join-2.lua")
-        self._issue_pass = self._register("issue_pass-3.lua")
-        self._end_pass = self._register("end_pass-2.lua")
+        self._tick = self._register("tick-11.lua", room_lib=True)
+        self._join = self._register("join-12.lua", room_lib=True)
+        self._issue_pass = self._register("issue_pass-11.lua", room_lib=True)
+        self._draw_place = self._register("draw_place-11.lua", room_lib=True)
+        self._check_pass = self._register("check_pass-2.lua", room_lib=False)
+        self._end_pass = self._register("end_pass-2.lua", room_lib=False)
 
-    def _register(self, name: str) -> AsyncScript:
-        return self.client.register_script(_script_source(name))
+    def _register(self, name: str, *, room_lib: bool) -> AsyncScript:
+        return self.client.register_script(_script_source(name, room_lib=room_lib))
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(self._clock())
@@ -156,22 +204,25 @@ class RoomStore:
         except (RedisError, OSError) as exc:
             raise GateUnavailable(str(exc)) from exc
 
-    async def tick(self) -> TickResult:
-        """Advance the frontier by the rate and read the room (creating it if needed)."""
+    async def tick(self, seen: Sequence[int] = ()) -> TickResult:
+        """Admit at the rate, mark `seen` numbers present, read the room (creating it)."""
         s = self._settings
-        keys = [self.keys.config, self.keys.state, self.keys.passes]
         args: list[str | int | float] = [
-            self._now_arg(), MAX_CREDITED_ELAPSED_S, s.ticket_max_age_s,
+            self._now_arg(), MAX_CREDITED_ELAPSED_S, s.ticket_max_age_s, s.abandon_grace_s,
+            s.draw_grace_s, WALK_LIMIT,
             s.initial_rate_per_minute, s.initial_mode, s.initial_message,
-            s.initial_session_minutes, secrets.token_hex(4),
+            s.initial_session_minutes, secrets.token_hex(4), *seen,
         ]
-        raw: list[Any] = await self._call(lambda: self._tick(keys=keys, args=args))
+        raw: list[Any] = await self._call(
+            lambda: self._tick(keys=self.keys.room_scripts, args=args))
         return TickResult(
             config=RoomConfig(
                 rate_per_minute=int(float(raw[1])),
                 mode=str(raw[0]),
                 message=str(raw[2]),
                 session_minutes=int(raw[3]),
+                opens_at=float(raw[12]) if raw[12] else None,
+                max_active_sessions=int(raw[14]),
             ),
             epoch=str(raw[4]),
             seq=int(raw[5]),
@@ -179,33 +230,63 @@ class RoomStore:
             passes_active=int(raw[7]),
             passes_issued=int(raw[8]),
             now=float(raw[9]),
+            admitted=int(raw[10]),
+            skipped=int(raw[11]),
+            prequeue_size=int(raw[13]),
+            draw_opens_at=float(raw[15]) if raw[15] else None,
+            draw_base=int(raw[16]),
+            draw_count=int(raw[17]),
         )
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
         await self._call(lambda: self.client.sadd(ROOMS_KEY, self.room))
 
-    async def join(self) -> JoinResult:
-        """Take the next number in line: one round trip (two the first time a room is used)."""
-        keys = [self.keys.config, self.keys.state]
-        raw: list[Any] = await self._call(lambda: self._join(keys=keys, args=[]))
+    async def join(self, ticket_id: str, *, address: str | None = None) -> JoinResult:
+        """Take a place: one round trip (two the first time a room is used).
+
+        `address` is the network address to count against the join limit; None for
+        trusted networks."""
+        s = self._settings
+        keys = [*self.keys.room_scripts, self.keys.address(address or "-")]
+        limit = s.join_limit if address is not None else 0
+        draw_key = secrets.randbits(52) / (1 << 52)
+        args: list[str | int | float] = [
+            self._now_arg(), ticket_id, repr(draw_key), limit, s.join_window_s,
+            s.abandon_grace_s,
+        ]
+        raw: list[Any] = await self._call(lambda: self._join(keys=keys, args=args))
         if raw[0] == "missing":
             await self.tick()
-            raw = await self._call(lambda: self._join(keys=keys, args=[]))
+            raw = await self._call(lambda: self._join(keys=keys, args=args))
+        if raw[0] == "limited":
+            return JoinResult("limited", 0, 0, "", retry_after_s=max(int(raw[1]), 1))
+        if raw[0] == "prequeue":
+            return JoinResult("prequeue", 0, 0, str(raw[3]), opens_at=float(raw[2]))
         return JoinResult(mode=str(raw[0]), number=int(raw[1]), frontier=int(raw[2]),
                           epoch=str(raw[3]))
 
     async def issue_pass(self, ticket_id: str, number: int, epoch: str) -> PassResult:
-        keys = [self.keys.config, self.keys.state, self.keys.passes]
         args: list[str | int | float] = [ticket_id, number, epoch, self._now_arg()]
-        raw: list[Any] = await self._call(lambda: self._issue_pass(keys=keys, args=args))
+        raw: list[Any] = await self._call(
+            lambda: self._issue_pass(keys=self.keys.room_scripts, args=args))
         outcome: PassOutcome = raw[0]
         return PassResult(outcome, int(raw[1]))
 
-    async def pass_expiry(self, ticket_id: str) -> float | None:
-        """The recorded expiry of the ticket's pass (earlier than signed if it was ended)."""
-        score = await self._call(lambda: self.client.zscore(self.keys.passes, ticket_id))
-        return None if score is None else float(score)
+    async def draw_place(self, ticket_id: str, opens_at: int) -> DrawPlace:
+        """The number a pre-queue ticket drew at opening (or that the draw is still ahead)."""
+        args: list[str | int | float] = [ticket_id, opens_at, self._now_arg()]
+        raw: list[Any] = await self._call(
+            lambda: self._draw_place(keys=self.keys.room_scripts, args=args))
+        return DrawPlace(raw[0], int(raw[1]), int(raw[2]))
+
+    async def check_pass(self, ticket_id: str, fingerprint: str) -> tuple[str, int]:
+        """("ok", expiry), ("ended", 0) or ("shared", browsers): see lua/check_pass-2.lua."""
+        keys = [self.keys.passes, self.keys.pass_browsers(ticket_id)]
+        args: list[str | int | float] = [
+            ticket_id, fingerprint, self._settings.pass_max_browsers, self._now_arg()]
+        raw: list[Any] = await self._call(lambda: self._check_pass(keys=keys, args=args))
+        return str(raw[0]), int(raw[1])
 
     async def end_pass(self, ticket_id: str) -> bool:
         keys = [self.keys.state, self.keys.passes]
@@ -215,11 +296,13 @@ class RoomStore:
 
     async def read_config(self) -> RoomConfig:
         raw = await self._call(lambda: self.client.hmget(
-            self.keys.config, ["rate_per_minute", "mode", "message", "session_minutes"]))
+            self.keys.config,
+            ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active"]))
         if raw[0] is None:
             raise RoomMissing(self.room)
-        rate, mode, message, session = (str(value or "") for value in raw)
-        return RoomConfig(int(rate), mode, message, int(session or 15))
+        rate, mode, message, session, opens_at, max_active = (str(v or "") for v in raw)
+        return RoomConfig(int(rate), mode, message, int(session or 15),
+                          float(opens_at) if opens_at else None, int(max_active or 0))
 
     async def read_room(self) -> tuple[RoomConfig, dict[str, int]]:
         """Configuration and counters, read without ticking (for the admin API)."""
@@ -227,30 +310,47 @@ class RoomStore:
 
         async def counters() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hmget(self.keys.state, ["seq", "frontier", "passes_issued", "passes_ended"])
+                pipe.hmget(self.keys.state, ["seq", "frontier", "admitted", "skipped",
+                                             "passes_issued", "passes_ended"])
+                pipe.zcard(self.keys.room_scripts[9])
+                pipe.llen(self.keys.room_scripts[7])
                 pipe.time()
                 return await pipe.execute()
 
-        (seq, frontier, issued, ended), (secs, micros) = await self._call(counters)
+        state, prequeue, returners, (secs, micros) = await self._call(counters)
+        seq, frontier, admitted, skipped, issued, ended = (int(v or 0) for v in state)
         now = self._clock() if self._clock is not None else secs + micros / 1e6
         active = await self._call(lambda: self.client.zcount(self.keys.passes, f"({now}", "+inf"))
-        tickets, admitted = int(seq or 0), int(frontier or 0)
         return config, {
-            "tickets_issued": tickets,
+            "tickets_issued": seq,
+            "frontier": frontier,
             "admitted": admitted,
-            "waiting": tickets - admitted,
-            "passes_issued": int(issued or 0),
-            "passes_ended": int(ended or 0),
+            "left_while_waiting": skipped,
+            "waiting": seq - frontier + int(returners),
+            "prequeue": int(prequeue),
+            "passes_issued": issued,
+            "passes_ended": ended,
             "passes_active": int(active),
         }
 
-    async def update_config(self, changes: dict[str, str | int]) -> RoomConfig:
-        """Write validated changes; every gate process picks them up at its next tick."""
+    async def update_config(self, changes: dict[str, str | int | float | None]) -> RoomConfig:
+        """Write validated changes (None deletes a field); every gate process picks them up
+        at its next tick."""
         assert changes.get("mode", "queue") in MODES
         await self.read_config()  # a room must exist before it is changed
-        fields = list(changes.items())
-        await self._call(lambda: self.client.hset(self.keys.config, items=[
-            part for field_value in fields for part in field_value]))
+        setting = [part for name, value in changes.items() if value is not None
+                   for part in (name, value)]
+        clearing = [name for name, value in changes.items() if value is None]
+
+        async def write() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                if setting:
+                    pipe.hset(self.keys.config, items=setting)
+                if clearing:
+                    pipe.hdel(self.keys.config, *clearing)
+                await pipe.execute()
+
+        await self._call(write)
         return await self.read_config()
 
 

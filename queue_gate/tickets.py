@@ -43,6 +43,12 @@ class Ticket:
     frontier_at_join: int
     # When it was signed (unix seconds), from the signature's timestamp; not in the payload.
     issued_at: float = 0.0
+    # For a pre-queue ticket (number 0): the opening whose draw will number it.
+    draw: int = 0
+
+    @property
+    def prequeued(self) -> bool:
+        return self.number == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,12 @@ class PassExpired(TokenRejected):
     message = "Your booking session has ended. Please join the queue again."
 
 
+class PassShared(TokenRejected):
+    code = "pass_shared"
+    message = ("This admission is already in use in several other browsers. "
+               "Please join the queue yourself: it keeps everyone's place fair.")
+
+
 class PassForeign(TokenRejected):
     code = "pass_foreign"
     message = "This admission pass belongs to another waiting room."
@@ -144,12 +156,18 @@ class TicketSigner:
         self._tickets = _ClockedSerializer(secret_keys, _TICKET_SALT, clock)
         self._passes = PassVerifier(secret_keys, clock=clock)
 
-    def issue_ticket(self, epoch: str, number: int, frontier: int) -> tuple[Ticket, str]:
-        ticket = Ticket(
-            self.room, epoch, number, secrets.token_urlsafe(9), frontier, int(self._clock())
-        )
+    @staticmethod
+    def new_ticket_id() -> str:
+        return secrets.token_urlsafe(9)
+
+    def issue_ticket(self, epoch: str, number: int, frontier: int, *,
+                     ticket_id: str | None = None, draw: int = 0) -> tuple[Ticket, str]:
+        """Sign a ticket. A pre-queue ticket (number 0) is signed again, with the same id
+        and its drawn number, once the draw has happened."""
+        ticket = Ticket(self.room, epoch, number, ticket_id or self.new_ticket_id(), frontier,
+                        int(self._clock()), draw)
         token = self._tickets.dumps(
-            [ticket.room, ticket.epoch, ticket.number, ticket.ticket_id, frontier]
+            [ticket.room, ticket.epoch, ticket.number, ticket.ticket_id, frontier, draw]
         )
         return ticket, token
 
@@ -208,14 +226,15 @@ def _ticket_from_payload(raw: object, issued_at: float) -> Ticket:
     # A correctly signed payload of the wrong shape can only come from a bug or an old format.
     if (
         isinstance(raw, list)
-        and len(raw) == 5
+        and len(raw) == 6
         and isinstance(raw[0], str)
         and isinstance(raw[1], str)
         and isinstance(raw[2], int)
         and isinstance(raw[3], str)
         and isinstance(raw[4], int)
+        and isinstance(raw[5], int)
     ):
-        return Ticket(raw[0], raw[1], raw[2], raw[3], raw[4], issued_at)
+        return Ticket(raw[0], raw[1], raw[2], raw[3], raw[4], issued_at, raw[5])
     raise TicketInvalid()
 
 

@@ -7,14 +7,17 @@ first asked for, which `proxy.py` forwards to the booking backend.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from dataclasses import dataclass
+import zoneinfo
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from queue_gate.keys import (
+    address_policy_key,
     clock_key,
     metrics_key,
     pages_key,
@@ -28,6 +31,7 @@ from queue_gate.tickets import (
     TICKET_COOKIE,
     SessionEnded,
     Ticket,
+    TicketSigner,
     TicketStale,
     TokenRejected,
 )
@@ -40,14 +44,18 @@ MAX_NEXT_LENGTH = 2000
 
 @dataclass(frozen=True, slots=True)
 class VisitorStatus:
-    state: str  # waiting | admitted | paused | closed
-    position: int
+    state: str  # prequeue | waiting | admitted | paused | closed
+    position: int | None  # None in the pre-queue: places are drawn at opening
     estimated_wait_s: float | None
     poll_after_s: float
     message: str
     progress: float
     pass_token: str | None = None
     pass_expires_at: int | None = None
+    # A ticket signed again (a pre-queue ticket that drew its number): replaces the old one.
+    ticket_token: str | None = None
+    opens_at: float | None = None
+    returning: bool = False  # passed over while away, now first in line again
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -59,6 +67,10 @@ class VisitorStatus:
             "message": self.message or None,
             "progress": round(self.progress, 3),
         }
+        if self.opens_at is not None:
+            body["opens_at"] = dt.datetime.fromtimestamp(self.opens_at, dt.UTC).isoformat()
+        if self.ticket_token is not None:
+            body["ticket"] = self.ticket_token
         if self.pass_token is not None:
             body["pass"] = self.pass_token
             body["pass_expires_at"] = self.pass_expires_at
@@ -117,15 +129,32 @@ def load_ticket(request: web.Request) -> Ticket | None:
     return ticket
 
 
-async def issue_ticket(app: web.Application) -> tuple[Ticket, str] | None:
-    """Give an arriving visitor the next place in line; None when the room is closed."""
+class JoinRefused(Exception):
+    """The room is closed, or the visitor's network address used up its joins."""
+
+    def __init__(self, reason: str, retry_after_s: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+async def issue_ticket(request: web.Request) -> tuple[Ticket, str]:
+    """Give an arriving visitor the next place in line, or a pre-queue entry before opening.
+    Raises `JoinRefused`."""
+    app = request.app
     room = app[settings_key].room
-    result = await app[store_key].join()
-    if result.mode == "closed":
-        app[metrics_key].joins_refused.labels(room).inc()
-        return None
+    policy = app[address_policy_key]
+    address_key = policy.join_limit_key(policy.client_address(request))
+    ticket_id = TicketSigner.new_ticket_id()
+    result = await app[store_key].join(ticket_id, address=address_key)
+    if result.mode in ("closed", "limited"):
+        metric = app[metrics_key].joins_refused
+        metric.labels(room, "room_closed" if result.mode == "closed" else "address_limit").inc()
+        raise JoinRefused(result.mode, result.retry_after_s)
     app[metrics_key].tickets_issued.labels(room).inc()
-    return app[signer_key].issue_ticket(result.epoch, result.number, result.frontier)
+    draw = int(result.opens_at) if result.opens_at is not None else 0
+    return app[signer_key].issue_ticket(result.epoch, result.number, result.frontier,
+                                        ticket_id=ticket_id, draw=draw)
 
 
 async def ensure_snapshot(app: web.Application) -> None:
@@ -136,34 +165,70 @@ async def ensure_snapshot(app: web.Application) -> None:
 
 async def visitor_status(app: web.Application, ticket: Ticket, *,
                          just_joined: bool = False) -> VisitorStatus:
-    """Where the ticket stands. Costs no Redis round trip unless it is the ticket's turn."""
+    """Where the ticket stands. Costs no Redis round trip unless it is the ticket's turn
+    (or a pre-queue ticket's first poll after the draw)."""
     await ensure_snapshot(app)
     view = app[room_view_key]
     snapshot = view.snapshot
     assert snapshot is not None
+    reissued: str | None = None
+    if ticket.prequeued:
+        # Our own clock, not the snapshot's: the snapshot may be from just before opening.
+        if snapshot.config.opens_at == ticket.draw and app[clock_key]() < ticket.draw:
+            return prequeue_status(app, ticket.draw, snapshot.now)
+        drawn = await app[store_key].draw_place(ticket.ticket_id, ticket.draw)
+        if drawn.outcome == "prequeue":
+            return prequeue_status(app, ticket.draw, snapshot.now)
+        if drawn.outcome == "stale":
+            raise TicketStale()
+        ticket, reissued = app[signer_key].issue_ticket(
+            ticket.epoch, drawn.number, drawn.base, ticket_id=ticket.ticket_id)
+    view.mark_seen(ticket.number)
     config = snapshot.config
     # A join's answer is fresher than the snapshot (in passthrough it admits at once).
     frontier = max(snapshot.frontier, ticket.frontier_at_join if just_joined else 0)
+    returning = False
     if ticket.number <= frontier:
         admitted = await collect_pass(app, ticket)
-        if admitted is not None:
-            return admitted
-    estimate = view.estimate(ticket.number)
+        if admitted.state == "admitted":
+            return replace(admitted, ticket_token=reissued)
+        returning = admitted.returning
+        position = admitted.position or 1
+    else:
+        position = ticket.number - snapshot.frontier
+    estimate = view.estimate(position)
     span = ticket.number - ticket.frontier_at_join
-    progress = 1.0 if span <= 0 else min(max(1 - estimate.position / span, 0.0), 1.0)
+    progress = 1.0 if span <= 0 or returning else min(max(1 - position / span, 0.0), 1.0)
     state = {"paused": "paused", "closed": "closed"}.get(config.mode, "waiting")
     return VisitorStatus(
         state=state,
-        position=max(estimate.position, 1),
+        position=max(position, 1),
         estimated_wait_s=estimate.wait_s,
         poll_after_s=estimate.poll_after_s,
         message=config.message,
         progress=progress,
+        ticket_token=reissued,
+        returning=returning,
     )
 
 
-async def collect_pass(app: web.Application, ticket: Ticket) -> VisitorStatus | None:
-    """The ticket's turn has come: issue (or re-issue) its one pass."""
+def prequeue_status(app: web.Application, opens_at: float, now: float) -> VisitorStatus:
+    view = app[room_view_key]
+    snapshot = view.snapshot
+    assert snapshot is not None
+    return VisitorStatus(
+        state="prequeue",
+        position=None,
+        estimated_wait_s=None,
+        poll_after_s=view.poll_after(max(opens_at - now, 0.0)),
+        message=snapshot.config.message,
+        progress=0.0,
+        opens_at=opens_at,
+    )
+
+
+async def collect_pass(app: web.Application, ticket: Ticket) -> VisitorStatus:
+    """The frontier has reached the ticket: issue (or re-issue) its one pass."""
     room = app[settings_key].room
     result = await app[store_key].issue_pass(ticket.ticket_id, ticket.number, ticket.epoch)
     if result.outcome == "stale":
@@ -171,9 +236,15 @@ async def collect_pass(app: web.Application, ticket: Ticket) -> VisitorStatus | 
     if result.outcome == "spent":
         app[metrics_key].rejections.labels(room, SessionEnded.code).inc()
         raise SessionEnded()
-    if result.outcome == "waiting":
-        # Our snapshot ran ahead of Redis (it was reset): keep waiting at the front.
-        return None
+    if result.outcome in ("waiting", "requeued", "full"):
+        # requeued: passed over while away; back now, and first in line among returners.
+        # full: admitted, but every session allowed is in use; the next free one is theirs
+        # or another admitted visitor's, whoever asks first.
+        # waiting: our snapshot ran ahead of Redis (it was reset); wait at the front.
+        return VisitorStatus(state="waiting", position=max(result.value, 1)
+                             if result.outcome == "requeued" else 1,
+                             estimated_wait_s=None, poll_after_s=0.0, message="",
+                             progress=1.0, returning=result.outcome == "requeued")
     if result.outcome == "issued":
         app[metrics_key].passes_issued.labels(room).inc()
         app[metrics_key].time_waited.labels(room).observe(
@@ -221,19 +292,32 @@ async def api_join(request: web.Request) -> web.Response:
         except TokenRejected:
             existing = None
         else:
-            token = ticket_token(request)
+            token = status.ticket_token or ticket_token(request)
             assert token is not None
-            return status_response(app, status, ticket=token, http_status=200)
-    issued = await issue_ticket(app)
-    if issued is None:
-        config = app[room_view_key].snapshot
-        message = config.config.message if config is not None else ""
-        return json_error(409, "room_closed",
-                          message or "The waiting room is closed: no new places right now.",
-                          state="closed")
-    ticket, token = issued
+            return status_response(app, replace(status, ticket_token=None), ticket=token,
+                                   http_status=200)
+    try:
+        ticket, token = await issue_ticket(request)
+    except JoinRefused as refused:
+        return join_refused_json(app, refused)
     status = await visitor_status(app, ticket, just_joined=True)
-    return status_response(app, status, ticket=token, http_status=201)
+    return status_response(app, replace(status, ticket_token=None),
+                           ticket=status.ticket_token or token, http_status=201)
+
+
+def join_refused_json(app: web.Application, refused: JoinRefused) -> web.Response:
+    if refused.reason == "limited":
+        response = json_error(
+            429, "too_many_joins",
+            "Very many people have joined from this internet connection recently. "
+            f"Please try again in {max(refused.retry_after_s // 60, 1)} minutes.")
+        response.headers["Retry-After"] = str(refused.retry_after_s)
+        return response
+    snapshot = app[room_view_key].snapshot
+    message = snapshot.config.message if snapshot is not None else ""
+    return json_error(409, "room_closed",
+                      message or "The waiting room is closed: no new places right now.",
+                      state="closed")
 
 
 async def api_status(request: web.Request) -> web.Response:
@@ -259,6 +343,7 @@ def status_response(app: web.Application, status: VisitorStatus, *, ticket: str 
     if ticket is not None:
         body = {"ticket": ticket, **body}
     response = web.json_response(body, status=http_status, headers={"Cache-Control": "no-store"})
+    ticket = ticket or status.ticket_token
     if ticket is not None:
         set_ticket_cookie(app, response, ticket)
     if status.pass_token is not None:
@@ -282,11 +367,12 @@ async def waiting_page(request: web.Request) -> web.Response:
         ticket, status = None, None
         notice = exc.message
     if ticket is None or status is None:
-        issued = await issue_ticket(app)
-        if issued is None:
-            return closed_page(request)
-        ticket, new_token = issued
+        try:
+            ticket, new_token = await issue_ticket(request)
+        except JoinRefused as refused:
+            return join_refused_page(request, refused)
         status = await visitor_status(app, ticket, just_joined=True)
+    new_token = status.ticket_token or new_token
     if status.state == "admitted":
         response = see_other(next_path)
         set_pass_cookie(app, response, status)
@@ -297,10 +383,23 @@ async def waiting_page(request: web.Request) -> web.Response:
     return response
 
 
+def join_refused_page(request: web.Request, refused: JoinRefused) -> web.Response:
+    if refused.reason == "limited":
+        minutes = max(refused.retry_after_s // 60, 1)
+        return request.app[pages_key].render(
+            request, "limited.html", {"minutes": minutes}, status=429,
+            headers={"Retry-After": str(refused.retry_after_s)})
+    return closed_page(request)
+
+
 def render_waiting(request: web.Request, status: VisitorStatus, next_path: str,
                    notice: str) -> web.Response:
     app = request.app
     refresh_s = max(round(status.poll_after_s), 1)
+    opens_at = None
+    if status.opens_at is not None:
+        zone = zoneinfo.ZoneInfo(app[settings_key].timezone)
+        opens_at = dt.datetime.fromtimestamp(status.opens_at, zone)
     return app[pages_key].render(
         request,
         "waiting.html",
@@ -311,6 +410,7 @@ def render_waiting(request: web.Request, status: VisitorStatus, next_path: str,
             "self_url": wait_url(next_path),
             "refresh_s": refresh_s,
             "progress_percent": int(status.progress * 100),
+            "opens_at": opens_at,
         },
     )
 

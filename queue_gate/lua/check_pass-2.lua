@@ -1,0 +1,35 @@
+-- check_pass-2.lua: is this pass still on record, and not spread over too many browsers?
+--
+-- A pass is meant for the visitor it was issued to. Each request names a fingerprint of
+-- its browser (a hash of the network prefix and the user agent); a pass may be used from
+-- a few (a phone moving from Wi-Fi to mobile data, a relative's laptop), not from many.
+--
+-- KEYS[1]  qg:{room}:passes          zset: ticket id -> pass expiry (unix seconds)
+-- KEYS[2]  qg:{room}:pfp:<ticket id> set of fingerprints that used this pass
+-- ARGV[1]  ticket id
+-- ARGV[2]  fingerprint of this request
+-- ARGV[3]  most fingerprints per pass
+-- ARGV[4]  now in unix seconds from an injected clock, or "" for Redis TIME
+-- Returns  {"ok", expires_at}, {"ended", 0} (expired, ended early or never issued), or
+--          {"shared", count} when a new fingerprint would exceed the limit.
+
+local now
+if ARGV[4] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[4])
+end
+local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if not expires or expires <= now then
+  return {'ended', 0}
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then
+  local count = redis.call('SCARD', KEYS[2])
+  if count >= tonumber(ARGV[3]) then
+    return {'shared', count}
+  end
+  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('EXPIREAT', KEYS[2], math.ceil(expires))
+end
+return {'ok', math.floor(expires)}

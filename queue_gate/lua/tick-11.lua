@@ -1,0 +1,124 @@
+-- tick-11.lua: admit the next visitors at the configured rate, and report the room.
+--
+-- Every gate process calls this a few times a second. The credit it adds depends only on
+-- the time elapsed since the previous tick of any process, so the number admitted per
+-- minute is the configured rate whether one or twenty processes tick. Its answer is each
+-- process's snapshot of the room, so status polls need no round trip of their own; the
+-- numbers those polls saw since the last tick ride along and are marked present here.
+--
+-- KEYS     the room keys, see _room.lua
+-- ARGV[1]  now in unix seconds from an injected clock (tests), or "" for Redis TIME (the
+--          one clock every process on every machine agrees on)
+-- ARGV[2]  largest elapsed time credited at once, seconds: after every gate was down the
+--          backend gets the normal rate, not a burst of the whole outage
+-- ARGV[3]  how long spent passes are remembered, seconds (the ticket lifetime)
+-- ARGV[4]  grace period, seconds: a visitor not seen for that long is passed over without
+--          using an admission (0 turns this off)
+-- ARGV[5]  how long after the draw its numbers count as present without a poll, seconds
+-- ARGV[6]  most numbers examined in one tick (bounds the script's run time)
+-- ARGV[7..11] used only when the room does not exist yet: rate_per_minute, mode, message,
+--          session_minutes, new epoch
+-- ARGV[12..] ticket numbers seen by this process since its last tick
+-- Returns  {mode, rate, message, session_minutes, epoch, seq, frontier, passes_active,
+--           passes_issued, now, admitted, skipped, opens_at, prequeue_size, max_active,
+--           draw_opens_at, draw_base, draw_count}
+
+local now = room_now(ARGV[1])
+local grace = tonumber(ARGV[4])
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'rate_per_minute', ARGV[7], 'mode', ARGV[8], 'message', ARGV[9],
+             'session_minutes', ARGV[10], 'epoch', ARGV[11], 'max_active', 0)
+end
+
+local st = redis.call('HMGET', KEYS[2], 'last_tick')
+local last = tonumber(st[1]) or now
+if now < last then
+  now = last  -- another process ticked with a clock slightly ahead: credit nothing
+end
+
+local opens_at = freeze_draw_if_due(now)
+
+local cfg = redis.call('HMGET', KEYS[1], 'rate_per_minute', 'mode', 'message',
+                       'session_minutes', 'epoch', 'max_active')
+local rate = tonumber(cfg[1]) or 0
+local mode = cfg[2] or 'paused'
+local max_active = tonumber(cfg[6]) or 0
+
+local seen = seen_key(now, grace)
+if seen then
+  for i = 12, #ARGV do
+    redis.call('SETBIT', seen, ARGV[i], 1)
+  end
+end
+
+st = redis.call('HMGET', KEYS[2], 'seq', 'frontier', 'credit', 'admitted', 'skipped',
+                'draw_base', 'draw_count', 'draw_time')
+local seq = tonumber(st[1]) or 0
+local frontier = tonumber(st[2]) or 0
+local credit = tonumber(st[3]) or 0
+local admitted = tonumber(st[4]) or 0
+local skipped = tonumber(st[5]) or 0
+local draw_base = tonumber(st[6]) or 0
+local draw_count = tonumber(st[7]) or 0
+local draw_time = tonumber(st[8]) or 0
+local draw_fresh = now < draw_time + tonumber(ARGV[5])
+
+local function present(n)
+  if grace <= 0 then return true end
+  if draw_fresh and n > draw_base and n <= draw_base + draw_count then return true end
+  return redis.call('GETBIT', KEYS[4], n) == 1 or redis.call('GETBIT', KEYS[5], n) == 1
+      or redis.call('GETBIT', KEYS[6], n) == 1
+end
+
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%.6f', now - tonumber(ARGV[3])))
+local active = redis.call('ZCOUNT', KEYS[3], string.format('(%.6f', now), '+inf')
+local elapsed = math.min(now - last, tonumber(ARGV[2]))
+
+if mode == 'queue' then
+  credit = credit + elapsed * rate / 60
+  local want = math.floor(credit)
+  if max_active > 0 then
+    -- Session cap: admit only into free sessions, and bank nothing while full.
+    want = math.min(want, math.max(max_active - active, 0))
+    if want == 0 then credit = 0 end
+  end
+  local admit = 0
+  -- Visitors who were passed over while away and have come back go first.
+  while admit < want do
+    local n = redis.call('LPOP', KEYS[8])
+    if not n then break end
+    redis.call('SETBIT', KEYS[7], n, 0)
+    admit = admit + 1
+  end
+  local walked, limit = 0, tonumber(ARGV[6])
+  while admit < want and frontier < seq and walked < limit do
+    frontier = frontier + 1
+    walked = walked + 1
+    if present(frontier) then
+      admit = admit + 1
+    else
+      redis.call('SETBIT', KEYS[7], frontier, 1)  -- away: keeps no admission from others
+      skipped = skipped + 1
+    end
+  end
+  credit = credit - admit
+  admitted = admitted + admit
+  -- An empty queue banks at most one admission, so a quiet room cannot save up a burst.
+  if frontier >= seq and redis.call('LLEN', KEYS[8]) == 0 and credit > 1 then credit = 1 end
+elseif mode == 'passthrough' then
+  admitted = admitted + (seq - frontier)
+  frontier = seq
+  credit = 0
+else
+  credit = 0  -- paused or closed: nobody new is admitted, no credit accrues meanwhile
+end
+
+redis.call('HSET', KEYS[2], 'frontier', frontier, 'credit', tostring(credit),
+           'last_tick', string.format('%.6f', now), 'admitted', admitted, 'skipped', skipped)
+
+local counters = redis.call('HMGET', KEYS[2], 'passes_issued', 'draw_opens_at')
+return {mode, tostring(rate), cfg[3] or '', cfg[4] or '15', cfg[5] or '', seq, frontier,
+        active, tonumber(counters[1]) or 0, string.format('%.6f', now), admitted, skipped,
+        opens_at and tostring(opens_at) or '', redis.call('ZCARD', KEYS[10]), max_active,
+        counters[2] or '', draw_base, draw_count}
