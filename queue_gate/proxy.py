@@ -110,9 +110,13 @@ def turn_back(request: web.Request, code: str, message: str, *,
 
 def upstream_headers(request: web.Request) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
+    # Headers named in Connection are hop-by-hop too.
+    named = {h.strip().lower() for h in request.headers.get("Connection", "").split(",")}
     for name, value in request.headers.items():
-        if name.lower() in HOP_BY_HOP or name.lower() in ("host", "content-length"):
+        if name.lower() in HOP_BY_HOP or name.lower() in named or name.lower() == "host":
             continue
+        # Content-Length stays: the body is streamed through unchanged, and a backend may
+        # refuse chunked uploads.
         headers.add(name, value)
     peer = request.remote or ""
     previous = request.headers.get("X-Forwarded-For")

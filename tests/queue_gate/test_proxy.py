@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -57,6 +58,7 @@ async def test_a_pass_is_proxied_with_method_body_headers_and_status(
     assert seen["path"] == "/api/v1/bookings"
     assert seen["query"] == "lang=de"
     assert seen["body_length"] == len(payload)
+    assert seen["headers"]["Content-Length"] == str(len(payload))
     assert seen["headers"]["X-Custom"] == "kept"
     assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1"
     assert seen["headers"]["X-Forwarded-Proto"] == "http"
@@ -171,3 +173,18 @@ async def test_backend_down_is_a_friendly_502(make_gate: GateFactory, clock: Fak
     api = await gate.client.get("/api/v1/x", headers={"Accept": "application/json"})
     assert api.status == 502
     assert json.loads(await api.text())["error"] == "backend_unavailable"
+
+
+async def test_chunked_uploads_stream_through(gate: Gate, clock: FakeClock) -> None:
+    await admit(gate, clock)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(10):
+            yield bytes([65 + i]) * 10_000
+
+    response = await gate.client.post("/upload", data=chunks(),
+                                      headers={"Accept": "application/json"})
+    assert response.status == 201
+    seen = await response.json()
+    assert seen["body_length"] == 100_000
+    assert seen["body"].startswith("A" * 10_000)
