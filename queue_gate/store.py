@@ -146,12 +146,11 @@ class DrawPlace:
 
 
 def _script_source(name: str, *, room_lib: bool) -> str:
-    """A script's text; room scripts get the shared helpers of lua/_room.lua first."""
+    """A script's text after the shared helpers: lua/_clock.lua for every script, and
+    lua/_room.lua for the room scripts (those taking the room's whole key list)."""
     lua = importlib.resources.files("queue_gate").joinpath("lua")
-    source = lua.joinpath(name).read_text("utf-8")
-    if room_lib:
-        source = lua.joinpath("_room.lua").read_text("utf-8") + "\n" + source
-    return source
+    parts = ["_clock.lua", *(["_room.lua"] if room_lib else []), name]
+    return "\n".join(lua.joinpath(part).read_text("utf-8") for part in parts)
 
 
 def connect(url: str) -> aioredis.Redis:

@@ -1,4 +1,4 @@
--- _room.lua: shared by every room script; prepended to each script when it is loaded.
+-- _room.lua: helpers shared by the room scripts; prepended (after _clock.lua) when loaded.
 --
 -- The room scripts take the same key list, so each can keep the room's invariants:
 --   KEYS[1]  qg:{room}:config     hash: rate_per_minute, mode, message, session_minutes,
@@ -17,14 +17,6 @@
 -- Presence: time is cut into buckets of half the grace period; the three seen bitmaps hold
 -- the current bucket and the two before it. A number with no bit in any of them has not
 -- been seen for at least the grace period (and at most one and a half of it).
-
-local function room_now(arg)
-  if arg == '' then
-    local t = redis.call('TIME')
-    return tonumber(t[1]) + tonumber(t[2]) / 1000000
-  end
-  return tonumber(arg)
-end
 
 -- Clear the bitmaps of buckets that fell out of the window; return the current one's key.
 local function seen_key(now, grace)

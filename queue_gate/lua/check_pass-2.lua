@@ -13,13 +13,7 @@
 -- Returns  {"ok", expires_at}, {"ended", 0} (expired, ended early or never issued), or
 --          {"shared", count} when a new fingerprint would exceed the limit.
 
-local now
-if ARGV[4] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[4])
-end
+local now = room_now(ARGV[4])
 local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if not expires or expires <= now then
   return {'ended', 0}

@@ -8,13 +8,7 @@
 -- ARGV[2]  now in unix seconds from an injected clock, or "" for Redis TIME
 -- Returns  1 when an active pass was ended, 0 when there was none or it had already ended.
 
-local now
-if ARGV[2] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[2])
-end
+local now = room_now(ARGV[2])
 local existing = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not existing or tonumber(existing) <= now then
   return 0
