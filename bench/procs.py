@@ -1,0 +1,167 @@
+"""Starting and stopping the stack's OS processes on loopback, and reading their CPU time."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from queue_gate.devredis import free_port
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SECRET = "bench-secret-not-for-production-0123456789abcdef"
+ADMIN_TOKEN = "bench-admin-token"
+
+
+def visitor_address(n: int) -> str:
+    """Visitor n's own address, as a header value only (no packet is ever sent to it): the
+    first 131,072 from 198.18.0.0/15, which RFC 2544 reserves for benchmarks, the rest one
+    IPv6 /64 each from 2001:db8::/32, the documentation prefix."""
+    if n < 1 << 17:
+        return f"198.{18 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}"
+    return f"2001:db8:{(n >> 16) & 0xFFFF:x}:{n & 0xFFFF:x}::1"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based overall).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str,
+                  timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} before listening")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            if sock.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not listen on port {port} within {timeout_s} s")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+    admin_port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.admin_port}"
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.popen.pid)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Stack:
+    """Every process the benchmark started, stopped in reverse order on exit."""
+
+    logdir: Path
+    redis_url: str
+    # Where gate processes import `queue_gate` from: this checkout, or a snapshot of it
+    # (`--gate-src`) when the package is being edited while the benchmark runs.
+    gate_src: Path = ROOT
+    procs: list[Proc] = field(default_factory=list)
+
+    def _start(self, name: str, argv: Sequence[str], port: int, *, admin_port: int = 0,
+               env: Mapping[str, str] | None = None, cpus: str | None = None,
+               cwd: Path = ROOT) -> Proc:
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
+        logfile = (self.logdir / f"{name}.log").open("ab")
+        popen = subprocess.Popen(list(argv), stdout=logfile, stderr=subprocess.STDOUT,
+                                 env={**os.environ, **(env or {})}, cwd=cwd)
+        logfile.close()
+        proc = Proc(name, popen, port, admin_port)
+        self.procs.append(proc)
+        wait_for_port(port, popen, name)
+        if admin_port:
+            wait_for_port(admin_port, popen, name)
+        return proc
+
+    def gate(self, name: str, room: str, *, rate_per_minute: int, backend_url: str,
+             cpus: str | None = None, extra_env: Mapping[str, str] | None = None) -> Proc:
+        """One `python -m queue_gate` process (the same entry point as `queue-gate`)."""
+        port, admin_port = free_port(), free_port()
+        env = {
+            "REDIS_URL": self.redis_url,
+            "QUEUE_GATE_SECRETS": SECRET,
+            "QUEUE_GATE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "BACKEND_URL": backend_url,
+            "QUEUE_GATE_ROOM": room,
+            "QUEUE_GATE_RATE_PER_MINUTE": str(rate_per_minute),
+            "QUEUE_GATE_COOKIE_SECURE": "0",
+            # As behind the production proxy: each visitor's own address arrives in
+            # X-Forwarded-For, so per-address join limits apply per visitor, not to loopback.
+            "QUEUE_GATE_TRUSTED_PROXIES": "127.0.0.1/32",
+            "PYTHONPATH": str(self.gate_src),
+            **(extra_env or {}),
+        }
+        argv = [sys.executable, "-m", "queue_gate", "--host", HOST, "--port", str(port),
+                "--admin-host", HOST, "--admin-port", str(admin_port)]
+        return self._start(name, argv, port, admin_port=admin_port, env=env, cpus=cpus,
+                           cwd=self.gate_src)
+
+    def baseline(self, kind: str, *, cpus: str | None = None) -> Proc:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.baseline", "--kind", kind, "--port", str(port),
+                "--redis-url", self.redis_url]
+        return self._start(f"baseline-{kind}", argv, port, cpus=cpus)
+
+    def standin_backend(self, capacity: int) -> Proc:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.standin_backend", "--port", str(port),
+                "--capacity", str(capacity)]
+        return self._start("standin-backend", argv, port)
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+
+@contextlib.contextmanager
+def stack(logdir: Path, redis_url: str, gate_src: Path = ROOT) -> Iterator[Stack]:
+    logdir.mkdir(parents=True, exist_ok=True)
+    running = Stack(logdir, redis_url, gate_src.resolve())
+    try:
+        yield running
+    finally:
+        running.stop_all()
