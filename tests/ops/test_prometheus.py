@@ -161,6 +161,11 @@ def test_the_panels_tell_the_story_of_the_rush(rushed: Rushed) -> None:
     waited = one_value(prom, "histogram_quantile(0.9, sum by (room, le) "
                              f"(rate(queuegate_wait_duration_seconds_bucket{room}[1m])))")
     assert 0 < waited < 60
+    # The pre-queue filled before the opening and was drawn into the line at the opening.
+    assert one_value(prom, f"max(max_over_time(queuegate_prequeue_visitors{room}[1m]))") > 0
+    assert one_value(prom, f"max(queuegate_prequeue_visitors{room})") == 0
+    # Visitors who closed the page were passed over without using an admission.
+    assert one_value(prom, f"max(queuegate_room_left_while_waiting{room})") > 0
     reasons = {s["metric"]["reason"] for s in prom.query(
         f"sum by (reason) (queuegate_tokens_rejected_total{room})")}
     assert {"ticket_invalid", "pass_invalid", "session_ended"} <= reasons
