@@ -1,0 +1,101 @@
+"""The dashboards as Grafana reads them, and the query conventions of queue_gate/metrics.py:
+room-wide gauges (the same value from every process) are taken with `max`, per-process
+counters are summed over `rate`/`increase`. Whether each query returns data is proven
+against a real Prometheus in test_prometheus.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.ops.dashboards import (
+    ALERTS,
+    all_panel_queries,
+    dashboard_files,
+    load_dashboard,
+    metric_names,
+    panels,
+)
+
+# Read from Redis by every process's tick (or sweeper), so every process reports the same.
+ROOM_WIDE_GAUGES = {
+    "queuegate_visitors_waiting", "queuegate_prequeue_visitors", "queuegate_room_tickets",
+    "queuegate_room_admitted", "queuegate_room_left_while_waiting", "queuegate_passes_active",
+    "queuegate_admission_rate_per_minute", "queuegate_admission_rate_measured_per_minute",
+    "queuegate_estimated_wait_seconds", "queuegate_room_mode",
+    "booking_slot_units", "booking_waitlist_entries", "booking_active_bookings",
+}
+COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def test_both_dashboards_are_there() -> None:
+    boards = {path.stem: load_dashboard(path) for path in dashboard_files()}
+    assert {b["title"] for b in boards.values()} == {"Waiting room", "Booking"}
+    assert len({b["uid"] for b in boards.values()}) == len(boards)
+    for name, board in boards.items():
+        assert board["uid"] == name  # the file name is the uid: links use /d/<uid>
+        assert board["schemaVersion"] == 39
+        assert board["refresh"] and board["time"]["from"].startswith("now-")
+
+
+@pytest.mark.parametrize("path", dashboard_files(), ids=lambda p: Path(p).stem)
+def test_panels_are_well_formed(path: Path) -> None:
+    board = load_dashboard(path)
+    ids = [panel["id"] for panel in panels(board)]
+    assert len(ids) == len(set(ids))
+    for panel in panels(board):
+        assert panel["type"] in ("row", "stat", "timeseries"), panel["title"]
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        # Operators hover the (i): every panel says what it shows and what to do.
+        assert len(panel["description"]) > 30, panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].strip() and target["legendFormat"], panel["title"]
+
+
+def test_the_waiting_room_has_a_room_variable_used_by_every_gate_query() -> None:
+    board = load_dashboard(next(p for p in dashboard_files() if p.stem == "waiting-room"))
+    (room,) = board["templating"]["list"]
+    assert room["name"] == "room" and room["type"] == "query"
+    assert room["definition"] == "label_values(queuegate_visitors_waiting, room)"
+    assert room["includeAll"] and room["multi"] and room["allValue"] == ".*"
+    for query in all_panel_queries():
+        if query.dashboard != "Waiting room":
+            continue
+        for name in metric_names(query.expr):
+            selectors = re.findall(rf"{name}(\{{[^}}]*\}})?", query.expr)
+            assert all('room=~"$room"' in s for s in selectors), str(query)
+
+
+def expressions() -> list[tuple[str, str]]:
+    found = [(str(q), q.expr) for q in all_panel_queries()]
+    text = ALERTS.read_text(encoding="utf-8")
+    for block in re.findall(r"expr: \|\n((?:          .*\n)+)|expr: (.+)\n", text):
+        expr = block[0] or block[1]
+        found.append((f"alerts.yml: {expr.strip()}", expr))
+    return found
+
+
+def test_room_wide_gauges_are_taken_with_max() -> None:
+    for where, expr in expressions():
+        for name in metric_names(expr) & ROOM_WIDE_GAUGES:
+            uses = len(re.findall(rf"\b{name}\b", expr))
+            under_max = len(re.findall(
+                rf"max(?:\s+by\s*\([^)]*\))?\s*\(\s*(?:(?:deriv|changes|max_over_time)\()?"
+                rf"{name}\b", expr))
+            assert uses == under_max, (where, name)
+
+
+def test_counters_are_read_as_rates() -> None:
+    for where, expr in expressions():
+        for name in metric_names(expr):
+            if name.endswith(COUNTER_SUFFIXES):
+                uses = len(re.findall(rf"\b{name}\b", expr))
+                rated = len(re.findall(rf"(?:rate|increase)\(\s*{name}\b", expr))
+                assert uses == rated, (where, name)
