@@ -23,6 +23,7 @@ from queue_gate.settings import Settings
 from tests.ops.dashboards import (
     ALERT_TESTS,
     ALERTS,
+    ROOT,
     dashboard_files,
     exposed_names,
     metric_names,
@@ -58,7 +59,9 @@ async def booking_exposition(aiohttp_client: ClientFactory, redis_url: str) -> s
 
 
 def used_names() -> set[str]:
-    text = "\n".join(p.read_text(encoding="utf-8") for p in [*dashboard_files(), ALERTS])
+    """Names in the dashboards, the alert rules and the operators' handbook."""
+    sources = [*dashboard_files(), ALERTS, ROOT / "docs" / "operations.md"]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
     return metric_names(text)
 
 
