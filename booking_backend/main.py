@@ -78,11 +78,16 @@ async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The outbox worker and the hold sweeper, stopped before Redis closes."""
     backend = app[keys.backend_key]
+    stop = asyncio.Event()
     if backend.settings.outbox_worker:
-        app[keys.outbox_task_key] = asyncio.create_task(backend.outbox.run_forever())
-    app[keys.sweeper_task_key] = asyncio.create_task(sweep_forever(backend))
+        app[keys.outbox_task_key] = asyncio.create_task(backend.outbox.run_forever(stop))
+    app[keys.sweeper_task_key] = asyncio.create_task(sweep_forever(backend, stop))
     yield
+    # Race: a cancellation that lands inside a Redis call can be absorbed by the client
+    # library; the stop flag makes the loop end at its next check all the same.
+    stop.set()
     for key in (keys.sweeper_task_key, keys.outbox_task_key):
         task = app.get(key)
         if task is not None:
@@ -91,10 +96,10 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
 
 
-async def sweep_forever(backend: Backend) -> None:
+async def sweep_forever(backend: Backend, stop: asyncio.Event) -> None:
     """Return the units of expired holds even when nobody books (hold-1.lua also does it
     lazily), and keep the gauges fresh."""
-    while True:
+    while not stop.is_set():
         try:
             expired = await backend.inventory.sweep()
             if expired:
@@ -102,7 +107,8 @@ async def sweep_forever(backend: Backend) -> None:
             backend.metrics.observe_counts(await backend.store.counts())
         except StoreUnavailable as exc:
             log.warning("sweeper: store unavailable: %s", exc)
-        await asyncio.sleep(backend.settings.sweep_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backend.settings.sweep_seconds)
 
 
 def create_app(

@@ -9,7 +9,6 @@ a code that has already expired (Niedersachsen, January 2021).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -224,9 +223,10 @@ class Outbox:
         if created:
             self._metrics.delivery_delay.observe(max(0.0, now - float(created)))
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; sleeps until woken by a new message or the poll."""
         poll = self._settings.outbox_poll_seconds
-        while True:
+        while not stop.is_set():
             # Cleared before looking, so a message queued while we look is not slept through.
             self._wakeup.clear()
             try:
@@ -235,5 +235,11 @@ class Outbox:
                 log.warning("outbox: store unavailable: %s", exc)
                 done = 0
             if done == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), poll)
+                waiters = {asyncio.ensure_future(self._wakeup.wait()),
+                           asyncio.ensure_future(stop.wait())}
+                try:
+                    await asyncio.wait(waiters, timeout=poll,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
@@ -47,6 +48,8 @@ async def page(request: web.Request, session: Session, name: str, context: dict[
     base: dict[str, Any] = {"csrf": sessions.csrf_token(request, session), "error": None,
                             "values": {}}
     base.update(context)
+    # Forms re-show what was typed; a field not typed yet is simply empty.
+    base["values"] = defaultdict(str, base["values"])
     response: web.Response = request.app[keys.render_key](request, name, base, status=status)
     await sessions.save(request, response)
     return response
@@ -91,7 +94,7 @@ async def start_page(request: web.Request) -> web.Response:
 def _open_groups(request: web.Request) -> list[str]:
     service = service_of(request)
     today = service.today()
-    return [g.name for g in service.settings.priority_groups if g.is_open(today)]
+    return [str(g.min_age) for g in service.settings.priority_groups if g.is_open(today)]
 
 
 async def start_submit(request: web.Request) -> web.Response:
@@ -118,7 +121,7 @@ async def not_eligible(request: web.Request, session: Session, person: Person) -
     if decision.next_group and decision.next_group.opens:
         opens = decision.next_group.opens.strftime("%d.%m.%Y")
     return await page(request, session, "not_eligible.html", {
-        "decision": decision, "open_groups": [g.name for g in decision.open_groups],
+        "decision": decision, "open_groups": [str(g.min_age) for g in decision.open_groups],
         "opens": opens, "invitation_min_age": person.invitation_min_age or "",
     }, status=403)
 
@@ -255,8 +258,9 @@ async def verify_submit(request: web.Request) -> web.Response:
         if exc.status >= 500 and exc.code != "code_failed":
             raise
         return await _verify(request, session, exc)
+    # The hold stays in the session: a re-submitted form (double click, reload) reaches
+    # confirm-2.lua again and gets this same booking back.
     session.set(booking=booking.code)
-    session.drop("hold")
     # Answered with the page itself, not a redirect: the gate ends the queue session on this
     # header, and a follow-up GET would no longer carry a valid pass.
     response = await _confirmation(request, session, booking)

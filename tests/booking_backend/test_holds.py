@@ -64,7 +64,7 @@ async def test_choosing_another_pair_gives_the_first_back(env: Env) -> None:
     (p1, p2) = await env.add_pairs(2)
     status, first = await env.api("POST", "/api/v1/holds", "a", json=hold_body(p1[0].id, p1[1].id))
     assert status == 201
-    status, second = await env.api("POST", "/api/v1/holds", "a", json=hold_body(p2[0].id, p2[1].id))
+    status, _ = await env.api("POST", "/api/v1/holds", "a", json=hold_body(p2[0].id, p2[1].id))
     assert status == 201
     status, old = await env.api("GET", f"/api/v1/holds/{first['hold_id']}", "a")
     assert old["status"] == "replaced"
