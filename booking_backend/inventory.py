@@ -118,25 +118,28 @@ class Inventory:
 
     async def offers(self, centres: Iterable[Centre]) -> list[Offer]:
         """For each centre, the earliest first-dose slots each with the earliest second-dose
-        slot inside the interval. Showing is not holding: a shown pair can be gone a moment
-        later, and hold-1.lua says so."""
+        slot inside the interval. Two pipelined round trips for all centres, each reading
+        only a few slots. Showing is not holding: a shown pair can be gone a moment later,
+        and hold-1.lua says so."""
         earliest, latest = self.first_window()
+        listed = list(centres)
+        per_centre = self.settings.offers_per_centre
+        # A first slot may have no free second slot in its window, so read a few spares.
+        candidates = await self.store.free_slot_batches(
+            [(c.id, earliest, latest, per_centre * 4) for c in listed])
+        queries: list[tuple[str, float, float, int]] = []
+        firsts: list[tuple[Centre, Slot]] = []
+        for centre, slots in zip(listed, candidates, strict=True):
+            for _, start in slots:
+                firsts.append((centre, Slot(start, centre.id)))
+                queries.append((centre.id, start + self.min_gap, start + self.max_gap, 1))
+        seconds = await self.store.free_slot_batches(queries)
         result: list[Offer] = []
-        for centre in centres:
-            free = await self.store.free_slots(centre.id, earliest, latest + self.max_gap)
-            slots = [Slot(start, centre.id) for _, start in free]
-            count = 0
-            for i, first in enumerate(slots):
-                if first.start > latest or count >= self.settings.offers_per_centre:
-                    break
-                second = next(
-                    (s for s in slots[i + 1 :]
-                     if self.min_gap <= s.start - first.start <= self.max_gap),
-                    None,
-                )
-                if second is not None:
-                    result.append(Offer(centre, first, second))
-                    count += 1
+        counts: dict[str, int] = {}
+        for (centre, first), found in zip(firsts, seconds, strict=True):
+            if found and counts.get(centre.id, 0) < per_centre:
+                result.append(Offer(centre, first, Slot(found[0][1], centre.id)))
+                counts[centre.id] = counts.get(centre.id, 0) + 1
         return result
 
     async def hold(

@@ -178,9 +178,9 @@ async def serve(settings: Settings, host: str, port: int, admin_host: str,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Vaccination booking backend")
     parser.add_argument("--host", default="127.0.0.1", help="public app host")
-    parser.add_argument("--port", type=int, default=8081, help="public app port")
+    parser.add_argument("--port", type=int, default=8082, help="public app port")
     parser.add_argument("--admin-host", default="127.0.0.1", help="admin app host")
-    parser.add_argument("--admin-port", type=int, default=8091, help="admin app port")
+    parser.add_argument("--admin-port", type=int, default=8083, help="admin app port")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),

@@ -154,6 +154,7 @@ class Settings:
             if var in source:
                 kwargs[name] = parse_flag(var, source[var])
 
+        text("REDIS_URL", "redis_url")  # shared with the gate; BOOKING_REDIS_URL wins
         text("BOOKING_REDIS_URL", "redis_url")
         text("BOOKING_DEPLOYMENT", "deployment")
         if "QUEUE_GATE_SECRETS" in source:

@@ -178,14 +178,21 @@ class Store:
         async with self.guard():
             await self.redis.expire(key, ttl)
 
-    async def free_slots(self, centre: str, lo: float, hi: float) -> list[tuple[str, int]]:
-        """Slots of a centre with free units, starting between lo and hi, earliest first."""
+    async def free_slot_batches(
+        self, queries: Sequence[tuple[str, float, float, int]]
+    ) -> list[list[tuple[str, int]]]:
+        """Several `free_slots` queries (centre, lo, hi, at most n) in one round trip."""
+        if not queries:
+            return []
         async with self.guard():
-            raw = await self.redis.zrangebyscore(self.keys.cfree(centre), lo, hi, withscores=True)
-        result: list[tuple[str, int]] = []
-        for item in raw:
-            if isinstance(item, tuple | list) and len(item) == 2:
-                result.append((text(item[0]), int(float(item[1]))))
+            pipe = self.redis.pipeline(transaction=False)
+            for centre, lo, hi, limit in queries:
+                pipe.zrangebyscore(self.keys.cfree(centre), lo, hi, start=0, num=limit,
+                                   withscores=True)
+            replies = await pipe.execute()
+        result: list[list[tuple[str, int]]] = []
+        for raw in replies:
+            result.append([(text(item[0]), int(float(item[1]))) for item in raw])
         return result
 
     async def counts(self) -> dict[str, int]:

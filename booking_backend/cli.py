@@ -1,0 +1,156 @@
+"""`python -m booking_backend.cli`: operate the booking backend from a shell.
+
+Most commands talk to the admin API (`BOOKING_ADMIN_URL`, default http://127.0.0.1:8083,
+with `BOOKING_ADMIN_TOKEN`), so they work from any machine that reaches the admin port.
+`outbox-worker` talks to Redis directly (same environment as the backend) and delivers
+messages in a process of its own (run the backend with BOOKING_OUTBOX_WORKER=0 then).
+
+    load-demo [--days N]          the 50 demo centres and generated slots
+    load-catalogue FILE           centres, districts and postcodes (JSON)
+    release FILE [--share X]      add slots from a JSON file; a share goes to the waiting list
+    stats                         free / held / booked units, bookings, people waiting
+    invitations WAVE MIN_AGE N    create a wave of invitation codes (printed one per line)
+    sweep                         expire held pairs whose time ran out, now
+    outbox-worker                 deliver codes and waiting-list news (runs until Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from booking_backend.backend import Backend
+from booking_backend.settings import Settings, SettingsError
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:8083"
+
+
+class CliError(Exception):
+    """Shown to the operator as one line, exit code 1."""
+
+
+async def call(method: str, path: str, body: Any = None, *, raw: str | None = None) -> Any:
+    base = os.environ.get("BOOKING_ADMIN_URL", DEFAULT_ADMIN_URL).rstrip("/")
+    token = os.environ.get("BOOKING_ADMIN_TOKEN", "")
+    if not token:
+        raise CliError("set BOOKING_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"}
+    kwargs: dict[str, Any] = {"headers": headers}
+    if raw is not None:
+        kwargs["data"] = raw
+        headers["Content-Type"] = "application/json"
+    elif body is not None:
+        kwargs["json"] = body
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session,
+            session.request(method, base + path, **kwargs) as response,
+        ):
+            try:
+                answer = await response.json(content_type=None)
+            except ValueError:
+                answer = {"message": await response.text()}
+            if response.status >= 400:
+                message = answer.get("message") if isinstance(answer, dict) else answer
+                raise CliError(f"{response.status}: {message}")
+            return answer
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach {base}: {exc}") from exc
+
+
+def show(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))  # the CLI's output
+
+
+async def run(args: argparse.Namespace) -> None:
+    if args.command == "load-demo":
+        show(await call("POST", "/admin/catalogue/demo"))
+        body: dict[str, Any] = {"waitlist_share": 0}
+        if args.days:
+            body["days"] = args.days
+        show(await call("POST", "/admin/slots/generate", body))
+    elif args.command == "load-catalogue":
+        show(await call("POST", "/admin/catalogue", raw=_read(args.file)))
+    elif args.command == "release":
+        document = json.loads(_read(args.file))
+        if args.share is not None and isinstance(document, dict):
+            document["waitlist_share"] = args.share
+        show(await call("POST", "/admin/slots", document))
+    elif args.command == "stats":
+        show(await call("GET", "/admin/stats"))
+    elif args.command == "invitations":
+        answer = await call("POST", "/admin/invitations",
+                            {"wave": args.wave, "min_age": args.min_age, "count": args.count})
+        for code in answer["codes"]:
+            print(code)  # the CLI's output: one code per letter
+    elif args.command == "sweep":
+        show(await call("POST", "/admin/sweep"))
+    elif args.command == "outbox-worker":
+        await outbox_worker()
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+async def outbox_worker() -> None:
+    try:
+        settings = Settings.from_env()
+        settings.check_startable()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+    backend = Backend(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await backend.open()
+    try:
+        await backend.outbox.run_forever(stop)
+    finally:
+        await backend.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m booking_backend.cli",
+                                     description="Operate the booking backend.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("load-demo", help="load the 50 demo centres and generate slots")
+    demo.add_argument("--days", type=int, default=0, help="days of slots (default: setting)")
+    cat = sub.add_parser("load-catalogue", help="load centres/districts/postcodes from JSON")
+    cat.add_argument("file")
+    rel = sub.add_parser("release", help="add slots from a JSON file (vaccine arrived)")
+    rel.add_argument("file")
+    rel.add_argument("--share", type=float, default=None,
+                     help="share of new pairs for the waiting list (default: setting)")
+    sub.add_parser("stats", help="counts of free, held and booked units and waiting people")
+    inv = sub.add_parser("invitations", help="create a wave of invitation codes")
+    inv.add_argument("wave")
+    inv.add_argument("min_age", type=int)
+    inv.add_argument("count", type=int)
+    sub.add_parser("sweep", help="expire held pairs whose time ran out")
+    sub.add_parser("outbox-worker", help="deliver messages from this process")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run(args))
+    except CliError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(1) from exc
+
+
+if __name__ == "__main__":
+    main()
