@@ -229,6 +229,8 @@ async def _claim_idempotency_key(request: web.Request, key: str, hid: str) -> No
     store = request.app[keys.store_key]
     digest = hashlib.sha256(f"{owner(request)}\0{key}".encode()).hexdigest()
     name = store.keys.idempotency(digest)
+    # SET NX decides between two concurrent first uses of one key: exactly one claims it,
+    # the other compares; both then confirm the same hold, which books once anyway.
     claimed = await store.set(name, hid, ttl=IDEMPOTENCY_TTL, only_new=True)
     if not claimed and await store.get(name) != hid:
         raise BookingError("idempotency_key_reused", 422)

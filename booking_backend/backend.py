@@ -83,7 +83,7 @@ class Backend:
     def render_message(self, kind: str, lang: str, fields: dict[str, str]) -> str:
         minutes = max(1, self.settings.code_validity_seconds // 60)
         key = {"code": "msg.code", "cancel_code": "msg.cancel_code",
-               "assigned": "msg.assigned"}.get(kind, "msg.code")
+               "assigned": "msg.assigned", "booked": "msg.booked"}.get(kind, "msg.code")
         return translate(lang, key, {"code": fields.get("code", ""), "minutes": minutes,
                                      "booking": fields.get("booking", "")})
 

@@ -158,6 +158,8 @@ class CatalogueCache:
         version = await self._store.hget(self._store.keys.catalogue, "version")
         if version is None:
             return None
+        # Race: a save between the two reads pairs an old version with new JSON; the next
+        # request sees the newer version and reads again, so the copy is stale at most once.
         if version != self._version or self._catalogue is None:
             document = await self._store.hget(self._store.keys.catalogue, "json")
             if document is None:

@@ -71,8 +71,6 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Sie können nur in Ihrem eigenen Kreis buchen.",
         "You can only book in your own district.",
     ),
-    "appts.pair": ("1. Impfung: {first}<br>2. Impfung: {second}",
-                   "1st dose: {first}<br>2nd dose: {second}"),
     "appts.first": ("1. Impfung", "1st dose"),
     "appts.second": ("2. Impfung", "2nd dose"),
     "appts.choose": ("Diese Termine nehmen", "Take these appointments"),
@@ -181,6 +179,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "msg.cancel_code": ("Code zum Absagen Ihres Impftermins: {code}. Er gilt {minutes} Minuten.",
                         "Code to cancel your vaccination appointment: {code}. Valid {minutes} "
                         "minutes."),
+    "msg.booked": (
+        "Ihre Impftermine sind gebucht. Buchungscode: {booking}. Bitte gut aufheben.",
+        "Your vaccination appointments are booked. Booking code: {booking}. Please keep it.",
+    ),
     "msg.assigned": (
         "Gute Nachricht: Sie haben Impftermine von der Warteliste. Buchungscode: {booking}. "
         "Die Termine sehen Sie unter 'Termin ansehen' mit Code und Geburtsdatum.",

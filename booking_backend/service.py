@@ -284,6 +284,7 @@ class Service:
             raise BookingError(code, statuses.get(outcome.status, 409))
         new = outcome.extra[0] == "new"
         if new:
+            self.verifier.wakeup()  # the booking code is queued for the person as well
             self.metrics.bookings.labels(channel=source).inc()
             log.info("booking confirmed via %s at centre %s", source, hold.centre)
         booking = await self.inventory.booking(outcome.value)

@@ -123,6 +123,9 @@ class Verifier:
         self._metrics = metrics
         self._wakeup = wakeup
 
+    def wakeup(self) -> None:
+        self._wakeup()
+
     async def request(
         self, vid: str, subject: str, contact: Contact, lang: str, kind: str
     ) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from multidict import MultiDictProxy
 
 from booking_backend import keys, sessions
 from booking_backend.catalogue import Centre
-from booking_backend.inventory import Booking, Offer
+from booking_backend.inventory import Booking, Offer, hold_verification
 from booking_backend.problems import BookingError
 from booking_backend.service import Person, Service
 from booking_backend.sessions import CSRF_FIELD, Session
@@ -241,7 +241,7 @@ async def _verify(request: web.Request, session: Session, error: BookingError | 
     hid = session.get("hold")
     delivered = False
     if hid:
-        state = await service.verifier.state(f"hold:{hid}", None)
+        state = await service.verifier.state(hold_verification(hid), None)
         delivered = state.delivered
     return await _hold_page(request, session, "verify.html",
                             {"error": error, "delivered": delivered, "resent": resent},

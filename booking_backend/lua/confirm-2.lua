@@ -3,7 +3,8 @@
 -- KEYS[1]  P.."hold:"..hid      KEYS[2] P.."verif:"..vid (the hold's verification)
 -- ARGV[1]  P   ARGV[2] now   ARGV[3] hid   ARGV[4] owner   ARGV[5] new booking code
 -- ARGV[6]  source (web | api)
--- Derived keys: booking:<code>, identities, inv, holds, owner:<owner>, counts, wl:*.
+-- Derived keys: booking:<code>, identities, inv, holds, owner:<owner>, counts, wl:*,
+--               outbox, msg:bk-<code> (the booking code is sent to the person too).
 -- Returns {"ok", code, "new" | "existing"} | {"not_found"} | {"expired"} | {"unverified"}
 --       | {"no_details"} | {"already_booked"} | {"invitation_invalid"}.
 -- Clock: ARGV now (the app clock). The units were taken when the hold was made, so a
@@ -45,4 +46,8 @@ redis.call("HINCRBY", P .. "counts", "booked", 2)
 redis.call("HINCRBY", P .. "counts", "bookings", 1)
 -- Whoever booked directly no longer waits: their waiting-list place is freed.
 drop_waiting(P, h.identity, "booked")
+-- The booking code also goes to the person's phone or mailbox, in the same step.
+enqueue(P, "bk-" .. code, now, {"kind", "booked", "channel", h.channel or "",
+  "address", h.address or "", "lang", h.lang or "de", "booking", code,
+  "attempts", 0, "created", now})
 return {"ok", code, "new"}

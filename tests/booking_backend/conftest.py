@@ -68,6 +68,8 @@ class RecordingSender:
 
     def last_code(self, address: str | None = None) -> str:
         for message in reversed(self.messages):
+            if message.kind not in ("code", "cancel_code"):
+                continue
             if address is None or message.contact.address == address:
                 digits = [w.strip(".") for w in message.text.split() if w.strip(".").isdigit()]
                 return next(d for d in digits if len(d) == 6)

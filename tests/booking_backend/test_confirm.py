@@ -112,3 +112,12 @@ async def test_cancellation_needs_a_code_and_returns_the_pair(env: Env) -> None:
     # The person may book again after cancelling.
     again = await env.book((first, second), "b", contact="+4915100000009")
     assert again["booking_code"] != booking["booking_code"]
+
+
+async def test_booking_code_is_sent_to_the_person(env: Env) -> None:
+    ((first, second),) = await env.add_pairs(1)
+    booking = await env.book((first, second), "a", contact="+4915100000077")
+    await env.deliver()
+    (sent,) = [m for m in env.sender.messages if m.kind == "booked"]
+    assert sent.contact.address == "+4915100000077"
+    assert booking["booking_code"] in sent.text
