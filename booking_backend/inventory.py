@@ -260,17 +260,13 @@ class Inventory:
             return int(await self.store.redis.hlen(self.store.keys.cap)) == 0
 
     async def centre_counts(self) -> dict[str, dict[str, int]]:
-        """Free and total units per centre (admin view; reads whole hashes, not for hot paths)."""
-        cap = await self.store.hgetall(self.store.keys.cap)
-        free = await self.store.hgetall(self.store.keys.free)
+        """Capacity and free units per centre (kept by the scripts, one small hash)."""
+        raw = await self.store.hgetall(self.store.keys.centre_counts)
         result: dict[str, dict[str, int]] = {}
-        for sid, units in cap.items():
-            slot = Slot.parse(sid)
-            if slot is None:
-                continue
-            entry = result.setdefault(slot.centre, {"capacity": 0, "free": 0})
-            entry["capacity"] += int(units)
-            entry["free"] += int(free.get(sid, "0"))
+        for name, units in raw.items():
+            centre, _, kind = name.rpartition(":")
+            if kind in ("capacity", "free"):
+                result.setdefault(centre, {"capacity": 0, "free": 0})[kind] = int(units)
         return result
 
 

@@ -217,6 +217,8 @@ class Service:
         except InvalidInput as exc:
             raise _input_error(exc) from exc
         hold = await self.live_hold(hid, owner)
+        # Race: the hold may expire or be confirmed between this read and the write below;
+        # hold_details-1.lua checks again atomically and says which.
         invitation = hold.fields.get("invitation", "")
         # An invitation letter names one person; without one, the person is who they say.
         identity = invitation or self.hasher.person(name, hold.fields.get("birth", ""), contact)

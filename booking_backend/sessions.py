@@ -71,6 +71,8 @@ async def save(request: web.Request, response: web.StreamResponse) -> None:
     store = request.app[keys.store_key]
     settings = request.app[keys.settings_key]
     # Deleted keys must disappear in Redis too, so the whole hash is rewritten when dirty.
+    # Race: two tabs of one session writing at once: the last write wins. Nothing that
+    # matters lives only here (holds, codes and bookings are checked in Redis scripts).
     if session.dirty:
         key = store.keys.session(session.sid)
         async with store.guard():

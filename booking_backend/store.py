@@ -49,6 +49,7 @@ class Keys:
         self.cap = p + "cap"  # HASH slot -> capacity units
         self.free = p + "free"  # HASH slot -> free units
         self.counts = p + "counts"  # HASH capacity/free/held/booked/bookings/waiting
+        self.centre_counts = p + "ccounts"  # HASH "<centre>:capacity|free" -> units
         self.holds = p + "holds"  # ZSET hold id by expiry
         self.identities = p + "identities"  # HASH identity HMAC -> booking code
         self.outbox = p + "outbox"  # ZSET message id by due time

@@ -9,6 +9,7 @@
 --   P.."cap"  HASH slot -> capacity        P.."free" HASH slot -> free units (never < 0)
 --   P.."cfree:"..centre  ZSET slot by start, holding exactly the slots with free > 0
 --   P.."counts" HASH capacity/free/held/booked units, bookings, waiting entries
+--   P.."ccounts" HASH "<centre>:capacity" / "<centre>:free" units per centre (admin stats)
 -- A unit is free, or held by exactly one hold, or booked by exactly one booking.
 
 local function hash(key)
@@ -28,11 +29,12 @@ local function take(P, sid, n)
   local free = tonumber(redis.call("HGET", P .. "free", sid) or "0")
   if free < n then return false end
   free = redis.call("HINCRBY", P .. "free", sid, -n)
+  local cid = slot_parts(sid)
   if free <= 0 then
-    local cid = slot_parts(sid)
     redis.call("ZREM", P .. "cfree:" .. cid, sid)
   end
   redis.call("HINCRBY", P .. "counts", "free", -n)
+  redis.call("HINCRBY", P .. "ccounts", cid .. ":free", -n)
   return true
 end
 
@@ -43,6 +45,7 @@ local function give(P, sid, n)
   local cid, start = slot_parts(sid)
   if free > 0 then redis.call("ZADD", P .. "cfree:" .. cid, start, sid) end
   redis.call("HINCRBY", P .. "counts", "free", n)
+  redis.call("HINCRBY", P .. "ccounts", cid .. ":free", n)
 end
 
 -- End a live hold and return both units; false when the hold is not live any more.

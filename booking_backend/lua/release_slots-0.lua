@@ -7,7 +7,7 @@
 -- ARGV[6]  earliest first-dose start   ARGV[7] min_gap   ARGV[8] max_gap
 -- ARGV[9]  n = number of fresh booking codes that follow, ARGV[10 .. 9+n]
 -- then triples: slot id, start epoch s, units to add
--- Derived keys: cap, free, cfree:<centre>, counts, wl:*, identities, booking:*, outbox, msg:*.
+-- Derived keys: cap, free, cfree:<centre>, counts, ccounts, wl:*, identities, booking:*, outbox, msg:*.
 -- Returns {units added, assigned code...}.
 -- Clock: ARGV now (the app clock).
 --!include _lib.lua
@@ -24,6 +24,7 @@ for i = 10 + n, #ARGV, 3 do
   if scid == cid and units > 0 then
     redis.call("HINCRBY", P .. "cap", sid, units)
     redis.call("HINCRBY", P .. "counts", "capacity", units)
+    redis.call("HINCRBY", P .. "ccounts", cid .. ":capacity", units)
     give(P, sid, units)
     added = added + units
   end

@@ -72,3 +72,18 @@ async def test_dev_mode_without_pass_works(make_env: MakeEnv) -> None:
     env = await make_env(require_pass=False, dev=True)
     async with env.client.get("/api/v1/groups") as resp:
         assert resp.status == 200
+
+
+async def test_redis_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
+    from tests.redis_server import free_port
+
+    env = await make_env(catalogue=False, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with env.client.get("/", headers=env.headers()) as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "30"
+        assert "Bitte versuchen Sie es in einer Minute noch einmal" in await resp.text()
+    status, body = await env.api("POST", "/api/v1/eligibility",
+                                 json={"birth_date": "1.1.1930", "postcode": "38100"})
+    assert (status, body["error"]) == (503, "store_unavailable")
+    async with env.admin.get("/healthz") as resp:
+        assert resp.status == 503
