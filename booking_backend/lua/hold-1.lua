@@ -41,10 +41,11 @@ if prev then prev_released = release_hold(P, prev, "replaced") end
 local f1 = tonumber(redis.call("HGET", P .. "free", first) or "0")
 local f2 = tonumber(redis.call("HGET", P .. "free", second) or "0")
 if f1 < 1 or f2 < 1 then
-  if prev_released then
+  local pk = P .. "hold:" .. (prev or "")
+  local ph = redis.call("HMGET", pk, "first", "second", "expires")
+  -- Only a previous hold whose time has not run out is restored.
+  if prev_released and tonumber(ph[3]) > now then
     -- Restoring cannot fail: the units were given back a moment ago inside this script.
-    local pk = P .. "hold:" .. prev
-    local ph = redis.call("HMGET", pk, "first", "second", "expires")
     take(P, ph[1], 1)
     take(P, ph[2], 1)
     redis.call("HSET", pk, "status", "held")
