@@ -57,6 +57,7 @@ class RecordingSender:
         self.messages: list[Message] = []
         self.failures = 0
         self.gate: asyncio.Event | None = None
+        self.sent = asyncio.Event()
 
     async def send(self, message: Message) -> None:
         if self.gate is not None:
@@ -65,6 +66,7 @@ class RecordingSender:
             self.failures -= 1
             raise DeliveryFailed("test failure")
         self.messages.append(message)
+        self.sent.set()
 
     def last_code(self, address: str | None = None) -> str:
         for message in reversed(self.messages):
