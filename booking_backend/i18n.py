@@ -234,8 +234,6 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "err.pair_invalid": ("Diese zwei Termine passen nicht zusammen.",
                          "These two appointments do not fit together."),
-    "err.no_session": ("Bitte fangen Sie auf der Startseite an.",
-        "Please start on the first page."),
     "err.hold_missing": ("Diese Reservierung gibt es nicht.", "This reservation does not exist."),
     "err.hold_expired": (
         "Die Reservierung ist abgelaufen. Bitte wählen Sie die Termine noch einmal.",

@@ -5,35 +5,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
 from itsdangerous import URLSafeTimedSerializer
 
 from booking_backend.backend import Backend
 from booking_backend.catalogue import CatalogueCache
-from booking_backend.inventory import Inventory
-from booking_backend.invitations import Invitations
 from booking_backend.metrics import Metrics
 from booking_backend.service import Service
 from booking_backend.settings import Settings
 from booking_backend.store import Store
-from booking_backend.verification import Outbox, Sender
 from queue_gate.tickets import AdmissionPass, PassVerifier
 
 Render = Callable[..., web.Response]
 
 backend_key: web.AppKey[Backend] = web.AppKey("backend")
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
-clock_key: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
 store_key: web.AppKey[Store] = web.AppKey("store")
 catalogue_key: web.AppKey[CatalogueCache] = web.AppKey("catalogue")
-inventory_key: web.AppKey[Inventory] = web.AppKey("inventory")
-invitations_key: web.AppKey[Invitations] = web.AppKey("invitations")
 service_key: web.AppKey[Service] = web.AppKey("service")
-outbox_key: web.AppKey[Outbox] = web.AppKey("outbox")
-sender_key: web.AppKey[Sender] = web.AppKey("sender")
-http_client_key: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_client")
 pass_verifier_key: web.AppKey[PassVerifier] = web.AppKey("pass_verifier")
 csrf_key: web.AppKey[URLSafeTimedSerializer] = web.AppKey("csrf")
 render_key: web.AppKey[Render] = web.AppKey("render")

@@ -55,15 +55,10 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 def _install(app: web.Application, backend: Backend) -> None:
     app[keys.backend_key] = backend
     app[keys.settings_key] = backend.settings
-    app[keys.clock_key] = backend.clock
     app[keys.metrics_key] = backend.metrics
     app[keys.store_key] = backend.store
     app[keys.catalogue_key] = backend.catalogue
-    app[keys.inventory_key] = backend.inventory
-    app[keys.invitations_key] = backend.invitations
     app[keys.service_key] = backend.service
-    app[keys.outbox_key] = backend.outbox
-    app[keys.sender_key] = backend.sender
     app[keys.pass_verifier_key] = backend.pass_verifier
     app[keys.csrf_key] = backend.csrf
     app[keys.render_key] = make_renderer(backend.settings)
