@@ -92,9 +92,11 @@ async def start_page(request: web.Request) -> web.Response:
 
 
 def _open_groups(request: web.Request) -> list[str]:
+    """Minimum ages of the open groups, oldest first: the pages name the last (youngest)."""
     service = service_of(request)
     today = service.today()
-    return [str(g.min_age) for g in service.settings.priority_groups if g.is_open(today)]
+    groups = sorted(service.settings.priority_groups, key=lambda g: -g.min_age)
+    return [str(g.min_age) for g in groups if g.is_open(today)]
 
 
 async def start_submit(request: web.Request) -> web.Response:
@@ -121,7 +123,9 @@ async def not_eligible(request: web.Request, session: Session, person: Person) -
     if decision.next_group and decision.next_group.opens:
         opens = decision.next_group.opens.strftime("%d.%m.%Y")
     return await page(request, session, "not_eligible.html", {
-        "decision": decision, "open_groups": [str(g.min_age) for g in decision.open_groups],
+        "decision": decision,
+        "open_groups": [str(g.min_age) for g in sorted(decision.open_groups,
+                                                       key=lambda g: -g.min_age)],
         "opens": opens, "invitation_min_age": person.invitation_min_age or "",
     }, status=403)
 
