@@ -80,3 +80,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except Exception:  # the one place that must turn any bug into a page, not a trace
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error_response(request, BookingError("internal_error", 500))

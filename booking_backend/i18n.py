@@ -305,6 +305,12 @@ TEXTS: dict[str, tuple[str, str]] = {
                                    "Please send application/json."),
     "err.not_found": ("Diese Seite gibt es nicht.", "This page does not exist."),
     "err.method_not_allowed": ("Das geht hier nicht.", "This is not allowed here."),
+    "err.internal_error": (
+        "Bei uns ist ein Fehler passiert. Bitte versuchen Sie es gleich noch einmal. "
+        "Ihre Reservierung bleibt bestehen.",
+        "Something went wrong on our side. Please try again in a moment. "
+        "Your reservation is kept.",
+    ),
     "err.store_unavailable": (
         "Das System ist gerade überlastet. Bitte versuchen Sie es in einer Minute noch einmal. "
         "Ihre Reservierung bleibt bestehen.",

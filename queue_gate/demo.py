@@ -22,7 +22,7 @@ from aiohttp import web
 from queue_gate.admin import create_admin_app
 from queue_gate.devredis import private_redis
 from queue_gate.keys import store_key
-from queue_gate.main import create_app
+from queue_gate.main import create_app, until_stopped
 from queue_gate.settings import Settings
 from queue_gate.tickets import TicketSigner
 
@@ -122,7 +122,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
 """
         )
         sys.stdout.flush()
-        await asyncio.Event().wait()
+        await until_stopped()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        with redis_for_demo() as redis_url, contextlib.suppress(KeyboardInterrupt):
+        with redis_for_demo() as redis_url:
             asyncio.run(run(args, redis_url))
     except (RuntimeError, OSError) as exc:
         sys.exit(f"queue-demo: {exc}")

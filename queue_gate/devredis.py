@@ -7,9 +7,12 @@ ever touches (or flushes) a Redis server that someone else runs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,7 +47,8 @@ def private_redis(*, appendonly: bool = False, maxmemory: str | None = None) -> 
         if maxmemory is not None:
             args += ["--maxmemory", maxmemory]
         proc = subprocess.Popen(  # noqa: S603 - our own argument list, binary from PATH
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         try:
             _wait_for_port(port, proc)
@@ -56,6 +60,14 @@ def private_redis(*, appendonly: bool = False, maxmemory: str | None = None) -> 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when whoever started it dies, even by SIGKILL, so a
+    killed test run or demo leaves no redis-server behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:

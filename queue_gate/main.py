@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -99,6 +99,20 @@ def create_app(
     return app
 
 
+async def until_stopped() -> None:
+    """Wait for SIGTERM (a container stopping) or SIGINT (Ctrl-C), then return so that the
+    caller's cleanup runs: runners close, the ticker stops, Redis disconnects."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 async def serve(settings: Settings, host: str, port: int, admin_host: str,
                 admin_port: int) -> None:
     """Run the public and the admin app until cancelled."""
@@ -112,7 +126,8 @@ async def serve(settings: Settings, host: str, port: int, admin_host: str,
         await web.TCPSite(runners[1], admin_host, admin_port).start()
         log.info("queue gate for room %r on http://%s:%d/, admin on http://%s:%d/, backend %s",
                  settings.room, host, port, admin_host, admin_port, settings.backend_url)
-        await asyncio.Event().wait()
+        await until_stopped()
+        log.info("stopping")
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
@@ -143,5 +158,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     if settings.demo:
         log.warning("DEMO MODE: secrets and admin token are generated for this run only; "
                     "admin token: %s", settings.admin_token)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, args.host, args.port, args.admin_host, args.admin_port))
+    asyncio.run(serve(settings, args.host, args.port, args.admin_host, args.admin_port))
