@@ -16,6 +16,7 @@ import pytest
 
 from tests.ops.dashboards import (
     ALERTS,
+    COMPOSE_PROMETHEUS,
     PanelQuery,
     all_panel_queries,
     dashboard_files,
@@ -52,8 +53,8 @@ def rushed() -> Iterator[Rushed]:
     """Redis, three gate processes, a backend and Prometheus; a rush; then the tests read."""
     with private_redis() as redis_url:
         stack = Stack(redis_url)
-        stack.start()
         try:
+            stack.start()
             jobs = [ScrapeJob(GATE_JOB, stack.gate_targets),
                     ScrapeJob(BACKEND_JOB, [stack.backend.target])]
             with private_prometheus(jobs, rule_files=[ALERTS], interval_s=1.0) as prometheus:
@@ -96,6 +97,13 @@ def test_the_rush_went_through_the_gate(rushed: Rushed) -> None:
     assert report.booked > 10 and report.cancelled > 0 and report.waitlisted > 0
     assert report.holds_abandoned > 0 and report.bypass_refused == 1
     assert report.waiting_at_end > 0
+
+
+def test_the_jobs_are_named_as_in_the_compose_prometheus_config() -> None:
+    """The alert rules select on these job names; the test's Prometheus must use them too."""
+    config = COMPOSE_PROMETHEUS.read_text(encoding="utf-8")
+    assert f"job_name: {GATE_JOB}\n" in config
+    assert f"job_name: {BACKEND_JOB}\n" in config
 
 
 def test_prometheus_scrapes_every_process(rushed: Rushed) -> None:
