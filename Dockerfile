@@ -14,7 +14,6 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=build /install /usr/local
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 USER 10001:10001
-WORKDIR /tmp
 # Gate: public 8080, admin 8081. Backend: public 8082, admin 9082.
 EXPOSE 8080 8081 8082 9082
 CMD ["queue-gate", "--host", "0.0.0.0", "--port", "8080"]

@@ -131,6 +131,12 @@ def test_two_gates_share_redis_behind_one_entry_point(
     assert upstreams == {f"{name}:8080" for name in gates}
     assert entry["ports"] == ["8080:8080"]
     assert set(entry["depends_on"]) == set(gates)
+    # The gates count joins per visitor address: they must believe the entry point's
+    # X-Forwarded-For (and only its), which nginx must set.
+    entry_address = entry["networks"]["default"]["ipv4_address"]
+    for name, gate in gates.items():
+        assert env(gate)["QUEUE_GATE_TRUSTED_PROXIES"] == f"{entry_address}/32", name
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in config.read_text()
 
 
 def test_the_booking_backend_runs_behind_the_gates(services: dict[str, dict[str, Any]]) -> None:
