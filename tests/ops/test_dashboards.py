@@ -57,6 +57,12 @@ def test_panels_are_well_formed(path: Path) -> None:
         assert refs and len(refs) == len(set(refs)), panel["title"]
         for target in panel["targets"]:
             assert target["expr"].strip() and target["legendFormat"], panel["title"]
+    boxes = [(p["title"], p["gridPos"]) for p in panels(board)]
+    for i, (title, a) in enumerate(boxes):
+        for other, b in boxes[i + 1:]:
+            apart = (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+                     or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+            assert apart, f"{title!r} overlaps {other!r}"
 
 
 def test_the_waiting_room_has_a_room_variable_used_by_every_gate_query() -> None:
