@@ -9,6 +9,7 @@ so views decide what a visitor sees.
 from __future__ import annotations
 
 import importlib.resources
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -336,6 +337,10 @@ class RoomStore:
         """Write validated changes (None deletes a field); every gate process picks them up
         at its next tick."""
         assert changes.get("mode", "queue") in MODES
+        opens_at = changes.get("opens_at")
+        if isinstance(opens_at, float):
+            # Whole seconds: tickets carry the opening as an integer (and never open early).
+            changes = {**changes, "opens_at": math.ceil(opens_at)}
         await self.read_config()  # a room must exist before it is changed
         setting = [part for name, value in changes.items() if value is not None
                    for part in (name, value)]

@@ -26,6 +26,7 @@ from queue_gate.keys import (
     signer_key,
     store_key,
 )
+from queue_gate.store import GateUnavailable
 from queue_gate.tickets import (
     PASS_COOKIE,
     TICKET_COOKIE,
@@ -298,9 +299,13 @@ async def api_join(request: web.Request) -> web.Response:
                                    http_status=200)
     try:
         ticket, token = await issue_ticket(request)
+        status = await visitor_status(app, ticket, just_joined=True)
     except JoinRefused as refused:
         return join_refused_json(app, refused)
-    status = await visitor_status(app, ticket, just_joined=True)
+    except TokenRejected as exc:
+        # A ticket issued a moment ago refused: the room was reset between the two steps.
+        log.warning("fresh ticket refused (%s); the room changed under the join", exc.code)
+        raise GateUnavailable(exc.code) from exc
     return status_response(app, replace(status, ticket_token=None),
                            ticket=status.ticket_token or token, http_status=201)
 
@@ -369,9 +374,12 @@ async def waiting_page(request: web.Request) -> web.Response:
     if ticket is None or status is None:
         try:
             ticket, new_token = await issue_ticket(request)
+            status = await visitor_status(app, ticket, just_joined=True)
         except JoinRefused as refused:
             return join_refused_page(request, refused)
-        status = await visitor_status(app, ticket, just_joined=True)
+        except TokenRejected as exc:
+            log.warning("fresh ticket refused (%s); the room changed under the join", exc.code)
+            raise GateUnavailable(exc.code) from exc
     new_token = status.ticket_token or new_token
     if status.state == "admitted":
         response = see_other(next_path)

@@ -316,3 +316,22 @@ async def test_session_cap_pauses_admissions_until_sessions_end(
         await gate.tick()
     states = [(await status(gate, t))[1]["state"] for t in tickets[3:]]
     assert states == ["admitted", "admitted", "waiting"]
+
+
+async def test_an_opening_time_with_a_fraction_of_a_second(
+    admin: Client, gate: Gate, clock: FakeClock
+) -> None:
+    await gate.tick()
+    opening = dt.datetime.fromtimestamp(clock.now + 600.817, dt.UTC)
+    response = await admin.patch("/admin/rooms/default", headers=auth(),
+                                 json={"opens_at": opening.isoformat()})
+    assert response.status == 200
+    # Whole seconds, rounded up: the room never opens early.
+    assert (await response.json())["opens_at"] == iso(clock.now + 601)
+    await gate.tick()
+    ticket = await join(gate)
+    assert ticket["state"] == "prequeue"
+    clock.advance(601)
+    await gate.tick()
+    code, body = await status(gate, ticket["ticket"])
+    assert (code, body["state"]) == (200, "admitted")  # drawn first, and let in at once
