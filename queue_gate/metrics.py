@@ -7,6 +7,7 @@ dashboards take `max by (room)` of those, and `sum` of the per-process counters.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -46,6 +47,10 @@ class GateMetrics:
         self.time_waited = Histogram(
             name("wait_duration_seconds"), "Time from joining to admission, per admitted visitor",
             ["room"], buckets=WAIT_BUCKETS, registry=registry)
+        self.session_duration = Histogram(
+            name("session_duration_seconds"),
+            "From a pass being issued to the backend ending the session (the booking time)",
+            ["room"], buckets=WAIT_BUCKETS, registry=registry)
         self.proxy_duration = Histogram(
             name("proxy_request_duration_seconds"),
             "Time to the booking backend's response headers, by status class",
@@ -73,6 +78,20 @@ class GateMetrics:
         self.prequeue = Gauge(
             name("prequeue_visitors"), "Visitors in the pre-queue, waiting for the opening draw",
             ["room"], registry=registry)
+        self.room_passes_issued = Gauge(
+            name("room_passes_issued"), "Passes issued in the room since it was created",
+            ["room"], registry=registry)
+        self.room_passes_ended = Gauge(
+            name("room_passes_ended"),
+            "Passes ended early by the backend in the room since it was created",
+            ["room"], registry=registry)
+        self.max_active_sessions = Gauge(
+            name("max_active_sessions"), "Configured cap on active sessions (0: none)",
+            ["room"], registry=registry)
+        self.opens_at = Gauge(
+            name("room_opens_at_timestamp_seconds"),
+            "The room's opening time; absent when none is set",
+            ["room"], registry=registry)
         self.passes_active = Gauge(
             name("passes_active"), "Admission passes not yet expired or ended",
             ["room"], registry=registry)
@@ -97,6 +116,14 @@ class GateMetrics:
         self.left_total.labels(room).set(tick.skipped)
         self.prequeue.labels(room).set(tick.prequeue_size)
         self.passes_active.labels(room).set(tick.passes_active)
+        self.room_passes_issued.labels(room).set(tick.passes_issued)
+        self.room_passes_ended.labels(room).set(tick.passes_ended)
+        self.max_active_sessions.labels(room).set(tick.config.max_active_sessions)
+        if tick.config.opens_at is None:
+            with contextlib.suppress(KeyError):
+                self.opens_at.remove(room)
+        else:
+            self.opens_at.labels(room).set(tick.config.opens_at)
         self.rate_configured.labels(room).set(tick.config.rate_per_minute)
         self.rate_measured.labels(room).set(float("nan") if measured is None else measured)
         rate = measured or tick.config.rate_per_minute

@@ -19,7 +19,9 @@ from queue_gate.errors import UpstreamBroken, error_page
 from queue_gate.keys import (
     address_policy_key,
     backend_session_key,
+    clock_key,
     metrics_key,
+    room_view_key,
     settings_key,
     signer_key,
     store_key,
@@ -175,11 +177,18 @@ async def end_session(request: web.Request, admission: AdmissionPass,
                       response: web.StreamResponse) -> None:
     """The backend is done with this visitor: end the pass so the next one gets in."""
     app = request.app
+    room = app[settings_key].room
     try:
         if await app[store_key].end_pass(admission.ticket_id):
-            app[metrics_key].passes_ended.labels(app[settings_key].room).inc()
+            app[metrics_key].passes_ended.labels(room).inc()
+            snapshot = app[room_view_key].snapshot
+            if snapshot is not None:
+                # Issued at expiry minus the session length (as configured now).
+                issued = admission.expires_at - snapshot.config.session_minutes * 60
+                app[metrics_key].session_duration.labels(room).observe(
+                    max(app[clock_key]() - issued, 0.0))
     except GateUnavailable:
-        app[metrics_key].redis_errors.labels(app[settings_key].room, "end_pass").inc()
+        app[metrics_key].redis_errors.labels(room, "end_pass").inc()
         return
     response.del_cookie(PASS_COOKIE, path="/")
 

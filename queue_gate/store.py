@@ -110,6 +110,7 @@ class TickResult:
     draw_opens_at: float | None = None
     draw_base: int = 0
     draw_count: int = 0
+    passes_ended: int = 0
 
     @property
     def waiting(self) -> int:
@@ -236,6 +237,7 @@ class RoomStore:
             draw_opens_at=float(raw[15]) if raw[15] else None,
             draw_base=int(raw[16]),
             draw_count=int(raw[17]),
+            passes_ended=int(raw[18]),
         )
 
     async def register_room(self) -> None:

@@ -21,7 +21,7 @@
 -- ARGV[12..] ticket numbers seen by this process since its last tick
 -- Returns  {mode, rate, message, session_minutes, epoch, seq, frontier, passes_active,
 --           passes_issued, now, admitted, skipped, opens_at, prequeue_size, max_active,
---           draw_opens_at, draw_base, draw_count}
+--           draw_opens_at, draw_base, draw_count, passes_ended}
 
 local now = room_now(ARGV[1])
 local grace = tonumber(ARGV[4])
@@ -117,8 +117,8 @@ end
 redis.call('HSET', KEYS[2], 'frontier', frontier, 'credit', tostring(credit),
            'last_tick', string.format('%.6f', now), 'admitted', admitted, 'skipped', skipped)
 
-local counters = redis.call('HMGET', KEYS[2], 'passes_issued', 'draw_opens_at')
+local counters = redis.call('HMGET', KEYS[2], 'passes_issued', 'draw_opens_at', 'passes_ended')
 return {mode, tostring(rate), cfg[3] or '', cfg[4] or '15', cfg[5] or '', seq, frontier,
         active, tonumber(counters[1]) or 0, string.format('%.6f', now), admitted, skipped,
         opens_at and tostring(opens_at) or '', redis.call('ZCARD', KEYS[10]), max_active,
-        counters[2] or '', draw_base, draw_count}
+        counters[2] or '', draw_base, draw_count, tonumber(counters[3]) or 0}

@@ -159,6 +159,11 @@ async def test_backend_can_end_the_session(gate: Gate, clock: FakeClock,
     assert response.status == 401
     state = await redis_client.hget("qg:{default}:state", "passes_ended")
     assert state == "1"
+    sample = gate.registry.get_sample_value
+    assert sample("queuegate_session_duration_seconds_count", {"room": "default"}) == 1
+    await gate.tick()
+    assert sample("queuegate_room_passes_ended", {"room": "default"}) == 1
+    assert sample("queuegate_room_passes_issued", {"room": "default"}) == 1
 
 
 async def test_backend_down_is_a_friendly_502(make_gate: GateFactory, clock: FakeClock,
