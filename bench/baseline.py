@@ -70,9 +70,16 @@ def main() -> None:
     parser.add_argument("--kind", choices=("json", "redis"), required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", default="")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run on uvloop (to compare with a gate that does)")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.kind, args.port, args.redis_url))
+        if args.uvloop:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional
+
+            uvloop.run(serve(args.kind, args.port, args.redis_url))
+        else:
+            asyncio.run(serve(args.kind, args.port, args.redis_url))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -80,7 +81,7 @@ class Config:
                    rush_visitors=50_000, rush_arrival_s=60, rush_duration_s=120,
                    rush_rate_per_minute=3000, rush_gates=2, rush_workers=2,
                    leave_share=0.1, backend_capacity=32, scale_population=500_000,
-                   scale_join_cap_s=300, scale_status_s=8,
+                   scale_join_cap_s=420, scale_status_s=8,
                    scale_connections=(16, 32, 64, 128, 256))
 
 
@@ -542,17 +543,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gate-src", type=Path, default=ROOT,
                         help="directory holding the queue_gate package to benchmark "
                         "(default: this checkout)")
+    parser.add_argument("--report-from", type=Path, default=None, metavar="DIR",
+                        help="run nothing: redraw the plots and rewrite docs/ from "
+                        "DIR/results.json of an earlier run")
+    parser.add_argument("--rush-visitors", type=int, default=None,
+                        help="visitors in the rush (default 50,000; quick 1,500)")
+    parser.add_argument("--rush-arrival-s", type=float, default=None,
+                        help="the rush arrives within this many seconds (default 60)")
     parser.add_argument("--phases", default="ceiling,rate,rush,scale",
                         help="comma-separated subset of ceiling,rate,rush,scale")
     args = parser.parse_args(argv)
+    if args.report_from is not None:
+        from bench import report
+
+        earlier: dict[str, Any] = json.loads((args.report_from / "results.json").read_text())
+        report.plots(earlier, args.report_from)
+        report.write_docs(earlier, args.report_from, ROOT)
+        sys.stdout.write(report.summary_table(earlier))
+        return
     cfg = Config.for_mode(args.quick)
+    if args.rush_visitors is not None:
+        cfg = dataclasses.replace(cfg, rush_visitors=args.rush_visitors)
+    if args.rush_arrival_s is not None:
+        cfg = dataclasses.replace(cfg, rush_arrival_s=args.rush_arrival_s,
+                                  rush_duration_s=max(cfg.rush_duration_s,
+                                                      args.rush_arrival_s + 30))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     workdir = args.out or ROOT / "bench" / "results" / (stamp + ("-quick" if cfg.quick else ""))
     workdir.mkdir(parents=True, exist_ok=True)
     phases = set(args.phases.split(","))
-    command = "python -m bench.launch" + (" --quick" if cfg.quick else "")
-    if args.phases != parser.get_default("phases"):
-        command += f" --phases {args.phases}"
+    command = " ".join(["python -m bench.launch", *(argv if argv is not None else sys.argv[1:])])
     started = time.monotonic()
     results: dict[str, Any] = {
         "command": command, "started_utc": stamp, "config": asdict(cfg),

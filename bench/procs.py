@@ -134,11 +134,12 @@ class Stack:
         return self._start(name, argv, port, admin_port=admin_port, env=env, cpus=cpus,
                            cwd=self.gate_src)
 
-    def baseline(self, kind: str, *, cpus: str | None = None) -> Proc:
+    def baseline(self, kind: str, *, cpus: str | None = None, uvloop: bool = False) -> Proc:
         port = free_port()
         argv = [sys.executable, "-m", "bench.baseline", "--kind", kind, "--port", str(port),
-                "--redis-url", self.redis_url]
-        return self._start(f"baseline-{kind}", argv, port, cpus=cpus)
+                "--redis-url", self.redis_url, *(["--uvloop"] if uvloop else [])]
+        return self._start(f"baseline-{kind}{'-uvloop' if uvloop else ''}", argv, port,
+                           cpus=cpus)
 
     def standin_backend(self, capacity: int) -> Proc:
         port = free_port()

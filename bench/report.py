@@ -3,16 +3,15 @@ docs/benchmarks.md (between the `results:start` and `results:end` markers)."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
 import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+log = logging.getLogger(__name__)
 
 START = "<!-- results:start (written by python -m bench.launch; do not edit) -->"
 END = "<!-- results:end -->"
@@ -136,7 +135,21 @@ def _binned_percentiles(points: list[list[float]], width: float,
     return xs, ys
 
 
+def have_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def plots(results: dict[str, Any], workdir: Path) -> None:
+    """Draw the PNGs; without matplotlib (the `bench` extra) say so and draw nothing."""
+    if not have_matplotlib():
+        log.warning("matplotlib is not installed (pip install -e '.[bench]'): no plots")
+        return
+    # Optional (the `bench` extra): the ignore keeps mypy quiet where it is not installed.
+    import matplotlib  # type: ignore[import-not-found,unused-ignore]
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+
     if "rush" in results:
         r = results["rush"]
         series = r["series"]
@@ -199,7 +212,8 @@ def results_block(results: dict[str, Any]) -> str:
         f"Command: `.venv/bin/{results['command']}`, started {results['started_utc']}, "
         f"wall time {results['wall_s'] / 60:.1f} min, {results['machine']['cpus']} cores, "
         f"Python {results['machine']['python']}, load average at start "
-        f"{results['machine']['load_avg_at_start'][0]:.2f}. Backend: {results['backend']}.",
+        f"{results['machine']['load_avg_at_start'][0]:.2f}. Gate measured: "
+        f"{results.get('gate', '?')}. Backend: {results['backend']}.",
         "",
         summary_table(results),
     ]
