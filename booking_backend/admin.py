@@ -80,7 +80,7 @@ async def metrics(request: web.Request) -> web.Response:
     backend = request.app[keys.backend_key]
     # When Redis is down the scrape still answers; the gauges keep their last values.
     with contextlib.suppress(StoreUnavailable):
-        backend.metrics.observe_counts(await backend.store.counts())
+        backend.metrics.observe(await backend.store.levels(), backend.clock())
     body = generate_latest(backend.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -161,10 +161,9 @@ async def generate(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     backend = request.app[keys.backend_key]
-    counts = await backend.store.counts()
-    backend.metrics.observe_counts(counts)
-    return web.json_response({"counts": counts,
-                              "centres": await backend.inventory.centre_counts()})
+    levels = await backend.store.levels()
+    backend.metrics.observe(levels, backend.clock())
+    return web.json_response({"counts": levels.counts, "centres": levels.centres})
 
 
 async def create_invitations(request: web.Request) -> web.Response:
@@ -195,8 +194,8 @@ async def list_invitations(request: web.Request) -> web.Response:
 async def sweep(request: web.Request) -> web.Response:
     backend = request.app[keys.backend_key]
     expired = await backend.inventory.sweep()
-    backend.metrics.holds_expired.inc(expired)
-    return web.json_response({"holds_expired": expired})
+    codes = await backend.verifier.expire_codes()
+    return web.json_response({"holds_expired": expired, "codes_expired": codes})
 
 
 def setup_routes(app: web.Application) -> None:

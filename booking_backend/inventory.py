@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from booking_backend.catalogue import Catalogue, Centre
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
-from booking_backend.store import Store
+from booking_backend.store import Store, parse_centre_counts
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,7 @@ class Inventory:
         return Outcome("ok", reply[0], tuple(reply[1:]))
 
     async def sweep(self, limit: int = 500) -> int:
+        """Expire holds whose time ran out; returns how many (sweep-0.lua counts them)."""
         reply = await self.store.run(
             self.store.sweep_script, [], [self.store.prefix, self.now(), limit]
         )
@@ -260,14 +261,8 @@ class Inventory:
             return int(await self.store.redis.hlen(self.store.keys.cap)) == 0
 
     async def centre_counts(self) -> dict[str, dict[str, int]]:
-        """Capacity and free units per centre (kept by the scripts, one small hash)."""
-        raw = await self.store.hgetall(self.store.keys.centre_counts)
-        result: dict[str, dict[str, int]] = {}
-        for name, units in raw.items():
-            centre, _, kind = name.rpartition(":")
-            if kind in ("capacity", "free"):
-                result.setdefault(centre, {"capacity": 0, "free": 0})[kind] = int(units)
-        return result
+        """Capacity, free, held and booked units per centre (kept by the scripts)."""
+        return parse_centre_counts(await self.store.hgetall(self.store.keys.centre_counts))
 
 
 def hold_verification(hid: str) -> str:

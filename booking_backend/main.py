@@ -34,10 +34,18 @@ ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'  # no client address: no personal data in l
 ADMIN_MAX_BODY = 32 * 1024 * 1024
 
 
+def route_label(request: web.Request) -> str:
+    """The matched route's canonical path (`/api/v1/holds/{id}`), `unmatched` without one
+    (404, 405): never the raw path, so the label keeps a small fixed set of values."""
+    resource = request.match_info.route.resource
+    return "unmatched" if resource is None else resource.canonical
+
+
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[keys.metrics_key]
     surface = "api" if is_api(request) else "web"
+    route = route_label(request)
     started = time.perf_counter()
     status = 500
     try:
@@ -48,8 +56,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        metrics.requests.labels(surface=surface, status=f"{status // 100}xx").inc()
-        metrics.request_duration.labels(surface=surface).observe(time.perf_counter() - started)
+        metrics.requests.labels(surface=surface, route=route, status=f"{status // 100}xx").inc()
+        metrics.request_duration.labels(surface=surface, route=route).observe(
+            time.perf_counter() - started)
 
 
 def _install(app: web.Application, backend: Backend) -> None:
@@ -93,13 +102,13 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def sweep_forever(backend: Backend, stop: asyncio.Event) -> None:
     """Return the units of expired holds even when nobody books (hold-1.lua also does it
-    lazily), and keep the gauges fresh."""
+    lazily), count codes that expired unused, and keep the gauges fresh. The scripts count
+    the expiries in Redis, so several sweeping processes count each one once."""
     while not stop.is_set():
         try:
-            expired = await backend.inventory.sweep()
-            if expired:
-                backend.metrics.holds_expired.inc(expired)
-            backend.metrics.observe_counts(await backend.store.counts())
+            await backend.inventory.sweep()
+            await backend.verifier.expire_codes()
+            backend.metrics.observe(await backend.store.levels(), backend.clock())
         except StoreUnavailable as exc:
             log.warning("sweeper: store unavailable: %s", exc)
         with contextlib.suppress(TimeoutError):

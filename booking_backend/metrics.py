@@ -1,24 +1,65 @@
 """Prometheus metrics of the booking backend, built on a registry passed in.
 
 Prefix `booking_`, base units, `_total` counters, small fixed label sets (outcome, channel,
-sender, state); never a person, booking code or centre-independent free text as a label.
+sender, state, route, centre: the catalogue's ~50 centres); never a person, booking code or
+free text as a label.
+
+Two kinds of numbers: counters of what this process did (summed over processes), and
+deployment-wide values the Lua scripts keep in Redis, read on every scrape and by the
+sweeper (`observe`): the same in every process, so dashboards take their `max`. Among the
+latter are two counters (expired holds and codes): only the scripts see every expiry, so
+they count them in Redis and `RedisCounters` exports the count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from booking_backend.store import CENTRE_STATES, Levels
+
+# Deployment-wide counters kept in the `counts` hash: field -> (metric name, help).
+REDIS_COUNTERS = {
+    "holds_expired": ("booking_holds_expired",
+                      "Holds whose time ran out, whoever freed them (sweeper, next hold, "
+                      "late confirmation); deployment-wide, from Redis"),
+    "codes_expired": ("booking_codes_expired",
+                      "Delivered verification codes whose validity ran out unused; "
+                      "deployment-wide, from Redis"),
+}
+
+
+class RedisCounters(Collector):
+    """Exports counters kept by the Lua scripts, as last read from Redis.
+
+    Nothing is exported before the first read: a 0 followed by the real value would look
+    like a jump, and a missing series is honest. Redis only ever increments these fields.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for field, (name, documentation) in REDIS_COUNTERS.items():
+            if field in self.values:
+                yield CounterMetricFamily(name, documentation, value=self.values[field])
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
-            "booking_http_requests_total", "HTTP requests answered, by surface and status class",
-            ["surface", "status"], registry=registry,
+            "booking_http_requests_total",
+            "HTTP requests answered, by surface, route (canonical path; unmatched for 404s) "
+            "and status class",
+            ["surface", "route", "status"], registry=registry,
         )
         self.request_duration = Histogram(
-            "booking_http_request_duration_seconds", "Time to answer a request",
-            ["surface"], registry=registry,
+            "booking_http_request_duration_seconds", "Time to answer a request, by route",
+            ["surface", "route"], registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.pass_rejections = Counter(
@@ -61,9 +102,8 @@ class Metrics:
             "Time from queuing a message to its delivery",
             registry=registry, buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
         )
-        self.holds_expired = Counter(
-            "booking_holds_expired_total", "Holds expired by the sweeper", registry=registry,
-        )
+        self.redis_counters = RedisCounters()
+        registry.register(self.redis_counters)
         self.store_errors = Counter(
             "booking_store_errors_total", "Requests that failed because Redis was unavailable",
             registry=registry,
@@ -78,9 +118,35 @@ class Metrics:
         self.active_bookings = Gauge(
             "booking_active_bookings", "Active bookings", registry=registry,
         )
+        self.centre_units = Gauge(
+            "booking_centre_slot_units", "Slot units by centre and state (free, held, booked)",
+            ["centre", "state"], registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "booking_outbox_pending",
+            "Messages (codes, booking codes, waiting-list news) queued and not yet delivered "
+            "or given up", registry=registry,
+        )
+        self.outbox_oldest = Gauge(
+            "booking_outbox_oldest_pending_seconds",
+            "Age of the oldest message still waiting for delivery (0: none waiting)",
+            registry=registry,
+        )
 
-    def observe_counts(self, counts: dict[str, int]) -> None:
-        for state in ("capacity", "free", "held", "booked"):
+    def observe(self, levels: Levels, now: float) -> None:
+        """Set the deployment-wide values from one read of Redis (`Store.levels`)."""
+        counts = levels.counts
+        for state in CENTRE_STATES:
             self.units.labels(state=state).set(counts.get(state, 0))
         self.waiting.set(counts.get("waiting", 0))
         self.active_bookings.set(counts.get("bookings", 0))
+        self.redis_counters.values = {field: counts.get(field, 0) for field in REDIS_COUNTERS}
+        # Cleared and refilled without an await in between: a scrape never sees half, and a
+        # centre removed from the catalogue disappears.
+        self.centre_units.clear()
+        for centre, units in levels.centres.items():
+            for state in ("free", "held", "booked"):
+                self.centre_units.labels(centre=centre, state=state).set(units[state])
+        self.outbox_pending.set(levels.outbox_pending)
+        oldest = levels.outbox_oldest_created
+        self.outbox_oldest.set(0 if oldest is None else max(0.0, now - oldest))

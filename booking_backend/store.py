@@ -11,6 +11,7 @@ import contextlib
 import importlib.resources
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,6 +21,29 @@ from redis.exceptions import RedisError
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 
 Value = str | int | float
+COUNT_NAMES = ("capacity", "free", "held", "booked", "bookings", "waiting")
+EXPIRY_NAMES = ("holds_expired", "codes_expired")  # fields of `counts` that only grow
+CENTRE_STATES = ("capacity", "free", "held", "booked")
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """What the gauges show, read from Redis in one round trip (the same in every process)."""
+
+    counts: dict[str, int]  # COUNT_NAMES and EXPIRY_NAMES
+    centres: dict[str, dict[str, int]]  # centre -> capacity/free/held/booked units
+    outbox_pending: int
+    outbox_oldest_created: float | None  # when the oldest pending message was queued
+
+
+def parse_centre_counts(raw: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """`ccounts` fields `<centre>:<state>` as {centre: {state: units}}, every state present."""
+    result: dict[str, dict[str, int]] = {}
+    for name, units in raw.items():
+        centre, _, state = name.rpartition(":")
+        if state in CENTRE_STATES:
+            result.setdefault(centre, dict.fromkeys(CENTRE_STATES, 0))[state] = int(units)
+    return result
 
 
 class StoreUnavailable(Exception):
@@ -48,11 +72,14 @@ class Keys:
         p = self.prefix
         self.cap = p + "cap"  # HASH slot -> capacity units
         self.free = p + "free"  # HASH slot -> free units
-        self.counts = p + "counts"  # HASH capacity/free/held/booked/bookings/waiting
-        self.centre_counts = p + "ccounts"  # HASH "<centre>:capacity|free" -> units
+        # HASH capacity/free/held/booked/bookings/waiting, holds_expired/codes_expired
+        self.counts = p + "counts"
+        self.centre_counts = p + "ccounts"  # HASH "<centre>:capacity|free|held|booked" -> units
         self.holds = p + "holds"  # ZSET hold id by expiry
         self.identities = p + "identities"  # HASH identity HMAC -> booking code
         self.outbox = p + "outbox"  # ZSET message id by due time
+        self.outbox_created = p + "outbox:created"  # ZSET pending message id by queuing time
+        self.codes = p + "codes"  # ZSET verification key of a delivered code by validity end
         self.wl_identities = p + "wl:identities"  # HASH identity HMAC -> waiting entry
         self.wl_seq = p + "wl:seq"  # counter: order of joining the waiting list
         self.invitations = p + "inv"  # HASH invitation HMAC -> wave
@@ -111,6 +138,7 @@ class Store:
         self.cancel_script: AsyncScript = register(load_lua("cancel-1.lua"))
         self.release_slots_script: AsyncScript = register(load_lua("release_slots-0.lua"))
         self.sweep_script: AsyncScript = register(load_lua("sweep-0.lua"))
+        self.codes_expire_script: AsyncScript = register(load_lua("codes_expire-1.lua"))
         self.outbox_claim_script: AsyncScript = register(load_lua("outbox_claim-1.lua"))
         self.outbox_done_script: AsyncScript = register(load_lua("outbox_done-1.lua"))
         self.outbox_fail_script: AsyncScript = register(load_lua("outbox_fail-1.lua"))
@@ -198,8 +226,22 @@ class Store:
 
     async def counts(self) -> dict[str, int]:
         raw = await self.hgetall(self.keys.counts)
-        names = ("capacity", "free", "held", "booked", "bookings", "waiting")
-        return {name: int(raw.get(name, "0")) for name in names}
+        return {name: int(raw.get(name, "0")) for name in COUNT_NAMES}
+
+    async def levels(self) -> Levels:
+        async with self.guard():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(self.keys.counts)
+            pipe.hgetall(self.keys.centre_counts)
+            pipe.zcard(self.keys.outbox)
+            pipe.zrange(self.keys.outbox_created, 0, 0, withscores=True)
+            counts, centres, pending, oldest = await pipe.execute()
+        counts = {text(k): text(v) for k, v in counts.items()}
+        return Levels(
+            {name: int(counts.get(name, "0")) for name in COUNT_NAMES + EXPIRY_NAMES},
+            parse_centre_counts({text(k): text(v) for k, v in centres.items()}),
+            int(pending), float(oldest[0][1]) if oldest else None,
+        )
 
     async def ping(self) -> bool:
         async with self.guard():

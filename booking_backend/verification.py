@@ -152,10 +152,19 @@ class Verifier:
         reply = await self._store.run(
             self._store.code_check_script, [self._store.keys.verif(vid)],
             [int(self._clock()), self._hasher.code(subject, digits),
-             self._settings.code_validity_seconds, self._settings.code_max_attempts, subject],
+             self._settings.code_validity_seconds, self._settings.code_max_attempts, subject,
+             self._store.prefix],
         )
         self._metrics.code_checks.labels(outcome=reply[0]).inc()
         return reply[0], reply[1] if len(reply) > 1 else ""
+
+    async def expire_codes(self, limit: int = 500) -> int:
+        """Count delivered codes whose validity ran out unused (codes_expire-1.lua counts)."""
+        reply = await self._store.run(
+            self._store.codes_expire_script, [self._store.keys.codes],
+            [self._store.prefix, int(self._clock()), limit],
+        )
+        return int(reply[0])
 
     async def state(self, vid: str, contact: Contact | None) -> CodeState:
         raw = await self._store.hgetall(self._store.keys.verif(vid))
@@ -199,8 +208,7 @@ class Outbox:
         raw = await self._store.hgetall(self._store.keys.msg(mid))
         if not raw:
             # withdrawn by a resend between claim and now: just drop the claim
-            await self._store.run(self._store.outbox_done_script, [self._store.keys.outbox],
-                                  [self._store.prefix, int(self._clock()), mid])
+            await self._done(mid, self._clock())
             return
         contact = Contact(raw.get("channel", "sms"), raw.get("address", ""))
         lang = raw.get("lang", "de")
@@ -219,12 +227,16 @@ class Outbox:
             self._metrics.deliveries.labels(sender=self._sender.name, outcome=reply[0]).inc()
             return
         now = self._clock()
-        await self._store.run(self._store.outbox_done_script, [self._store.keys.outbox],
-                              [self._store.prefix, int(now), mid])
+        await self._done(mid, now)
         self._metrics.deliveries.labels(sender=self._sender.name, outcome="delivered").inc()
         created = raw.get("created")
         if created:
             self._metrics.delivery_delay.observe(max(0.0, now - float(created)))
+
+    async def _done(self, mid: str, now: float) -> None:
+        await self._store.run(self._store.outbox_done_script, [self._store.keys.outbox],
+                              [self._store.prefix, int(now), mid,
+                               self._settings.code_validity_seconds])
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; sleeps until woken by a new message or the poll."""

@@ -8,8 +8,9 @@
 -- Inventory model: a slot `<centre>@<start epoch s>` has `cap` units (people per slot).
 --   P.."cap"  HASH slot -> capacity        P.."free" HASH slot -> free units (never < 0)
 --   P.."cfree:"..centre  ZSET slot by start, holding exactly the slots with free > 0
---   P.."counts" HASH capacity/free/held/booked units, bookings, waiting entries
---   P.."ccounts" HASH "<centre>:capacity" / "<centre>:free" units per centre (admin stats)
+--   P.."counts" HASH capacity/free/held/booked units, bookings, waiting entries, and two
+--               counters that only grow: holds_expired, codes_expired (exported as counters)
+--   P.."ccounts" HASH "<centre>:capacity|free|held|booked" units per centre (stats, metrics)
 -- A unit is free, or held by exactly one hold, or booked by exactly one booking.
 
 local function hash(key)
@@ -48,14 +49,23 @@ local function give(P, sid, n)
   redis.call("HINCRBY", P .. "ccounts", cid .. ":free", n)
 end
 
+-- Add n units (n < 0: remove) to state held or booked, in total and at centre cid.
+local function count_units(P, cid, state, n)
+  redis.call("HINCRBY", P .. "counts", state, n)
+  redis.call("HINCRBY", P .. "ccounts", cid .. ":" .. state, n)
+end
+
 -- End a live hold and return both units; false when the hold is not live any more.
+-- Status "expired" is counted here, in the step that ends the hold: whoever frees it (the
+-- sweeper, the next hold, a late confirmation), it is counted exactly once.
 local function release_hold(P, hid, new_status)
   local hk = P .. "hold:" .. hid
   local h = redis.call("HMGET", hk, "first", "second", "status", "owner")
   if h[3] ~= "held" then return false end
   give(P, h[1], 1)
   give(P, h[2], 1)
-  redis.call("HINCRBY", P .. "counts", "held", -2)
+  count_units(P, slot_parts(h[1]), "held", -2)
+  if new_status == "expired" then redis.call("HINCRBY", P .. "counts", "holds_expired", 1) end
   redis.call("ZREM", P .. "holds", hid)
   redis.call("HSET", hk, "status", new_status)
   redis.call("EXPIRE", hk, 3600)
@@ -88,10 +98,12 @@ local function find_pair(P, cid, earliest, latest, min_gap, max_gap)
   return nil, nil
 end
 
--- Put a message into the outbox; the worker renders and delivers it.
+-- Put a message into the outbox; the worker renders and delivers it. `outbox:created`
+-- orders pending messages by when they were queued (the backlog's age, for the metrics).
 local function enqueue(P, mid, due, fields)
   redis.call("HSET", P .. "msg:" .. mid, unpack(fields))
   redis.call("ZADD", P .. "outbox", due, mid)
+  redis.call("ZADD", P .. "outbox:created", due, mid)
 end
 
 -- Remove a person's waiting-list entry (they booked or were assigned).
@@ -147,7 +159,7 @@ local function assign_waitlist(P, cid, district, quota, now, earliest, min_gap, 
         "invitation", e.invitation or "", "status", "active", "created", now,
         "source", "waitlist")
       redis.call("HSET", P .. "identities", e.identity, code)
-      redis.call("HINCRBY", P .. "counts", "booked", 2)
+      count_units(P, cid, "booked", 2)
       redis.call("HINCRBY", P .. "counts", "bookings", 1)
       redis.call("HSET", ek, "status", "assigned", "booking", code)
       redis.call("EXPIRE", ek, 86400)

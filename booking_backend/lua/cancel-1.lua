@@ -4,7 +4,8 @@
 -- ARGV[1]  P   ARGV[2] now   ARGV[3] earliest first-dose start for a reassignment
 -- ARGV[4]  min_gap   ARGV[5] max_gap   ARGV[6] district of the booking's centre
 -- ARGV[7]  fresh booking code for the waiting-list entry that may receive a pair
--- Derived keys: free, cap, cfree:<centre>, identities, counts, wl:*, outbox, msg:*.
+-- Derived keys: free, cap, cfree:<centre>, identities, counts, ccounts, wl:*, outbox,
+--               outbox:created, msg:*.
 -- Returns {"ok", assigned code...} | {"not_active"}.
 -- Clock: ARGV now (the app clock): appointments already past are not returned.
 --!include _lib.lua
@@ -17,7 +18,7 @@ redis.call("HSET", KEYS[1], "status", "cancelled", "cancelled_at", now)
 if redis.call("HGET", P .. "identities", b[4]) == b[6] then
   redis.call("HDEL", P .. "identities", b[4])
 end
-redis.call("HINCRBY", P .. "counts", "booked", -2)
+count_units(P, b[5], "booked", -2)
 redis.call("HINCRBY", P .. "counts", "bookings", -1)
 for _, sid in ipairs({b[2], b[3]}) do
   local _, start = slot_parts(sid)

@@ -3,6 +3,7 @@
 -- KEYS[1]  P.."verif:"..vid
 -- ARGV[1]  now   ARGV[2] code hash   ARGV[3] validity s   ARGV[4] max attempts
 -- ARGV[5]  subject (the code must have been requested for this, e.g. this hold)
+-- ARGV[6]  P (derived keys: codes, the ZSET of delivered codes by end of validity; counts)
 -- Returns {"ok"} | {"wrong", remaining} | {"locked"} | {"expired"} | {"not_delivered"}
 --       | {"failed"} (delivery gave up) | {"missing"}.
 -- Clock: ARGV now (the app clock). Validity runs from `delivered`, written by
@@ -19,14 +20,23 @@ end
 if v[4] == "locked" then return {"locked"} end
 if v[4] == "failed" then return {"failed"} end
 if not v[2] or v[2] == "" then return {"not_delivered"} end
-if now >= tonumber(v[2]) + validity then return {"expired"} end
+local codes = ARGV[6] .. "codes"
+if now >= tonumber(v[2]) + validity then
+  -- Counted by whoever takes it out of the index first (this check or the sweeper).
+  if redis.call("ZREM", codes, KEYS[1]) == 1 then
+    redis.call("HINCRBY", ARGV[6] .. "counts", "codes_expired", 1)
+  end
+  return {"expired"}
+end
 local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
 if v[1] == code_hash then
   redis.call("HSET", KEYS[1], "status", "verified", "verified_at", now)
+  redis.call("ZREM", codes, KEYS[1])
   return {"ok"}
 end
 if attempts >= max_attempts then
   redis.call("HSET", KEYS[1], "status", "locked")
+  redis.call("ZREM", codes, KEYS[1])
   return {"locked"}
 end
 return {"wrong", tostring(max_attempts - attempts)}

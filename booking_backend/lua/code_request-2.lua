@@ -6,6 +6,7 @@
 -- ARGV[4]  message id   ARGV[5] resend interval s   ARGV[6] max sends   ARGV[7] ttl s
 -- ARGV[8]  subject (what the code unlocks, e.g. the hold id)
 -- ARGV[9..] message field, value, ... (kind, channel, address, lang, code)
+-- Derived keys: msg:<old and new id>, outbox:created, codes, counts.
 -- Returns {"ok", sends} | {"wait", seconds} | {"too_many"} | {"verified"} | {"locked"}.
 -- Clock: ARGV now (the app clock). The code's validity does NOT start here: it starts when
 -- outbox_done-1.lua records the delivery (see code_check-1.lua).
@@ -25,6 +26,13 @@ end
 if v[4] and redis.call("ZREM", KEYS[2], v[4]) == 1 then
   redis.call("DEL", P .. "msg:" .. v[4])
 end
+if v[4] then redis.call("ZREM", P .. "outbox:created", v[4]) end
+-- The old code leaves the expiry index; if its validity had run out, nobody used it.
+local ends = redis.call("ZSCORE", P .. "codes", KEYS[1])
+if ends then
+  redis.call("ZREM", P .. "codes", KEYS[1])
+  if tonumber(ends) <= now then redis.call("HINCRBY", P .. "counts", "codes_expired", 1) end
+end
 redis.call("HSET", KEYS[1], "code_hash", code_hash, "requested", now, "delivered", "",
   "sends", sends + 1, "last_request", now, "status", "pending", "mid", mid, "subject", subject)
 redis.call("HSETNX", KEYS[1], "attempts", 0)
@@ -36,4 +44,5 @@ table.insert(fields, "created"); table.insert(fields, now)
 redis.call("HSET", P .. "msg:" .. mid, unpack(fields))
 redis.call("EXPIRE", P .. "msg:" .. mid, ttl)
 redis.call("ZADD", KEYS[2], now, mid)
+redis.call("ZADD", P .. "outbox:created", now, mid)
 return {"ok", tostring(sends + 1)}

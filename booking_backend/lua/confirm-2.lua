@@ -3,8 +3,8 @@
 -- KEYS[1]  P.."hold:"..hid      KEYS[2] P.."verif:"..vid (the hold's verification)
 -- ARGV[1]  P   ARGV[2] now   ARGV[3] hid   ARGV[4] owner   ARGV[5] new booking code
 -- ARGV[6]  source (web | api)
--- Derived keys: booking:<code>, identities, inv, holds, owner:<owner>, counts, wl:*,
---               outbox, msg:bk-<code> (the booking code is sent to the person too).
+-- Derived keys: booking:<code>, identities, inv, holds, owner:<owner>, counts, ccounts, wl:*,
+--               outbox, outbox:created, msg:bk-<code> (the booking code is sent to the person too).
 -- Returns {"ok", code, "new" | "existing"} | {"not_found"} | {"expired"} | {"unverified"}
 --       | {"no_details"} | {"already_booked"} | {"invitation_invalid"}.
 -- Clock: ARGV now (the app clock). The units were taken when the hold was made, so a
@@ -41,8 +41,8 @@ redis.call("HSET", KEYS[1], "status", "confirmed", "booking", code)
 redis.call("ZREM", P .. "holds", hid)
 local ok = P .. "owner:" .. owner
 if redis.call("GET", ok) == hid then redis.call("DEL", ok) end
-redis.call("HINCRBY", P .. "counts", "held", -2)
-redis.call("HINCRBY", P .. "counts", "booked", 2)
+count_units(P, h.centre, "held", -2)
+count_units(P, h.centre, "booked", 2)
 redis.call("HINCRBY", P .. "counts", "bookings", 1)
 -- Whoever booked directly no longer waits: their waiting-list place is freed.
 drop_waiting(P, h.identity, "booked")

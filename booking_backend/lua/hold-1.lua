@@ -10,7 +10,8 @@
 -- ARGV[8]  min_gap  ARGV[9] max_gap   allowed seconds between first and second start
 -- ARGV[10] earliest ARGV[11] latest   allowed start of the first slot
 -- ARGV[12..] field, value, ...    more hold fields (birth, district, lang, invitation)
--- Derived keys: free, cap, cfree:<centre>, holds, owner:<owner>, counts.
+-- Derived keys: free, cap, cfree:<centre>, holds, hold:<previous>, owner:<owner>, counts,
+--               ccounts.
 -- Returns {"ok"} | {"gone"} (a slot has no free unit) | {"invalid", why}.
 -- Clock: ARGV now (the app clock; all processes run NTP-synced wall time, and tests inject it).
 --!include _lib.lua
@@ -36,7 +37,11 @@ if redis.call("EXISTS", KEYS[1]) == 1 then return {"invalid", "hold"} end
 local ok = P .. "owner:" .. owner
 local prev = redis.call("GET", ok)
 local prev_released = false
-if prev then prev_released = release_hold(P, prev, "replaced") end
+if prev then
+  -- A previous hold whose time ran out (beyond the 100 expired above) counts as expired.
+  local until_ = tonumber(redis.call("HGET", P .. "hold:" .. prev, "expires") or "0")
+  prev_released = release_hold(P, prev, until_ <= now and "expired" or "replaced")
+end
 
 local f1 = tonumber(redis.call("HGET", P .. "free", first) or "0")
 local f2 = tonumber(redis.call("HGET", P .. "free", second) or "0")
@@ -51,7 +56,7 @@ if f1 < 1 or f2 < 1 then
     redis.call("HSET", pk, "status", "held")
     redis.call("EXPIRE", pk, math.max(1, tonumber(ph[3]) - now + 3600))
     redis.call("ZADD", P .. "holds", ph[3], prev)
-    redis.call("HINCRBY", P .. "counts", "held", 2)
+    count_units(P, slot_parts(ph[1]), "held", 2)
     redis.call("SET", ok, prev, "EX", math.max(1, tonumber(ph[3]) - now + 60))
   end
   return {"gone"}
@@ -59,7 +64,7 @@ end
 
 take(P, first, 1)
 take(P, second, 1)
-redis.call("HINCRBY", P .. "counts", "held", 2)
+count_units(P, c1, "held", 2)
 redis.call("HSET", KEYS[1], "hid", hid, "first", first, "second", second, "centre", c1,
   "expires", expires, "owner", owner, "status", "held", "created", now)
 if #ARGV > 11 then

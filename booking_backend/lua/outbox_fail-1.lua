@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  P.."outbox"
 -- ARGV[1]  P   ARGV[2] now   ARGV[3] message id   ARGV[4] max attempts   ARGV[5] backoff s
--- Derived keys: msg:<id>, the verification named in the message.
+-- Derived keys: msg:<id>, outbox:created, the verification named in the message.
 -- Returns {"retry", due} | {"gave_up"}.
 -- Clock: ARGV now (the app clock).
 
@@ -11,12 +11,14 @@ local max_attempts, backoff = tonumber(ARGV[4]), tonumber(ARGV[5])
 local mk = P .. "msg:" .. mid
 if redis.call("EXISTS", mk) == 0 then
   redis.call("ZREM", KEYS[1], mid)
+  redis.call("ZREM", P .. "outbox:created", mid)
   return {"gave_up"}
 end
 local attempts = redis.call("HINCRBY", mk, "attempts", 1)
 if attempts >= max_attempts then
   local vk = redis.call("HGET", mk, "verif")
   redis.call("ZREM", KEYS[1], mid)
+  redis.call("ZREM", P .. "outbox:created", mid)
   redis.call("DEL", mk)
   if vk and redis.call("HGET", vk, "mid") == mid then
     -- The page tells the person honestly that no code could be sent.

@@ -63,7 +63,8 @@ async def test_release_gives_two_thirds_to_the_waiting_list(env: Env) -> None:
     assert stats["counts"]["waiting"] == 6
     assert stats["counts"]["bookings"] == 4
     assert stats["counts"]["free"] == 4
-    assert stats["centres"]["braunschweig"] == {"capacity": 12, "free": 4}
+    assert stats["centres"]["braunschweig"] == {"capacity": 12, "free": 4, "held": 0,
+                                                "booked": 8}
     await env.deliver()
     told = sorted(m.contact.address for m in env.sender.messages if m.kind == "assigned")
     assert told == [f"+4915133333{i:03d}" for i in range(4)]  # in order of joining
@@ -139,11 +140,11 @@ async def test_metrics_and_health(env: Env) -> None:
         assert resp.status == 200
         text = await resp.text()
     assert 'booking_slot_units{state="free"} 2.0' in text
-    assert 'booking_http_requests_total{status="4xx",surface="api"}' in text
+    assert 'booking_http_requests_total{route="unmatched",status="4xx",surface="api"}' in text
     async with env.admin.get("/healthz") as resp:
         assert (resp.status, (await resp.json())["redis"]) == (200, True)
 
 
 async def test_sweep_endpoint(env: Env) -> None:
     status, body = await admin(env, "POST", "/admin/sweep")
-    assert (status, body) == (200, {"holds_expired": 0})
+    assert (status, body) == (200, {"holds_expired": 0, "codes_expired": 0})
