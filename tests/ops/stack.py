@@ -12,7 +12,8 @@ processes would have):
   so the Redis-error and proxy-error panels and alerts have something to show;
 - the real booking backend (public and admin app, one process) with the demo centres and
   generated slots, and a stand-in SMS/e-mail gateway that records every message and refuses
-  some first delivery attempts, so retries and delivery delays show.
+  some first delivery attempts, so retries, delivery delays and a backlog show. Holds and
+  codes are short-lived, so those people walk away from expire within the rush.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ POLL_S = 1.0
 POSTCODE = "38100"  # Braunschweig, in the backend's demo catalogue
 HOME_CENTRE = "braunschweig"
 HOLD_S = 12  # short, so the holds people walk away from expire within the test
+CODE_VALIDITY_S = 6  # short, so the codes people never enter expire within the test
 CODE = re.compile(r"\b\d{6}\b")
 
 
@@ -93,6 +95,7 @@ class RushReport:
     proxy_failures: int = 0
     rejected: int = 0
     holds_abandoned: int = 0
+    codes_abandoned: int = 0
     booked: int = 0
     cancelled: int = 0
     waitlisted: int = 0
@@ -201,7 +204,8 @@ class Stack:
         return BookingSettings(
             redis_url=self.redis_url.rsplit("/", 1)[0] + "/1",
             secrets=(SECRET,), admin_token=BOOKING_ADMIN_TOKEN, identity_key="ops-identity",
-            pass_room=ROOM, hold_seconds=HOLD_S, sweep_seconds=1.0, outbox_poll_seconds=0.5,
+            pass_room=ROOM, hold_seconds=HOLD_S, code_validity_seconds=CODE_VALIDITY_S,
+            sweep_seconds=1.0, outbox_poll_seconds=0.5,
         )
 
     async def _serve(self, service: Service, public: web.Application,
@@ -367,7 +371,8 @@ class Stack:
             assert status == 502, (status, _body)
             report.proxy_failures += 1
         if role == 3:
-            await visitor.hold_and_walk_away()
+            # Some walk away only after their code arrived: it expires unused.
+            await visitor.hold_and_walk_away(with_code=i % 20 == 3)
         elif role == 5:
             await visitor.join_waiting_list()
         elif role == 7 and self.bookings:
@@ -422,9 +427,16 @@ class Visitor:
                 assert status == 409, (status, body)  # someone was faster: take another pair
         raise AssertionError("no pair could be held")
 
-    async def hold_and_walk_away(self) -> None:
-        await self.hold()
+    async def hold_and_walk_away(self, *, with_code: bool) -> None:
+        hold_id = await self.hold()
         self.report.holds_abandoned += 1
+        if with_code:
+            seen = self.stack.gateway.count(self.address, "code")
+            status, body = await self.api("POST", f"/holds/{hold_id}/details",
+                                          {"name": self.name, "contact": self.address})
+            assert status == 202, (status, body)
+            await self.stack.gateway.code(self.address, "code", seen)
+            self.report.codes_abandoned += 1
 
     async def book(self, *, wrong_code_first: bool) -> None:
         hold_id = await self.hold()

@@ -25,8 +25,14 @@ ROOM_WIDE_GAUGES = {
     "queuegate_room_admitted", "queuegate_room_left_while_waiting", "queuegate_passes_active",
     "queuegate_admission_rate_per_minute", "queuegate_admission_rate_measured_per_minute",
     "queuegate_estimated_wait_seconds", "queuegate_room_mode",
+    "queuegate_room_passes_issued", "queuegate_room_passes_ended",
+    "queuegate_max_active_sessions", "queuegate_room_opens_at_timestamp_seconds",
     "booking_slot_units", "booking_waitlist_entries", "booking_active_bookings",
+    "booking_centre_slot_units", "booking_outbox_pending", "booking_outbox_oldest_pending_seconds",
 }
+# Counters the Lua scripts keep in Redis: every backend process exports the same total, so
+# their rates are taken with `max`, never summed.
+DEPLOYMENT_WIDE_COUNTERS = {"booking_holds_expired_total", "booking_codes_expired_total"}
 COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 
 
@@ -79,6 +85,20 @@ def test_the_waiting_room_has_a_room_variable_used_by_every_gate_query() -> None
             assert all('room=~"$room"' in s for s in selectors), str(query)
 
 
+def test_the_booking_dashboard_has_a_centre_variable_used_by_the_centre_panels() -> None:
+    board = load_dashboard(next(p for p in dashboard_files() if p.stem == "booking"))
+    (centre,) = board["templating"]["list"]
+    assert centre["name"] == "centre" and centre["type"] == "query"
+    assert centre["definition"] == "label_values(booking_centre_slot_units, centre)"
+    assert centre["includeAll"] and centre["multi"] and centre["allValue"] == ".*"
+    used = 0
+    for query in all_panel_queries():
+        selectors = re.findall(r"booking_centre_slot_units(\{[^}]*\})?", query.expr)
+        assert all('centre=~"$centre"' in s for s in selectors), str(query)
+        used += len(selectors)
+    assert used > 0
+
+
 def expressions() -> list[tuple[str, str]]:
     found = [(str(q), q.expr) for q in all_panel_queries()]
     text = ALERTS.read_text(encoding="utf-8")
@@ -95,6 +115,14 @@ def test_room_wide_gauges_are_taken_with_max() -> None:
             under_max = len(re.findall(
                 rf"max(?:\s+by\s*\([^)]*\))?\s*\(\s*(?:(?:deriv|changes|max_over_time)\()?"
                 rf"{name}\b", expr))
+            assert uses == under_max, (where, name)
+
+
+def test_deployment_wide_counters_are_not_summed_over_processes() -> None:
+    for where, expr in expressions():
+        for name in metric_names(expr) & DEPLOYMENT_WIDE_COUNTERS:
+            uses = len(re.findall(rf"\b{name}\b", expr))
+            under_max = len(re.findall(rf"max\s*\(\s*(?:rate|increase)\(\s*{name}\b", expr))
             assert uses == under_max, (where, name)
 
 
