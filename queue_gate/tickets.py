@@ -20,7 +20,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    Serializer,
+    SignatureExpired,
+    Signer,
+    TimestampSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_encode, want_bytes
 
 TICKET_COOKIE = "qg_ticket"
 PASS_COOKIE = "qg_pass"
@@ -124,19 +133,76 @@ def _keys_oldest_first(secret_keys: Sequence[str]) -> list[str]:
     return list(reversed(keys))
 
 
-class _ClockedSerializer(URLSafeTimedSerializer):
-    """A timed serializer whose notion of *now* comes from an injected clock."""
+class _DerivedKeyCache:
+    """itsdangerous derives the HMAC key from salt and secret on every call; derive each
+    once. (Mixed into its signers; the cache lives as long as the serializer.)"""
+
+    _derived: dict[bytes, bytes]
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        cache = self.__dict__.setdefault("_derived", {})
+        name = want_bytes(secret_key) if secret_key is not None else b""
+        key = cache.get(name)
+        if key is None:
+            key = super().derive_key(secret_key)  # type: ignore[misc]
+            cache[name] = key
+        return key  # type: ignore[no-any-return]
+
+
+class _Signer(_DerivedKeyCache, Signer):
+    pass
+
+
+class _TimestampSigner(_DerivedKeyCache, TimestampSigner):
+    clock: Clock = time.time
+
+    def get_timestamp(self) -> int:
+        return int(self.clock())
+
+
+class _TicketSerializer(URLSafeTimedSerializer):
+    """Timed tokens on an injected clock, with one signer per salt kept (not one per call)
+    and no zlib: a ticket is a few dozen bytes, compressing them cost more than it saved."""
 
     def __init__(self, secret_keys: Sequence[str], salt: str, clock: Clock) -> None:
-        super().__init__(
-            _keys_oldest_first(secret_keys), salt=salt, signer_kwargs=_SIGNER_KWARGS
-        )
+        super().__init__(_keys_oldest_first(secret_keys), salt=salt, signer=_TimestampSigner,
+                         signer_kwargs=_SIGNER_KWARGS)
         self._clock = clock
+        self._signers: dict[bytes, Any] = {}
 
     def make_signer(self, salt: str | bytes | None = None) -> Any:
-        signer = super().make_signer(salt)
-        signer.get_timestamp = lambda: int(self._clock())  # type: ignore[attr-defined]
+        name = want_bytes(salt or self.salt or b"")
+        signer: Any = self._signers.get(name)
+        if signer is None:
+            signer = super().make_signer(salt)
+            signer.clock = self._clock
+            self._signers[name] = signer
         return signer
+
+    def dump_payload(self, obj: Any) -> bytes:
+        # load_payload still reads compressed payloads, so older tickets stay valid.
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
+class _PassSerializer(URLSafeSerializer):
+    def __init__(self, secret_keys: Sequence[str]) -> None:
+        super().__init__(_keys_oldest_first(secret_keys), salt=_PASS_SALT, signer=_Signer,
+                         signer_kwargs=_SIGNER_KWARGS)
+        self._signer: Any = None
+
+    def make_signer(self, salt: str | bytes | None = None) -> Any:
+        if salt is not None and want_bytes(salt) != self.salt:
+            return super().make_signer(salt)
+        if self._signer is None:
+            self._signer = super().make_signer(salt)
+        return self._signer
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
+# Verified tickets, so that a visitor's repeated polls check the signature once per process.
+VERIFIED_CACHE_SIZE = 100_000
 
 
 class TicketSigner:
@@ -153,8 +219,9 @@ class TicketSigner:
         self.room = room
         self._ticket_max_age_s = ticket_max_age_s
         self._clock = clock
-        self._tickets = _ClockedSerializer(secret_keys, _TICKET_SALT, clock)
+        self._tickets = _TicketSerializer(secret_keys, _TICKET_SALT, clock)
         self._passes = PassVerifier(secret_keys, clock=clock)
+        self._verified: dict[str, Ticket] = {}
 
     @staticmethod
     def new_ticket_id() -> str:
@@ -172,7 +239,16 @@ class TicketSigner:
         return ticket, token
 
     def load_ticket(self, token: str) -> Ticket:
-        """Check a ticket's signature, age and room. Raises a `TokenRejected` subclass."""
+        """Check a ticket's signature, age and room. Raises a `TokenRejected` subclass.
+
+        A ticket verified before is taken from memory (its age is checked every time)."""
+        ticket = self._verified.get(token)
+        if ticket is not None:
+            # The same comparison itsdangerous makes, on whole seconds.
+            if int(self._clock()) - int(ticket.issued_at) > self._ticket_max_age_s:
+                del self._verified[token]
+                raise TicketExpired()
+            return ticket
         try:
             raw, signed_at = self._tickets.loads(
                 token, max_age=self._ticket_max_age_s, return_timestamp=True
@@ -184,6 +260,9 @@ class TicketSigner:
         ticket = _ticket_from_payload(raw, signed_at.timestamp())
         if ticket.room != self.room:
             raise TicketForeign()
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = ticket
         return ticket
 
     def issue_pass(self, ticket: Ticket, expires_at: int) -> str:
@@ -197,9 +276,7 @@ class PassVerifier:
     """Signs and checks admission passes; the booking backend uses it to refuse bypassers."""
 
     def __init__(self, secret_keys: Sequence[str], *, clock: Clock = time.time) -> None:
-        self._serializer = URLSafeSerializer(
-            _keys_oldest_first(secret_keys), salt=_PASS_SALT, signer_kwargs=_SIGNER_KWARGS
-        )
+        self._serializer = _PassSerializer(secret_keys)
         self._clock = clock
 
     def sign(self, admission: AdmissionPass) -> str:

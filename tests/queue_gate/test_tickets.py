@@ -118,3 +118,28 @@ def test_pass_verifier_for_the_backend(clock: FakeClock) -> None:
 def test_no_secret_no_signer(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="secret"):
         signer(clock, ("",))
+
+
+def test_a_remembered_ticket_still_expires(clock: FakeClock) -> None:
+    s = signer(clock)
+    _, token = s.issue_ticket("ep1", 1, 0)
+    assert s.load_ticket(token).number == 1  # verified, and remembered
+    clock.advance(3601)
+    with pytest.raises(TicketExpired):
+        s.load_ticket(token)
+
+
+def test_compressed_tickets_from_plain_itsdangerous_are_read(clock: FakeClock) -> None:
+    """Tickets are no longer zlib-compressed; ones that were (the library's default for
+    long payloads) must keep their place."""
+    import hashlib
+    import time
+
+    from itsdangerous import URLSafeTimedSerializer
+
+    clock.now = time.time()  # the plain serializer signs with the real clock
+    plain = URLSafeTimedSerializer(["new"], salt="queue-gate.ticket.v1",
+                                   signer_kwargs={"digest_method": hashlib.sha256})
+    token = plain.dumps(["default", "ep1", 7, "x" * 40, 0, 0])
+    assert token.startswith(".")  # compressed
+    assert signer(clock).load_ticket(token).number == 7
