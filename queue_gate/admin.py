@@ -17,7 +17,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from queue_gate.keys import gate_app_key, metrics_key, redis_key, room_view_key, settings_key
+from queue_gate.keys import (
+    control_redis_key,
+    gate_app_key,
+    metrics_key,
+    room_view_key,
+    settings_key,
+)
 from queue_gate.settings import MODES, ROOM_NAME
 from queue_gate.store import GateUnavailable, RoomMissing, RoomStore, known_rooms
 from queue_gate.views import json_error
@@ -62,11 +68,11 @@ def _store_for(request: web.Request) -> RoomStore:
     view = gate[room_view_key]
     if room == view.store.room:
         return view.store
-    return RoomStore(gate[redis_key], gate[settings_key], room=room)
+    return RoomStore(gate[control_redis_key], gate[settings_key], room=room)
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    rooms = await known_rooms(request.app[gate_app_key][redis_key])
+    rooms = await known_rooms(request.app[gate_app_key][control_redis_key])
     return web.json_response({"rooms": rooms})
 
 

@@ -60,12 +60,30 @@ class RoomView:
         self._samples: deque[tuple[float, int]] = deque()
         # Numbers whose visitors polled since the last tick: marked present by the next one.
         self._seen: set[int] = set()
+        # Numbers already sent for the current presence bucket, one bit each: a visitor polls
+        # every 2 to 120 s but needs marking once per bucket (half the grace period).
+        self._marked = bytearray()
+        self._marked_bucket = -1
         self._lock = asyncio.Lock()
 
     def mark_seen(self, number: int) -> None:
-        """Remember that ticket `number` is still there; sent to Redis with the next tick."""
-        if self._settings.abandon_grace_s:
-            self._seen.add(number)
+        """Remember that ticket `number` is still there; sent to Redis with the next tick
+        unless it was sent already in this presence bucket."""
+        grace = self._settings.abandon_grace_s
+        if not grace:
+            return
+        if self.snapshot is not None:
+            bucket = int(self.snapshot.now // (grace / 2))
+            if bucket != self._marked_bucket:
+                self._marked = bytearray()
+                self._marked_bucket = bucket
+            byte, bit = divmod(number, 8)
+            if byte >= len(self._marked):
+                self._marked.extend(bytes(byte + 4096 - len(self._marked)))
+            elif self._marked[byte] >> bit & 1:
+                return
+            self._marked[byte] |= 1 << bit
+        self._seen.add(number)
 
     async def refresh(self) -> TickResult:
         """Tick once (serialised: one tick at a time per process)."""

@@ -23,6 +23,7 @@ from queue_gate.keys import (
     address_policy_key,
     backend_session_key,
     clock_key,
+    control_redis_key,
     metrics_key,
     pages_key,
     redis_key,
@@ -41,6 +42,9 @@ from queue_gate.store import Clock, GateUnavailable, RoomStore, connect
 from queue_gate.tickets import TicketSigner
 
 log = logging.getLogger(__name__)
+
+VISITOR_POOL = 64
+CONTROL_POOL = 4
 
 
 def create_app(
@@ -65,13 +69,19 @@ def create_app(
     # Order matters: Redis first, then the backend client, then the ticker, so the ticker
     # stops before Redis closes.
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-        client = connect(settings.redis_url)
-        app[redis_key] = client
-        store = RoomStore(client, settings, clock=clock)
-        app[store_key] = store
-        app[room_view_key] = RoomView(store, settings, app[metrics_key])
+        # Two clients: visitors' requests share a large pool and give up after a second
+        # (they get "busy, retry"); the ticker and the admin API have a small pool of their
+        # own, so admission and operators keep working when a rush has drained the first.
+        visitors = connect(settings.redis_url, max_connections=VISITOR_POOL, wait_s=1.0)
+        control = connect(settings.redis_url, max_connections=CONTROL_POOL, wait_s=5.0)
+        app[redis_key] = visitors
+        app[control_redis_key] = control
+        app[store_key] = RoomStore(visitors, settings, clock=clock)
+        ticker_store = RoomStore(control, settings, clock=clock)
+        app[room_view_key] = RoomView(ticker_store, settings, app[metrics_key])
         yield
-        await client.aclose()
+        await visitors.aclose()
+        await control.aclose()
 
     async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
         session = backend_session(settings.backend_max_connections, settings.backend_timeout_s)

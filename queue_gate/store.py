@@ -155,13 +155,13 @@ def _script_source(name: str, *, room_lib: bool) -> str:
     return "\n".join(lua.joinpath(part).read_text("utf-8") for part in parts)
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A client with a bounded pool: under a rush, callers wait for a connection (briefly)
-    instead of opening thousands."""
+def connect(url: str, *, max_connections: int, wait_s: float) -> aioredis.Redis:
+    """A client with a bounded pool: under a rush, callers wait up to `wait_s` for a
+    connection instead of opening thousands; past that they get `GateUnavailable`."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        max_connections=64,
-        timeout=5,
+        max_connections=max_connections,
+        timeout=wait_s,
         socket_timeout=5,
         socket_connect_timeout=3,
         decode_responses=True,

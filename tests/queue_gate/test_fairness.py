@@ -335,3 +335,28 @@ async def test_an_opening_time_with_a_fraction_of_a_second(
     await gate.tick()
     code, body = await status(gate, ticket["ticket"])
     assert (code, body["state"]) == (200, "admitted")  # drawn first, and let in at once
+
+
+async def test_presence_is_sent_once_per_bucket_however_often_one_polls(
+    gate: Gate, clock: FakeClock, redis_client: Redis
+) -> None:
+    tickets = [str((await join(gate))["ticket"]) for _ in range(3)]
+    await gate.app[store_key].update_config({"mode": "paused"})
+    await gate.tick()
+
+    async def setbits() -> int:
+        stats = await redis_client.info("commandstats")
+        return int(stats.get("cmdstat_setbit", {}).get("calls", 0))
+
+    before = await setbits()
+    for _ in range(20):  # joining marked them already in this bucket
+        await poll_all(gate, tickets)
+        clock.advance(1)
+        await gate.tick()
+    assert await setbits() - before == 0
+    clock.advance(150)  # the next presence bucket: each is marked once more
+    await gate.tick()
+    for _ in range(5):
+        await poll_all(gate, tickets)
+        await gate.tick()
+    assert await setbits() - before == 3
