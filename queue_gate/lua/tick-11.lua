@@ -79,9 +79,11 @@ if mode == 'queue' then
   credit = credit + elapsed * rate / 60
   local want = math.floor(credit)
   if max_active > 0 then
-    -- Session cap: admit only into free sessions, and bank nothing while full.
-    want = math.min(want, math.max(max_active - active, 0))
-    if want == 0 then credit = 0 end
+    -- Session cap: admit only into free sessions, and bank nothing while full (but keep
+    -- the part-earned admission of a tick shorter than one admission's worth).
+    local free = math.max(max_active - active, 0)
+    if free == 0 then credit = 0 end
+    want = math.min(want, free)
   end
   local admit = 0
   -- Visitors who were passed over while away and have come back go first.

@@ -360,3 +360,19 @@ async def test_presence_is_sent_once_per_bucket_however_often_one_polls(
         await poll_all(gate, tickets)
         await gate.tick()
     assert await setbits() - before == 3
+
+
+async def test_a_cap_not_reached_does_not_slow_admissions(
+    make_gate: GateFactory, clock: FakeClock
+) -> None:
+    gate = await make_gate(initial_rate_per_minute=60, abandon_grace_s=0)
+    await gate.app[store_key].update_config({"max_active": 500})
+    for _ in range(100):
+        await join(gate)
+    await gate.tick()
+    for _ in range(240):  # one minute of quarter-second ticks: under one admission each
+        clock.advance(0.25)
+        await gate.tick()
+    snapshot = gate.app[room_view_key].snapshot
+    assert snapshot is not None
+    assert snapshot.admitted == 60
