@@ -158,6 +158,18 @@ async def issue_ticket(request: web.Request) -> tuple[Ticket, str]:
                                         ticket_id=ticket_id, draw=draw)
 
 
+async def join_now(request: web.Request) -> tuple[str, VisitorStatus]:
+    """A new place and where it stands: (ticket token, status). Raises `JoinRefused`."""
+    ticket, token = await issue_ticket(request)
+    try:
+        status = await visitor_status(request.app, ticket, just_joined=True)
+    except TokenRejected as exc:
+        # A ticket issued a moment ago refused: the room was reset between the two steps.
+        log.warning("fresh ticket refused (%s); the room changed under the join", exc.code)
+        raise GateUnavailable(exc.code) from exc
+    return status.ticket_token or token, status
+
+
 async def ensure_snapshot(app: web.Application) -> None:
     """Normally the ticker has one already; right after start, tick once ourselves."""
     if app[room_view_key].snapshot is None:
@@ -298,16 +310,11 @@ async def api_join(request: web.Request) -> web.Response:
             return status_response(app, replace(status, ticket_token=None), ticket=token,
                                    http_status=200)
     try:
-        ticket, token = await issue_ticket(request)
-        status = await visitor_status(app, ticket, just_joined=True)
+        token, status = await join_now(request)
     except JoinRefused as refused:
         return join_refused_json(app, refused)
-    except TokenRejected as exc:
-        # A ticket issued a moment ago refused: the room was reset between the two steps.
-        log.warning("fresh ticket refused (%s); the room changed under the join", exc.code)
-        raise GateUnavailable(exc.code) from exc
     return status_response(app, replace(status, ticket_token=None),
-                           ticket=status.ticket_token or token, http_status=201)
+                           ticket=token, http_status=201)
 
 
 def join_refused_json(app: web.Application, refused: JoinRefused) -> web.Response:
@@ -369,17 +376,12 @@ async def waiting_page(request: web.Request) -> web.Response:
         ticket = load_ticket(request)
         status = await visitor_status(app, ticket) if ticket is not None else None
     except TokenRejected as exc:
-        ticket, status = None, None
-        notice = exc.message
-    if ticket is None or status is None:
+        status, notice = None, exc.message
+    if status is None:
         try:
-            ticket, new_token = await issue_ticket(request)
-            status = await visitor_status(app, ticket, just_joined=True)
+            new_token, status = await join_now(request)
         except JoinRefused as refused:
             return join_refused_page(request, refused)
-        except TokenRejected as exc:
-            log.warning("fresh ticket refused (%s); the room changed under the join", exc.code)
-            raise GateUnavailable(exc.code) from exc
     new_token = status.ticket_token or new_token
     if status.state == "admitted":
         response = see_other(next_path)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from queue_gate.devredis import stop_process
 from tests.redis_server import free_port
 
 PROMETHEUS_MISSING = (
@@ -112,12 +113,7 @@ def private_prometheus(jobs: Sequence[ScrapeJob], *, rule_files: Sequence[Path] 
             _wait_ready(url, proc, Path(log.name))
             yield Prometheus(url)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
             log.close()
 
 
