@@ -8,6 +8,7 @@ so views decide what a visitor sees.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import math
 import secrets
@@ -28,6 +29,8 @@ MAX_CREDITED_ELAPSED_S = 5.0
 # Most ticket numbers one tick examines: bounds the script's run time when a long stretch
 # of the line has left (the rest are reached by the next ticks).
 WALK_LIMIT = 2000
+# Most joins sent in one script call.
+JOIN_BATCH_MAX = 256
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -147,6 +150,22 @@ class DrawPlace:
     base: int
 
 
+@dataclass(slots=True)
+class _PendingJoin:
+    ticket_id: str
+    address: str | None
+    result: asyncio.Future[JoinResult]
+
+
+def _join_result(raw: list[Any]) -> JoinResult:
+    if raw[0] == "limited":
+        return JoinResult("limited", 0, 0, "", retry_after_s=max(int(raw[1]), 1))
+    if raw[0] == "prequeue":
+        return JoinResult("prequeue", 0, 0, str(raw[3]), opens_at=float(raw[2]))
+    return JoinResult(mode=str(raw[0]), number=int(raw[1]), frontier=int(raw[2]),
+                      epoch=str(raw[3]))
+
+
 def _script_source(name: str, *, room_lib: bool) -> str:
     """A script's text after the shared helpers: lua/_clock.lua for every script, and
     lua/_room.lua for the room scripts (those taking the room's whole key list)."""
@@ -187,7 +206,9 @@ class RoomStore:
         # None means Redis TIME: the one clock every process on every machine agrees on.
         self._clock = clock
         self._tick = self._register("tick-11.lua", room_lib=True)
-        self._join = self._register("join-12.lua", room_lib=True)
+        self._join = self._register("join-11+n.lua", room_lib=True)
+        self._joins: list[_PendingJoin] = []
+        self._flushes: set[asyncio.Task[None]] = set()
         self._issue_pass = self._register("issue_pass-11.lua", room_lib=True)
         self._draw_place = self._register("draw_place-11.lua", room_lib=True)
         self._check_pass = self._register("check_pass-2.lua", room_lib=False)
@@ -245,28 +266,49 @@ class RoomStore:
         await self._call(lambda: self.client.sadd(ROOMS_KEY, self.room))
 
     async def join(self, ticket_id: str, *, address: str | None = None) -> JoinResult:
-        """Take a place: one round trip (two the first time a room is used).
+        """Take a place. Joins arriving together share one round trip (see `_flush_joins`);
+        the first join of a room that does not exist yet costs a tick more.
 
         `address` is the network address to count against the join limit; None for
         trusted networks."""
+        pending = _PendingJoin(ticket_id, address,
+                               asyncio.get_running_loop().create_future())
+        self._joins.append(pending)
+        if len(self._joins) == 1:
+            # Everything queued until the loop comes round again goes in the same call.
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        return await pending.result
+
+    def _start_flush(self) -> None:
+        batch, self._joins = self._joins[:JOIN_BATCH_MAX], self._joins[JOIN_BATCH_MAX:]
+        if self._joins:
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        task = asyncio.get_running_loop().create_task(self._flush_joins(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_joins(self, batch: list[_PendingJoin]) -> None:
         s = self._settings
-        keys = [*self.keys.room_scripts, self.keys.address(address or "-")]
-        limit = s.join_limit if address is not None else 0
-        draw_key = secrets.randbits(52) / (1 << 52)
-        args: list[str | int | float] = [
-            self._now_arg(), ticket_id, repr(draw_key), limit, s.join_window_s,
-            s.abandon_grace_s,
-        ]
-        raw: list[Any] = await self._call(lambda: self._join(keys=keys, args=args))
-        if raw[0] == "missing":
-            await self.tick()
-            raw = await self._call(lambda: self._join(keys=keys, args=args))
-        if raw[0] == "limited":
-            return JoinResult("limited", 0, 0, "", retry_after_s=max(int(raw[1]), 1))
-        if raw[0] == "prequeue":
-            return JoinResult("prequeue", 0, 0, str(raw[3]), opens_at=float(raw[2]))
-        return JoinResult(mode=str(raw[0]), number=int(raw[1]), frontier=int(raw[2]),
-                          epoch=str(raw[3]))
+        keys = [*self.keys.room_scripts,
+                *(self.keys.address(join.address or "-") for join in batch)]
+        args: list[str | int | float] = [self._now_arg(), s.join_window_s, s.abandon_grace_s]
+        for join in batch:
+            draw_key = secrets.randbits(52) / (1 << 52)
+            args += [join.ticket_id, repr(draw_key),
+                     s.join_limit if join.address is not None else 0]
+        try:
+            raw: list[Any] = await self._call(lambda: self._join(keys=keys, args=args))
+            if raw[0] == "missing":
+                await self.tick()
+                raw = await self._call(lambda: self._join(keys=keys, args=args))
+        except GateUnavailable as exc:
+            for join in batch:
+                if not join.result.done():
+                    join.result.set_exception(GateUnavailable(str(exc)))
+            return
+        for i, join in enumerate(batch):
+            if not join.result.done():  # its request may have been cancelled meanwhile
+                join.result.set_result(_join_result(raw[4 * i: 4 * i + 4]))
 
     async def issue_pass(self, ticket_id: str, number: int, epoch: str) -> PassResult:
         args: list[str | int | float] = [ticket_id, number, epoch, self._now_arg()]

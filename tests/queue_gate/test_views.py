@@ -245,3 +245,43 @@ async def test_json_bodies_are_not_needed_nor_trusted(gate: Gate) -> None:
     assert response.status == 201
     body = json.loads(await response.text())
     assert body["position"] == 1
+
+
+async def test_joins_arriving_together_share_round_trips_and_keep_order(
+    gate: Gate, redis_client: Redis
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    before = await redis_client.info("commandstats")
+    # 300 different visitors: no cookie jar, so nobody comes back with a ticket.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as visitors:
+        url = gate.client.make_url("/queue/api/join")
+        responses = await asyncio.gather(*(visitors.post(url) for _ in range(300)))
+        bodies = [json.loads(await r.text()) for r in responses]
+    assert all(r.status == 201 for r in responses)
+    assert sorted(int(b["position"]) for b in bodies) == list(range(1, 301))
+    assert len({b["ticket"] for b in bodies}) == 300
+    after = await redis_client.info("commandstats")
+
+    def calls(stats: dict[str, dict[str, int]]) -> int:
+        return sum(int(stats.get(name, {}).get("calls", 0))
+                   for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    assert calls(after) - calls(before) < 300
+
+
+async def test_a_batch_applies_the_join_limit_per_address(make_gate: GateFactory) -> None:
+    import asyncio
+
+    gate = await make_gate(join_limit=3, trusted_proxies=("127.0.0.1/32",))
+    addresses = ["203.0.113.1"] * 5 + ["203.0.113.2"] * 2
+    responses = await asyncio.gather(*(
+        gate.client.post("/queue/api/join", headers={"X-Forwarded-For": address})
+        for address in addresses))
+    by_address: dict[str, list[int]] = {}
+    for address, response in zip(addresses, responses, strict=True):
+        by_address.setdefault(address, []).append(response.status)
+    assert sorted(by_address["203.0.113.1"]) == [201, 201, 201, 429, 429]
+    assert by_address["203.0.113.2"] == [201, 201]
