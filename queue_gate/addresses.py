@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,20 +19,36 @@ from aiohttp import web
 from queue_gate.settings import Settings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
-def _networks(specs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+@dataclass(frozen=True, slots=True)
+class _Net:
+    """A network as integers, for a membership test without building ipaddress objects."""
+
+    size: int  # 4 or 16 bytes
+    network: int
+    mask: int
+
+    @classmethod
+    def of(cls, spec: str) -> _Net:
+        net = ipaddress.ip_network(spec, strict=False)
+        return cls(4 if net.version == 4 else 16, int(net.network_address), int(net.netmask))
+
+    def __contains__(self, packed: bytes) -> bool:
+        return len(packed) == self.size and int.from_bytes(packed, "big") & self.mask == \
+            self.network
 
 
 @dataclass(frozen=True)
 class AddressPolicy:
-    trusted_networks: tuple[IPNetwork, ...]
-    trusted_proxies: tuple[IPNetwork, ...]
+    trusted_networks: tuple[_Net, ...]
+    trusted_proxies: tuple[_Net, ...]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AddressPolicy:
-        return cls(_networks(settings.trusted_networks), _networks(settings.trusted_proxies))
+        return cls(tuple(_Net.of(spec) for spec in settings.trusted_networks),
+                   tuple(_Net.of(spec) for spec in settings.trusted_proxies))
 
     def client_address(self, request: web.Request) -> str | None:
         """The peer, or, when the peer is a trusted proxy, the last address in
@@ -41,9 +58,10 @@ class AddressPolicy:
             return peer
         forwarded = request.headers.get("X-Forwarded-For", "")
         for part in reversed([p.strip() for p in forwarded.split(",") if p.strip()]):
-            if _parse(part) is None:
+            packed = _packed(part)
+            if packed is None:
                 return peer
-            if not _within(part, self.trusted_proxies):
+            if not any(packed in net for net in self.trusted_proxies):
                 return part
         return peer
 
@@ -62,25 +80,28 @@ def browser_fingerprint(request: web.Request, address: str | None) -> str:
     return hashlib.sha256(f"{prefix}|{agent}".encode()).hexdigest()[:16]
 
 
-def _parse(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _packed(address: str) -> bytes | None:
+    """The address's bytes (4 or 16), or None if it is not an address. inet_pton is C and
+    a hundred times cheaper than ipaddress, which matters once per join."""
+    raw = address.strip("[]")
     try:
-        return ipaddress.ip_address(raw.strip("[]"))
-    except ValueError:
+        return socket.inet_pton(socket.AF_INET6 if ":" in raw else socket.AF_INET, raw)
+    except OSError:
         return None
 
 
-def _within(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    parsed = _parse(address)
-    return parsed is not None and any(parsed in network for network in networks)
+def _within(address: str, networks: tuple[_Net, ...]) -> bool:
+    packed = _packed(address)
+    return packed is not None and any(packed in net for net in networks)
 
 
 def _prefix(address: str, *, v4_bits: int) -> str:
     """IPv4: the address (or its /24); IPv6: its /64; anything unparsable: itself."""
     if ":" not in address:
         return address if v4_bits == 32 else address.rpartition(".")[0]
-    parsed = _parse(address)
-    if parsed is None:
+    packed = _packed(address)
+    if packed is None:
         return address
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return _prefix(str(parsed.ipv4_mapped), v4_bits=v4_bits)
-    return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    if packed[:12] == _V4_MAPPED:
+        return _prefix(socket.inet_ntop(socket.AF_INET, packed[12:]), v4_bits=v4_bits)
+    return packed[:8].hex() + "::/64"
