@@ -223,8 +223,10 @@ def test_the_session_panels_tell_the_story_of_the_rush(rushed: Rushed) -> None:
     assert time.time() - 120 < opens < time.time() - OPENS_IN_S / 2
     issued = one_value(prom, f"max by (room) (queuegate_room_passes_issued{room})")
     ended = one_value(prom, f"max by (room) (queuegate_room_passes_ended{room})")
-    # Room-wide, from Redis: every booking ended its session; admitted visitors collected passes.
-    assert report.booked <= ended < issued <= report.admitted
+    # Room-wide, from Redis: every booking ended its session, and passes went only to people
+    # who joined. (Not "<= admitted": a pass issued to a poll whose answer arrived after the
+    # rush generator stopped listening is issued but never seen as admitted.)
+    assert report.booked <= ended < issued <= report.joined
 
 
 def test_every_metric_in_the_dashboards_reached_prometheus(rushed: Rushed) -> None:
