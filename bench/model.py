@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import math
 
+from queue_gate.settings import DEFAULT_POLL_MAX_S, DEFAULT_POLL_MIN_S
+
 JITTER = 0.2
+# The gate's own defaults, so the model follows when they change.
+POLL_MIN_S = DEFAULT_POLL_MIN_S
+POLL_MAX_S = DEFAULT_POLL_MAX_S
 # E[1 / U] for U uniform on [1 - JITTER, 1 + JITTER]
 MEAN_INVERSE_JITTER = math.log((1 + JITTER) / (1 - JITTER)) / (2 * JITTER)
 
 
-def polls_per_second(waiting: int, rate_per_minute: float, poll_min_s: float = 2.0,
-                     poll_max_s: float = 60.0) -> float:
+def polls_per_second(waiting: int, rate_per_minute: float, poll_min_s: float = POLL_MIN_S,
+                     poll_max_s: float = POLL_MAX_S) -> float:
     """Status polls per second that `waiting` visitors cause when they poll as told."""
     if waiting <= 0:
         return 0.0
@@ -30,8 +35,8 @@ def polls_per_second(waiting: int, rate_per_minute: float, poll_min_s: float = 2
     return total * MEAN_INVERSE_JITTER
 
 
-def population_for(polls_per_s: float, rate_per_minute: float, poll_min_s: float = 2.0,
-                   poll_max_s: float = 60.0) -> int:
+def population_for(polls_per_s: float, rate_per_minute: float,
+                   poll_min_s: float = POLL_MIN_S, poll_max_s: float = POLL_MAX_S) -> int:
     """The largest waiting population whose polls fit in `polls_per_s`."""
     low, high = 0, 1
     while polls_per_second(high, rate_per_minute, poll_min_s, poll_max_s) <= polls_per_s:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MODES = ("queue", "paused", "passthrough", "closed")
+DEFAULT_POLL_MIN_S = 2.0
+DEFAULT_POLL_MAX_S = 120.0
 ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
@@ -37,8 +39,8 @@ class Settings:
     initial_message: str = ""
     ticket_max_age_s: int = 24 * 3600
     tick_interval_s: float = 0.25
-    poll_min_s: float = 2.0
-    poll_max_s: float = 120.0
+    poll_min_s: float = DEFAULT_POLL_MIN_S
+    poll_max_s: float = DEFAULT_POLL_MAX_S
     # A visitor not seen for this long is passed over without using an admission; 0 = off.
     # At least twice poll_max_s, so a visitor who polls as told is never taken for gone.
     abandon_grace_s: float = 300.0
