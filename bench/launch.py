@@ -360,8 +360,13 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
     """Figures 2, 3, 5, 6, 7: the rush through the gate, then straight at the backend."""
     backend = st.standin_backend(cfg.backend_capacity)
     room = "rush"
+    # Configured as docs/operations.md tells operators: the gates together open no more
+    # connections to the backend than it can serve at once; excess requests wait in the gate.
+    per_gate = str(max(cfg.backend_capacity // cfg.rush_gates, 1))
     gates = [st.gate(f"gate-rush-{i}", room, rate_per_minute=cfg.rush_rate_per_minute,
-                     backend_url=backend.url) for i in range(cfg.rush_gates)]
+                     backend_url=backend.url,
+                     extra_env={"QUEUE_GATE_BACKEND_MAX_CONNECTIONS": per_gate})
+             for i in range(cfg.rush_gates)]
     info_before = redis_info(redis_url)
     gate_cpu_before = [g.cpu_seconds() for g in gates]
     redis_pid = int(info_before["process_id"])
