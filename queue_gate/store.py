@@ -12,6 +12,7 @@ import asyncio
 import importlib.resources
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -75,8 +76,9 @@ class RoomKeys:
             self._key("prequeue"), self._key("drawn"),
         ]
 
-    def address(self, address: str) -> str:
-        return self._key(f"addr:{address}")
+    def joins(self, window: int) -> str:
+        """Joins per address in join-limit window number `window`."""
+        return self._key(f"joins:{window}")
 
     def pass_browsers(self, ticket_id: str) -> str:
         return self._key(f"pfp:{ticket_id}")
@@ -206,7 +208,7 @@ class RoomStore:
         # None means Redis TIME: the one clock every process on every machine agrees on.
         self._clock = clock
         self._tick = self._register("tick-11.lua", room_lib=True)
-        self._join = self._register("join-11+n.lua", room_lib=True)
+        self._join = self._register("join-12.lua", room_lib=True)
         self._joins: list[_PendingJoin] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self._issue_pass = self._register("issue_pass-11.lua", room_lib=True)
@@ -289,13 +291,17 @@ class RoomStore:
 
     async def _flush_joins(self, batch: list[_PendingJoin]) -> None:
         s = self._settings
-        keys = [*self.keys.room_scripts,
-                *(self.keys.address(join.address or "-") for join in batch)]
-        args: list[str | int | float] = [self._now_arg(), s.join_window_s, s.abandon_grace_s]
+        # Fixed windows of the join limit, by this process's clock: processes whose clocks
+        # differ by a second split a boundary's counts, which a generous limit absorbs.
+        now = self._clock() if self._clock is not None else time.time()
+        window, into = divmod(now, s.join_window_s)
+        keys = [*self.keys.room_scripts, self.keys.joins(int(window))]
+        args: list[str | int | float] = [self._now_arg(), math.ceil(s.join_window_s - into),
+                                         s.abandon_grace_s]
         for join in batch:
             draw_key = secrets.randbits(52) / (1 << 52)
             args += [join.ticket_id, repr(draw_key),
-                     s.join_limit if join.address is not None else 0]
+                     s.join_limit if join.address is not None else 0, join.address or "-"]
         try:
             raw: list[Any] = await self._call(lambda: self._join(keys=keys, args=args))
             if raw[0] == "missing":

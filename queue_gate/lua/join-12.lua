@@ -1,16 +1,18 @@
--- join-11+n.lua: give n arriving visitors their places: the next numbers, or pre-queue
+-- join-12.lua: give n arriving visitors their places: the next numbers, or pre-queue
 -- entries before the opening. Joins that reach one gate process together are sent in one
 -- call (a round trip costs the gate more CPU than the script costs Redis); each is treated
 -- exactly as if it had come alone, in the order given.
 --
 -- KEYS[1..11]  the room keys, see _room.lua
--- KEYS[11+i]   qg:{room}:addr:<address> of join i: its joins in the current window
+-- KEYS[12]     qg:{room}:joins:<window number>  hash: address -> joins in that window; one
+--              hash per window (not a key per address) keeps a waiting visitor cheap
 -- ARGV[1]      now in unix seconds from an injected clock, or "" for Redis TIME
--- ARGV[2]      the window of the join limit, seconds
+-- ARGV[2]      seconds until the window ends (the hash expires then)
 -- ARGV[3]      grace period, seconds (0: presence is not tracked)
--- ARGV[1+3i], ARGV[2+3i], ARGV[3+3i] for join i: the new ticket's id (kept in the pre-queue
+-- ARGV[4+4(i-1)] .. ARGV[7+4(i-1)] for join i: the new ticket's id (kept in the pre-queue
 --              before opening), its random draw key in [0, 1) (orders the pre-queue at
---              opening), the joins allowed per address and window (0: no limit)
+--              opening), the joins allowed per address and window (0: no limit), the
+--              address (or its /64) to count against
 -- Returns  {"missing"} when the room does not exist yet (the caller ticks once, retries);
 --          otherwise four values per join, in order:
 --          "limited", retry_after_s, 0, ""       the address used up its joins;
@@ -25,7 +27,7 @@ if not cfg[1] then
 end
 local mode, epoch = cfg[1], cfg[2]
 local frontier = tonumber(redis.call('HGET', KEYS[2], 'frontier')) or 0
-local n = #KEYS - 11
+local n = (#ARGV - 3) / 4
 local results = {}
 
 local function push(a, b, c, d)
@@ -47,17 +49,18 @@ if not opens_at then
   seen = seen_key(now, tonumber(ARGV[3]))
 end
 
+local counted = false
 for i = 1, n do
-  local ticket_id, draw_key, limit = ARGV[1 + 3 * i], ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i])
+  local at = 4 * i
+  local ticket_id, draw_key, limit, address = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]),
+                                             ARGV[at + 3]
   local used = 0
   if limit > 0 then
-    used = redis.call('INCR', KEYS[11 + i])
-    if used == 1 then
-      redis.call('EXPIRE', KEYS[11 + i], ARGV[2])
-    end
+    used = redis.call('HINCRBY', KEYS[12], address, 1)
+    counted = true
   end
   if limit > 0 and used > limit then
-    push('limited', redis.call('TTL', KEYS[11 + i]), 0, '')
+    push('limited', tonumber(ARGV[2]), 0, '')
   elseif opens_at then
     redis.call('ZADD', KEYS[10], draw_key, ticket_id)
     push('prequeue', 0, tostring(opens_at), epoch)
@@ -73,5 +76,8 @@ for i = 1, n do
     end
     push(mode, number, frontier, epoch)
   end
+end
+if counted then
+  redis.call('EXPIRE', KEYS[12], ARGV[2])
 end
 return results
