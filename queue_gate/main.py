@@ -26,7 +26,6 @@ from queue_gate.keys import (
     control_redis_key,
     metrics_key,
     pages_key,
-    redis_key,
     room_view_key,
     settings_key,
     signer_key,
@@ -74,7 +73,6 @@ def create_app(
         # own, so admission and operators keep working when a rush has drained the first.
         visitors = connect(settings.redis_url, max_connections=VISITOR_POOL, wait_s=1.0)
         control = connect(settings.redis_url, max_connections=CONTROL_POOL, wait_s=5.0)
-        app[redis_key] = visitors
         app[control_redis_key] = control
         app[store_key] = RoomStore(visitors, settings, clock=clock)
         ticker_store = RoomStore(control, settings, clock=clock)
