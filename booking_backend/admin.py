@@ -20,6 +20,7 @@ from booking_backend import keys
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
 from booking_backend.errors import Handler
 from booking_backend.inventory import parse_slot_document
+from booking_backend.metrics import LEVEL_METRICS
 from booking_backend.problems import BookingError
 from booking_backend.store import StoreUnavailable
 
@@ -77,11 +78,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """All metrics, or only those named by `name[]` (as prometheus_client's own exporter):
+    a frequent probe of one process-local value then costs no Redis read."""
     backend = request.app[keys.backend_key]
-    # When Redis is down the scrape still answers; the gauges keep their last values.
-    with contextlib.suppress(StoreUnavailable):
-        backend.metrics.observe(await backend.store.levels(), backend.clock())
-    body = generate_latest(backend.registry)
+    names = set(request.query.getall("name[]", []))
+    if not names or names & LEVEL_METRICS:
+        # When Redis is down the scrape still answers; the gauges keep their last values.
+        with contextlib.suppress(StoreUnavailable):
+            backend.metrics.observe(await backend.store.levels(), backend.clock())
+    registry = backend.registry.restricted_registry(names) if names else backend.registry
+    body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -48,6 +48,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     route = route_label(request)
     started = time.perf_counter()
     status = 500
+    metrics.in_flight.inc()
     try:
         response = await handler(request)
         status = response.status
@@ -56,6 +57,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
+        metrics.in_flight.dec()
         metrics.requests.labels(surface=surface, route=route, status=f"{status // 100}xx").inc()
         metrics.request_duration.labels(surface=surface, route=route).observe(
             time.perf_counter() - started)

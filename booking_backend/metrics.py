@@ -32,6 +32,15 @@ REDIS_COUNTERS = {
 }
 
 
+# Names (as in `name[]`) whose values `observe` reads from Redis; a scrape restricted to
+# other names (`/metrics?name[]=booking_http_requests_in_flight`) skips that read.
+LEVEL_METRICS = frozenset({
+    "booking_slot_units", "booking_centre_slot_units", "booking_waitlist_entries",
+    "booking_active_bookings", "booking_outbox_pending", "booking_outbox_oldest_pending_seconds",
+    *(f"{name}_total" for name, _ in REDIS_COUNTERS.values()),
+})
+
+
 class RedisCounters(Collector):
     """Exports counters kept by the Lua scripts, as last read from Redis.
 
@@ -61,6 +70,11 @@ class Metrics:
             "booking_http_request_duration_seconds", "Time to answer a request, by route",
             ["surface", "route"], registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.in_flight = Gauge(
+            "booking_http_requests_in_flight",
+            "Requests this process has started and not yet answered (how much load reached "
+            "the backend: the gate should keep it bounded)", registry=registry,
         )
         self.pass_rejections = Counter(
             "booking_pass_rejections_total", "Requests refused for a missing or bad admission pass",

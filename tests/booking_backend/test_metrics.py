@@ -4,6 +4,7 @@ them, slot units per centre, the outbox backlog, and the route label of every re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry
 
@@ -306,3 +307,48 @@ async def test_requests_are_labelled_by_route_never_by_raw_path(env: Env) -> Non
                {"surface": "api", "route": "unmatched", "status": "4xx"}) == 1
     assert get("booking_http_request_duration_seconds_count",
                {"surface": "api", "route": "/api/v1/holds/{hold_id}"}) == 1
+
+
+# --- load reaching the backend ----------------------------------------------------------------
+
+
+async def in_flight(env: Env) -> str:
+    """The in-flight gauge alone, as the launch benchmark probes it several times a second."""
+    async with env.admin.get("/metrics",
+                             params={"name[]": "booking_http_requests_in_flight"}) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+async def test_requests_in_flight_are_counted_until_answered(env: Env) -> None:
+    await env.add_pairs(1)
+    body_may_end = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        """A visitor on a bad connection: the request has started, its body is not in."""
+        yield b'{"birth_date": "'
+        await body_may_end.wait()
+        yield OLD.encode() + b'", "postcode": "' + HOME_POSTCODE.encode() + b'"}'
+
+    request = asyncio.create_task(env.api("POST", "/api/v1/offers", "a", data=slow_body(),
+                                          headers={"Content-Type": "application/json"}))
+    for _ in range(200):
+        if "booking_http_requests_in_flight 1.0" in await in_flight(env):
+            break
+        await asyncio.sleep(0.01)
+    text = await in_flight(env)
+    assert "booking_http_requests_in_flight 1.0" in text
+    # Only the metric asked for, and no Redis read for the others.
+    assert "booking_slot_units" not in text and "booking_http_requests_total" not in text
+    body_may_end.set()
+    status, _ = await request
+    assert status == 200
+    assert "booking_http_requests_in_flight 0.0" in await in_flight(env)
+
+
+async def test_a_filtered_scrape_of_a_redis_value_still_reads_redis(env: Env) -> None:
+    await env.add_pairs(3)
+    async with env.admin.get("/metrics", params={"name[]": "booking_slot_units"}) as response:
+        text = await response.text()
+    assert 'booking_slot_units{state="free"} 6.0' in text
+    assert "booking_http_request" not in text
