@@ -7,7 +7,10 @@
 -- Returns {"ok"} | {"wrong", remaining} | {"locked"} | {"expired"} | {"not_delivered"}
 --       | {"failed"} (delivery gave up) | {"missing"}.
 -- Clock: ARGV now (the app clock). Validity runs from `delivered`, written by
--- outbox_done-1.lua when the sender succeeded, never from `requested`.
+-- outbox_done-1.lua when the sender succeeded, never from `requested`. Before that the
+-- right code is accepted all the same (whoever has it got the message: the gateway passed
+-- it on before its answer reached us); a wrong one is "not_delivered" (the code is most
+-- likely still on its way) and counts as an attempt, so guessing stays bounded.
 
 local now, code_hash, validity, max_attempts = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local v = redis.call("HMGET", KEYS[1], "code_hash", "delivered", "attempts", "status", "subject")
@@ -19,9 +22,9 @@ if v[4] == "verified" then
 end
 if v[4] == "locked" then return {"locked"} end
 if v[4] == "failed" then return {"failed"} end
-if not v[2] or v[2] == "" then return {"not_delivered"} end
+local delivered = v[2] and v[2] ~= ""
 local codes = ARGV[6] .. "codes"
-if now >= tonumber(v[2]) + validity then
+if delivered and now >= tonumber(v[2]) + validity then
   -- Counted by whoever takes it out of the index first (this check or the sweeper).
   if redis.call("ZREM", codes, KEYS[1]) == 1 then
     redis.call("HINCRBY", ARGV[6] .. "counts", "codes_expired", 1)
@@ -39,4 +42,5 @@ if attempts >= max_attempts then
   redis.call("ZREM", codes, KEYS[1])
   return {"locked"}
 end
+if not delivered then return {"not_delivered"} end
 return {"wrong", tostring(max_attempts - attempts)}

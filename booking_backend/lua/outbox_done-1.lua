@@ -14,10 +14,13 @@ redis.call("ZREM", KEYS[1], mid)
 redis.call("ZREM", P .. "outbox:created", mid)
 redis.call("DEL", P .. "msg:" .. mid)
 if vk then
-  local v = redis.call("HMGET", vk, "mid", "delivered")
+  local v = redis.call("HMGET", vk, "mid", "delivered", "status")
   -- Only the current code counts: an older one replaced by a resend stays unusable.
   if v[1] == mid and (not v[2] or v[2] == "") then
     redis.call("HSET", vk, "delivered", now)
+    -- A code entered before the gateway's answer came back (code_check-1.lua) is used up
+    -- already: nothing left to expire.
+    if v[3] == "verified" or v[3] == "locked" then return 0 end
     redis.call("ZADD", P .. "codes", now + validity, vk)
     return 1
   end

@@ -57,6 +57,9 @@ class RecordingSender:
         self.messages: list[Message] = []
         self.failures = 0
         self.gate: asyncio.Event | None = None
+        # Set: the message is handed over (the phone has it) but the gateway's answer
+        # waits for this event, as with a slow gateway.
+        self.reply: asyncio.Event | None = None
         self.sent = asyncio.Event()
 
     async def send(self, message: Message) -> None:
@@ -67,6 +70,8 @@ class RecordingSender:
             raise DeliveryFailed("test failure")
         self.messages.append(message)
         self.sent.set()
+        if self.reply is not None:
+            await self.reply.wait()
 
     def last_code(self, address: str | None = None) -> str:
         for message in reversed(self.messages):

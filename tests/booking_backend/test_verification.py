@@ -50,6 +50,38 @@ async def test_code_is_valid_from_delivery_not_from_request(make_env: MakeEnv) -
     assert status == 201, booking
 
 
+async def test_the_right_code_counts_before_the_gateway_answers(make_env: MakeEnv) -> None:
+    """The SMS is on the phone, the gateway's answer is still on its way back: a quick
+    person's right code books, and the late answer does not revive the code."""
+    env = await make_env(hold_seconds=3600)
+    hid = await hold_with_details(env)
+    env.sender.reply = asyncio.Event()
+    delivery = asyncio.create_task(env.deliver())
+    await env.sender.sent.wait()
+    code = env.sender.last_code(PHONE)
+    status, booking = await confirm(env, hid, code)
+    assert status == 201, booking
+    env.sender.reply.set()
+    assert await delivery == 1
+    env.clock.advance(env.settings.code_validity_seconds + 1)
+    assert await env.backend.verifier.expire_codes() == 0  # used, not expired
+
+
+async def test_guesses_before_delivery_count_as_attempts(make_env: MakeEnv) -> None:
+    env = await make_env(hold_seconds=3600)
+    hid = await hold_with_details(env)
+    env.sender.gate = asyncio.Event()
+    delivery = asyncio.create_task(env.deliver())  # nothing reaches the phone yet
+    await asyncio.sleep(0)
+    answers = [await confirm(env, hid, f"{n:06d}") for n in range(1, 6)]
+    assert [(s, b["error"]) for s, b in answers[:4]] == [(409, "code_not_delivered")] * 4
+    assert answers[4][0] == 429  # the fifth guess locks the code, as after delivery
+    env.sender.gate.set()
+    await delivery
+    status, body = await confirm(env, hid, env.sender.last_code(PHONE))
+    assert status == 429, body
+
+
 async def test_code_expires_after_validity_from_delivery(make_env: MakeEnv) -> None:
     env = await make_env(hold_seconds=3600)
     hid = await hold_with_details(env)
