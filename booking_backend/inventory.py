@@ -118,28 +118,25 @@ class Inventory:
 
     async def offers(self, centres: Iterable[Centre]) -> list[Offer]:
         """For each centre, the earliest first-dose slots each with the earliest second-dose
-        slot inside the interval. Two pipelined round trips for all centres, each reading
-        only a few slots. Showing is not holding: a shown pair can be gone a moment later,
-        and hold-1.lua says so."""
+        slot inside the interval: one read-only script for all centres (offers-n.lua).
+        Showing is not holding: a shown pair can be gone a moment later, and hold-1.lua
+        says so."""
         earliest, latest = self.first_window()
         listed = list(centres)
+        if not listed:
+            return []
         per_centre = self.settings.offers_per_centre
-        # A first slot may have no free second slot in its window, so read a few spares.
-        candidates = await self.store.free_slot_batches(
-            [(c.id, earliest, latest, per_centre * 4) for c in listed])
-        queries: list[tuple[str, float, float, int]] = []
-        firsts: list[tuple[Centre, Slot]] = []
-        for centre, slots in zip(listed, candidates, strict=True):
-            for _, start in slots:
-                firsts.append((centre, Slot(start, centre.id)))
-                queries.append((centre.id, start + self.min_gap, start + self.max_gap, 1))
-        seconds = await self.store.free_slot_batches(queries)
+        reply = await self.store.run(
+            self.store.offers_script, [self.store.keys.cfree(c.id) for c in listed],
+            [earliest, latest, self.min_gap, self.max_gap, per_centre, per_centre * 4])
         result: list[Offer] = []
-        counts: dict[str, int] = {}
-        for (centre, first), found in zip(firsts, seconds, strict=True):
-            if found and counts.get(centre.id, 0) < per_centre:
-                result.append(Offer(centre, first, Slot(found[0][1], centre.id)))
-                counts[centre.id] = counts.get(centre.id, 0) + 1
+        at = 0
+        for centre in listed:
+            found = int(reply[at])
+            for i in range(at + 1, at + 1 + 2 * found, 2):
+                result.append(Offer(centre, Slot(int(reply[i]), centre.id),
+                                    Slot(int(reply[i + 1]), centre.id)))
+            at += 1 + 2 * found
         return result
 
     async def hold(

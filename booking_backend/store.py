@@ -143,6 +143,7 @@ class Store:
         self.outbox_done_script: AsyncScript = register(load_lua("outbox_done-1.lua"))
         self.outbox_fail_script: AsyncScript = register(load_lua("outbox_fail-1.lua"))
         self.waitlist_join_script: AsyncScript = register(load_lua("waitlist_join-1.lua"))
+        self.offers_script: AsyncScript = register(load_lua("offers-n.lua"))
 
     @classmethod
     def from_url(cls, url: str, deployment: str) -> Store:
@@ -206,23 +207,6 @@ class Store:
     async def expire(self, key: str, ttl: int) -> None:
         async with self.guard():
             await self.redis.expire(key, ttl)
-
-    async def free_slot_batches(
-        self, queries: Sequence[tuple[str, float, float, int]]
-    ) -> list[list[tuple[str, int]]]:
-        """Several `free_slots` queries (centre, lo, hi, at most n) in one round trip."""
-        if not queries:
-            return []
-        async with self.guard():
-            pipe = self.redis.pipeline(transaction=False)
-            for centre, lo, hi, limit in queries:
-                pipe.zrangebyscore(self.keys.cfree(centre), lo, hi, start=0, num=limit,
-                                   withscores=True)
-            replies = await pipe.execute()
-        result: list[list[tuple[str, int]]] = []
-        for raw in replies:
-            result.append([(text(item[0]), int(float(item[1]))) for item in raw])
-        return result
 
     async def counts(self) -> dict[str, int]:
         raw = await self.hgetall(self.keys.counts)
