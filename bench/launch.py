@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -61,7 +62,7 @@ class Config:
     rush_gates: int
     rush_workers: int
     leave_share: float
-    backend_capacity: int
+    backend_connections: int  # QUEUE_GATE_BACKEND_MAX_CONNECTIONS, all gates together
     scale_population: int
     scale_join_cap_s: float
     scale_status_s: float
@@ -74,13 +75,13 @@ class Config:
                        rate_per_minute=6000, rate_gates=(2,), rate_measure_s=3,
                        rush_visitors=1500, rush_arrival_s=5, rush_duration_s=8,
                        rush_rate_per_minute=3000, rush_gates=2, rush_workers=1,
-                       leave_share=0.1, backend_capacity=32, scale_population=6000,
+                       leave_share=0.1, backend_connections=32, scale_population=6000,
                        scale_join_cap_s=15, scale_status_s=2, scale_connections=(32,))
         return cls(quick=False, ceiling_reps=5, ceiling_s=5, ceiling_connections=64,
                    rate_per_minute=6000, rate_gates=(1, 2, 4), rate_measure_s=45,
                    rush_visitors=50_000, rush_arrival_s=60, rush_duration_s=120,
-                   rush_rate_per_minute=3000, rush_gates=2, rush_workers=2,
-                   leave_share=0.1, backend_capacity=32, scale_population=500_000,
+                   rush_rate_per_minute=1500, rush_gates=2, rush_workers=2,
+                   leave_share=0.1, backend_connections=32, scale_population=500_000,
                    scale_join_cap_s=420, scale_status_s=8,
                    scale_connections=(16, 32, 64, 128, 256))
 
@@ -315,22 +316,53 @@ def run_rush(spec: RushSpec, workdir: Path, name: str) -> list[dict[str, Any]]:
     return results
 
 
-async def backend_stats(session: aiohttp.ClientSession, backend: Proc,
-                        reset: bool = False) -> dict[str, Any]:
-    if reset:
-        async with session.post(f"{backend.url}/__bench/reset") as response:
-            response.raise_for_status()
-    async with session.get(f"{backend.url}/__bench/stats") as response:
-        body: dict[str, Any] = await response.json()
-        return body
+IN_FLIGHT = "booking_http_requests_in_flight"
+
+
+async def backend_in_flight(session: aiohttp.ClientSession, backend: Proc) -> float:
+    """The backend's requests in flight right now (its own gauge, one metric only)."""
+    async with session.get(f"{backend.admin_url}/metrics",
+                           params={"name[]": IN_FLIGHT}) as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith(IN_FLIGHT + " "):
+                return float(line.split()[1])
+    return float("nan")
+
+
+async def backend_counts(session: aiohttp.ClientSession, backend: Proc) -> dict[str, int]:
+    """Slot units and bookings, deployment-wide, from the backend's admin API."""
+    async with session.get(f"{backend.admin_url}/admin/stats",
+                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
+        response.raise_for_status()
+        counts: dict[str, int] = (await response.json())["counts"]
+        return counts
+
+
+async def probe_backend(backend: Proc, until: asyncio.Future[Any],
+                        every_s: float = 0.2) -> dict[str, Any]:
+    """Sample the backend's requests in flight five times a second while `until` runs."""
+    series: list[tuple[float, float]] = []
+    started = time.time()
+    async with aiohttp.ClientSession() as session:
+        while not until.done():
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                series.append((round(time.time() - started, 2),
+                               await backend_in_flight(session, backend)))
+            await asyncio.wait([until], timeout=every_s)
+        counts = await backend_counts(session, backend)
+    values = [v for _, v in series]
+    return {"peak_in_flight": max(values, default=0.0),
+            "median_in_flight": statistics.median(values) if values else 0.0,
+            "samples": len(values), "counts": counts, "in_flight": series}
 
 
 def merge_workers(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"errors": {}}
-    for key in ("joins", "status_polls", "admitted", "left", "bookings_ok", "still_waiting",
-                "cpu_s"):
+    for key in ("joins", "status_polls", "admitted", "left", "bookings_ok", "hold_conflicts",
+                "still_waiting", "cpu_s"):
         merged[key] = sum(r[key] for r in results)
-    for key in ("join_lat", "status_lat", "book_lat", "arrivals", "admissions", "order"):
+    for key in ("join_lat", "status_lat", "book_lat", "backend_lat", "arrivals", "admissions",
+                "order"):
         merged[key] = [item for r in results for item in r[key]]
     for r in results:
         for kind, n in r["errors"].items():
@@ -356,70 +388,87 @@ def order_violations(order: list[list[float]], gate: int | None) -> int:
     return violations
 
 
+def start_backend(st: Stack, room: str, sms: Proc, redis_url: str) -> Proc:
+    return st.booking_backend(redis_url, room, f"{sms.url}/messages")
+
+
 def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[str, Any]:
     """Figures 2, 3, 5, 6, 7: the rush through the gate, then straight at the backend."""
-    backend = st.standin_backend(cfg.backend_capacity)
     room = "rush"
-    # Configured as docs/operations.md tells operators: the gates together open no more
-    # connections to the backend than it can serve at once; excess requests wait in the gate.
-    per_gate = str(max(cfg.backend_capacity // cfg.rush_gates, 1))
-    gates = [st.gate(f"gate-rush-{i}", room, rate_per_minute=cfg.rush_rate_per_minute,
-                     backend_url=backend.url,
-                     extra_env={"QUEUE_GATE_BACKEND_MAX_CONNECTIONS": per_gate})
-             for i in range(cfg.rush_gates)]
-    info_before = redis_info(redis_url)
-    gate_cpu_before = [g.cpu_seconds() for g in gates]
-    redis_pid = int(info_before["process_id"])
-    redis_cpu_before = cpu_seconds(redis_pid)
-    spec = RushSpec(gates=[g.url for g in gates], backend=backend.url,
-                    visitors=cfg.rush_visitors, arrival_s=cfg.rush_arrival_s,
-                    duration_s=cfg.rush_duration_s, start_at=time.time() + 3,
-                    leave_share=cfg.leave_share, workers=cfg.rush_workers, seed=2021)
-    log.info("rush: %d visitors in %.0f s through %d gate(s), rate %d/min, for %.0f s",
-             spec.visitors, spec.arrival_s, len(gates), cfg.rush_rate_per_minute,
-             spec.duration_s)
+    sms = st.sms_gateway()
+    # The backend keeps its own Redis (so the gate's Redis figures stay the gate's), a
+    # fresh one for each run so that both runs start with the same free appointments.
+    with private_redis() as backend_redis:
+        backend = start_backend(st, room, sms, backend_redis)
+        # Configured as docs/operations.md tells operators: the gates together open no more
+        # connections to the backend than it serves well at once; the rest wait in the gate.
+        per_gate = str(max(cfg.backend_connections // cfg.rush_gates, 1))
+        gates = [st.gate(f"gate-rush-{i}", room, rate_per_minute=cfg.rush_rate_per_minute,
+                         backend_url=backend.url,
+                         extra_env={"QUEUE_GATE_BACKEND_MAX_CONNECTIONS": per_gate})
+                 for i in range(cfg.rush_gates)]
+        info_before = redis_info(redis_url)
+        gate_cpu_before = [g.cpu_seconds() for g in gates]
+        backend_cpu_before = backend.cpu_seconds()
+        redis_pid = int(info_before["process_id"])
+        redis_cpu_before = cpu_seconds(redis_pid)
+        spec = RushSpec(gates=[g.url for g in gates], backend=backend.url, sms=sms.url,
+                        visitors=cfg.rush_visitors, arrival_s=cfg.rush_arrival_s,
+                        duration_s=cfg.rush_duration_s, start_at=time.time() + 3,
+                        leave_share=cfg.leave_share, workers=cfg.rush_workers, seed=2021,
+                        room=room)
+        log.info("rush: %d visitors in %.0f s through %d gate(s), rate %d/min, for %.0f s",
+                 spec.visitors, spec.arrival_s, len(gates), cfg.rush_rate_per_minute,
+                 spec.duration_s)
 
-    async def sampled() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-        async with aiohttp.ClientSession() as session:
-            await backend_stats(session, backend, reset=True)
-            task = asyncio.get_running_loop().run_in_executor(None, run_rush, spec, workdir,
-                                                              "rush")
+        async def sampled() -> tuple[list[dict[str, Any]], dict[str, Any],
+                                     list[dict[str, Any]]]:
+            loop = asyncio.get_running_loop()
+            task = loop.run_in_executor(None, run_rush, spec, workdir, "rush")
+            probe = asyncio.create_task(probe_backend(backend, task))
             samples = []
-            while not task.done():
-                try:
-                    doc = await admin_room(session, gates[0], room)
-                    samples.append({"t": round(time.time() - spec.start_at, 2),
-                                    "waiting": doc["waiting"], "admitted": doc["admitted"],
-                                    "tickets": doc["tickets_issued"],
-                                    "passes_active": doc["passes_active"]})
-                except aiohttp.ClientError as exc:
-                    log.warning("admin sample failed: %s", exc)
-                await asyncio.wait([task], timeout=1.0)
-            return samples, await backend_stats(session, backend), await task
+            async with aiohttp.ClientSession() as session:
+                while not task.done():
+                    try:
+                        doc = await admin_room(session, gates[0], room)
+                        samples.append({"t": round(time.time() - spec.start_at, 2),
+                                        "waiting": doc["waiting"],
+                                        "admitted": doc["admitted"],
+                                        "tickets": doc["tickets_issued"],
+                                        "passes_active": doc["passes_active"]})
+                    except aiohttp.ClientError as exc:
+                        log.warning("admin sample failed: %s", exc)
+                    await asyncio.wait([task], timeout=1.0)
+            return samples, await probe, await task
 
-    samples, backend_with, worker_results = asyncio.run(sampled())
-    info_after = redis_info(redis_url)
-    gate_cpu = sum(g.cpu_seconds() for g in gates) - sum(gate_cpu_before)
-    redis_cpu = cpu_seconds(redis_pid) - redis_cpu_before
-    for gate in gates:
-        st.stop(gate)
+        samples, backend_with, worker_results = asyncio.run(sampled())
+        info_after = redis_info(redis_url)
+        gate_cpu = sum(g.cpu_seconds() for g in gates) - sum(gate_cpu_before)
+        redis_cpu = cpu_seconds(redis_pid) - redis_cpu_before
+        backend_with["cpu_s"] = backend.cpu_seconds() - backend_cpu_before
+        for gate in gates:
+            st.stop(gate)
+        st.stop(backend)
     rush = merge_workers(worker_results)
 
     log.info("direct: the same rush straight at the backend")
-    direct_spec = RushSpec(gates=[], backend=backend.url, visitors=cfg.rush_visitors,
-                           arrival_s=cfg.rush_arrival_s, duration_s=cfg.rush_arrival_s + 3,
-                           start_at=time.time() + 3, leave_share=0.0,
-                           workers=cfg.rush_workers, seed=2021, direct=True)
+    with private_redis() as backend_redis:
+        backend = start_backend(st, room, sms, backend_redis)
+        direct_spec = dataclasses.replace(spec, gates=[], backend=backend.url,
+                                          start_at=time.time() + 3, leave_share=0.0,
+                                          direct=True)
 
-    async def direct() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        async with aiohttp.ClientSession() as session:
-            await backend_stats(session, backend, reset=True)
-            results = await asyncio.get_running_loop().run_in_executor(
-                None, run_rush, direct_spec, workdir, "direct")
-            return await backend_stats(session, backend), results
+        async def direct() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            task = asyncio.get_running_loop().run_in_executor(None, run_rush, direct_spec,
+                                                              workdir, "direct")
+            probe = asyncio.create_task(probe_backend(backend, task))
+            return await probe, await task
 
-    backend_direct, direct_results = asyncio.run(direct())
-    st.stop(backend)
+        backend_cpu_before = backend.cpu_seconds()
+        backend_direct, direct_results = asyncio.run(direct())
+        backend_direct["cpu_s"] = backend.cpu_seconds() - backend_cpu_before
+        st.stop(backend)
+    st.stop(sms)
     direct_merged = merge_workers(direct_results)
 
     calls_before, calls_after = command_calls(info_before), command_calls(info_after)
@@ -439,6 +488,10 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
         "join_p50_ms": percentile(join_ms, 50), "join_p99_ms": percentile(join_ms, 99),
         "status_p50_ms": percentile(status_ms, 50), "status_p99_ms": percentile(status_ms, 99),
         "book_p50_ms": percentile([lat for _, lat in rush["book_lat"]], 50),
+        "backend_p50_ms": percentile([lat for _, lat in rush["backend_lat"]], 50),
+        "backend_p99_ms": percentile([lat for _, lat in rush["backend_lat"]], 99),
+        "hold_conflicts": rush["hold_conflicts"],
+        "backend_connections": cfg.backend_connections,
         "peak_waiting": max((s["waiting"] for s in samples), default=0),
         "order_violations_same_gate": sum(order_violations(order, g)
                                           for g in range(cfg.rush_gates)),
@@ -449,13 +502,20 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
         "backend_with_gate": backend_with, "backend_direct": backend_direct,
         "direct": {"bookings_ok": direct_merged["bookings_ok"],
                    "errors": direct_merged["errors"],
+                   "hold_conflicts": direct_merged["hold_conflicts"],
+                   "backend_p50_ms": percentile(
+                       [lat for _, lat in direct_merged["backend_lat"]], 50),
+                   "backend_p99_ms": percentile(
+                       [lat for _, lat in direct_merged["backend_lat"]], 99),
                    "error_total": sum(direct_merged["errors"].values()),
                    "generator_cpu_s": direct_merged["cpu_s"]},
         "redis_calls": delta,
         "redis_calls_per_visitor": sum(delta.values()) / visitors,
         "redis_scripts_per_visitor": delta.get("evalsha", 0) / visitors,
         "series": {"arrivals": rush["arrivals"], "admissions": rush["admissions"],
-                   "join_lat": rush["join_lat"], "status_lat": rush["status_lat"]},
+                   "join_lat": rush["join_lat"], "status_lat": rush["status_lat"],
+                   "backend_lat": rush["backend_lat"],
+                   "direct_backend_lat": direct_merged["backend_lat"]},
     }
 
 
@@ -583,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": command, "started_utc": stamp, "config": asdict(cfg),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_avg_at_start": os.getloadavg()},
-        "backend": "stand-in (bench/standin_backend.py)",
+        "backend": "booking_backend (python -m booking_backend.main, demo centres)",
     }
     results["gate"] = gate_version(args.gate_src)
     with private_redis() as redis_url, \

@@ -141,11 +141,35 @@ class Stack:
         return self._start(f"baseline-{kind}{'-uvloop' if uvloop else ''}", argv, port,
                            cpus=cpus)
 
-    def standin_backend(self, capacity: int) -> Proc:
+    def sms_gateway(self) -> Proc:
         port = free_port()
-        argv = [sys.executable, "-m", "bench.standin_backend", "--port", str(port),
-                "--capacity", str(capacity)]
-        return self._start("standin-backend", argv, port)
+        argv = [sys.executable, "-m", "bench.sms_gateway", "--port", str(port)]
+        return self._start("sms-gateway", argv, port)
+
+    def booking_backend(self, redis_url: str, room: str, webhook_url: str, *,
+                        days: int = 70) -> Proc:
+        """The real `booking_backend` (`python -m booking_backend`) with the demo's 50
+        centres and `days` of generated slots, checking the gate's passes for `room` and
+        sending its codes to `webhook_url`. On its own Redis, so that the gate's Redis
+        figures stay the gate's."""
+        port, admin_port = free_port(), free_port()
+        env = {
+            "BOOKING_REDIS_URL": redis_url,
+            "QUEUE_GATE_SECRETS": SECRET,
+            "BOOKING_PASS_ROOM": room,
+            "BOOKING_ADMIN_TOKEN": ADMIN_TOKEN,
+            "BOOKING_IDENTITY_KEY": "bench-identity-key-not-for-production",
+            "BOOKING_SENDER": "webhook",
+            "BOOKING_WEBHOOK_URL": webhook_url,
+        }
+        argv = [sys.executable, "-m", "booking_backend.main", "--host", HOST,
+                "--port", str(port), "--admin-host", HOST, "--admin-port", str(admin_port)]
+        backend = self._start("booking-backend", argv, port, admin_port=admin_port, env=env)
+        # As an operator loads it, through the admin API.
+        subprocess.run([sys.executable, "-m", "booking_backend.cli", "load-demo", "--days",
+                        str(days)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, **env, "BOOKING_ADMIN_URL": backend.admin_url})
+        return backend
 
     def stop(self, proc: Proc) -> None:
         proc.stop()
