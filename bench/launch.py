@@ -395,7 +395,7 @@ def start_backend(st: Stack, room: str, sms: Proc, redis_url: str) -> Proc:
 def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[str, Any]:
     """Figures 2, 3, 5, 6, 7: the rush through the gate, then straight at the backend."""
     room = "rush"
-    sms = st.sms_gateway()
+    sms = st.sms_gateway()  # one per run: the direct run's visitors have the same numbers
     # The backend keeps its own Redis (so the gate's Redis figures stay the gate's), a
     # fresh one for each run so that both runs start with the same free appointments.
     with private_redis() as backend_redis:
@@ -452,9 +452,11 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
     rush = merge_workers(worker_results)
 
     log.info("direct: the same rush straight at the backend")
+    st.stop(sms)
+    sms = st.sms_gateway()
     with private_redis() as backend_redis:
         backend = start_backend(st, room, sms, backend_redis)
-        direct_spec = dataclasses.replace(spec, gates=[], backend=backend.url,
+        direct_spec = dataclasses.replace(spec, gates=[], backend=backend.url, sms=sms.url,
                                           start_at=time.time() + 3, leave_share=0.0,
                                           direct=True)
 

@@ -33,7 +33,17 @@ def test_quick_mode_runs_and_reports_every_figure(tmp_path: Path) -> None:
     assert rush["joins"] == results["config"]["rush_visitors"]
     assert rush["admitted"] > 0
     assert rush["order_violations_same_gate"] == 0
+    # Admitted visitors booked at the real backend, which never sold a unit twice, and
+    # every booking it stored was one a visitor was told about (or whose answer the end of
+    # the replay cut off).
+    assert rush["bookings_ok"] > 0
+    for run in (rush["backend_with_gate"], rush["backend_direct"]):
+        counts = run["counts"]
+        assert counts["booked"] + counts["held"] <= counts["capacity"]
+        assert counts["booked"] == 2 * counts["bookings"]
+    assert rush["bookings_ok"] <= rush["backend_with_gate"]["counts"]["bookings"]
     if importlib.util.find_spec("matplotlib") is not None:  # the `bench` extra
-        for name in ("bench-rush.png", "bench-latency.png", "bench-ceiling.png"):
+        for name in ("bench-rush.png", "bench-latency.png", "bench-backend.png",
+                     "bench-ceiling.png"):
             assert (tmp_path / name).stat().st_size > 0
     assert "| 8 |" in done.stdout
