@@ -112,11 +112,13 @@ class Stack:
         return proc
 
     def gate(self, name: str, room: str, *, rate_per_minute: int, backend_url: str,
-             cpus: str | None = None, extra_env: Mapping[str, str] | None = None) -> Proc:
-        """One `python -m queue_gate` process (the same entry point as `queue-gate`)."""
+             cpus: str | None = None, extra_env: Mapping[str, str] | None = None,
+             redis_url: str | None = None) -> Proc:
+        """One `python -m queue_gate` process (the same entry point as `queue-gate`), on
+        the stack's Redis unless `redis_url` names another."""
         port, admin_port = free_port(), free_port()
         env = {
-            "REDIS_URL": self.redis_url,
+            "REDIS_URL": redis_url or self.redis_url,
             "QUEUE_GATE_SECRETS": SECRET,
             "QUEUE_GATE_ADMIN_TOKEN": ADMIN_TOKEN,
             "BACKEND_URL": backend_url,
