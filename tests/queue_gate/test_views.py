@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from queue_gate.tickets import PASS_COOKIE, TICKET_COOKIE, TicketSigner
+from queue_gate.views import VisitorStatus, status_body
 from tests.queue_gate.conftest import SECRET, FakeClock, Gate, GateFactory, join, status
 
 
@@ -285,3 +287,23 @@ async def test_a_batch_applies_the_join_limit_per_address(make_gate: GateFactory
         by_address.setdefault(address, []).append(response.status)
     assert sorted(by_address["203.0.113.1"]) == [201, 201, 201, 429, 429]
     assert by_address["203.0.113.2"] == [201, 201]
+
+
+@pytest.mark.parametrize("status_fields", [
+    {"state": "waiting", "position": 41_237, "estimated_wait_s": 1649.48, "poll_after_s": 119.9,
+     "message": "", "progress": 0.12345},
+    {"state": "paused", "position": 3, "estimated_wait_s": None, "poll_after_s": 96.0,
+     "message": 'Pause bis 8:30 \u2013 "Impfstoff" kommt\nspäter \\ 💉', "progress": 1.0},
+    {"state": "waiting", "position": 1, "estimated_wait_s": 0.4, "poll_after_s": 1.6,
+     "message": "</script>", "progress": 0.0},
+    {"state": "prequeue", "position": None, "estimated_wait_s": None, "poll_after_s": 2.2,
+     "message": "", "progress": 0.0, "opens_at": 1_767_250_800.0},
+    {"state": "admitted", "position": 1, "estimated_wait_s": 0.0, "poll_after_s": 2.0,
+     "message": "", "progress": 1.0, "pass_token": "p.a.s.s", "pass_expires_at": 1_767_251_700},
+])
+def test_the_status_body_is_exactly_the_json_of_the_status(
+        status_fields: dict[str, Any]) -> None:
+    """The hot path writes the common status body out by hand: it must say what
+    `as_json()` says, whatever the operator's message holds."""
+    status = VisitorStatus(**status_fields)
+    assert json.loads(status_body(status)) == status.as_json()
