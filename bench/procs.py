@@ -74,11 +74,13 @@ class Proc:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.popen.pid)
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 10.0) -> None:
+        """SIGTERM; SIGKILL if it has not gone after `wait_s` (an overloaded server may
+        wait for its requests in flight)."""
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
-                self.popen.wait(timeout=10)
+                self.popen.wait(timeout=wait_s)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
@@ -173,8 +175,8 @@ class Stack:
                        env={**os.environ, **env, "BOOKING_ADMIN_URL": backend.admin_url})
         return backend
 
-    def stop(self, proc: Proc) -> None:
-        proc.stop()
+    def stop(self, proc: Proc, wait_s: float = 10.0) -> None:
+        proc.stop(wait_s)
         if proc in self.procs:
             self.procs.remove(proc)
 

@@ -54,6 +54,9 @@ class RushSpec:
     seed: int
     direct: bool = False
     room: str = "rush"
+    # After the replay stops, requests already sent may finish for this long; then the
+    # rest are cancelled (not counted as errors).
+    grace_s: float = 15.0
 
 
 @dataclass
@@ -277,7 +280,8 @@ class Worker:
             asyncio.create_task(self.visitor(n, spec.start_at + schedule[n], leaves[n]))
             for n in range(self.index, spec.visitors, spec.workers)
         ]
-        await asyncio.wait(tasks, timeout=spec.start_at + spec.duration_s + 15 - time.time())
+        await asyncio.wait(tasks, timeout=spec.start_at + spec.duration_s + spec.grace_s
+                           - time.time())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -75,8 +75,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    # Visitors still waiting for a code when the run ends are not waited for.
     web.run_app(create_app(), host="127.0.0.1", port=args.port, access_log=None,
-                print=None)
+                print=None, shutdown_timeout=1.0)
 
 
 if __name__ == "__main__":
