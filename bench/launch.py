@@ -346,9 +346,11 @@ async def backend_counts(session: aiohttp.ClientSession, backend: Proc) -> dict[
 
 async def probe_backend(backend: Proc, until: asyncio.Future[Any],
                         every_s: float = 0.2) -> dict[str, Any]:
-    """Sample the backend's requests in flight five times a second while `until` runs."""
+    """Sample the backend's requests in flight five times a second while `until` runs;
+    then its counts and the CPU it used meanwhile."""
     series: list[tuple[float, float]] = []
     started = time.time()
+    cpu_before = backend.cpu_seconds()
     async with aiohttp.ClientSession() as session:
         while not until.done():
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
@@ -359,7 +361,8 @@ async def probe_backend(backend: Proc, until: asyncio.Future[Any],
     values = [v for _, v in series]
     return {"peak_in_flight": max(values, default=0.0),
             "median_in_flight": statistics.median(values) if values else 0.0,
-            "samples": len(values), "counts": counts, "in_flight": series}
+            "samples": len(values), "counts": counts, "in_flight": series,
+            "cpu_s": backend.cpu_seconds() - cpu_before}
 
 
 def merge_workers(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -418,7 +421,6 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
                  for i in range(cfg.rush_gates)]
         info_before = redis_info(redis_url)
         gate_cpu_before = [g.cpu_seconds() for g in gates]
-        backend_cpu_before = backend.cpu_seconds()
         redis_pid = int(info_before["process_id"])
         redis_cpu_before = cpu_seconds(redis_pid)
         spec = RushSpec(gates=[g.url for g in gates], backend=backend.url, sms=sms.url,
@@ -454,7 +456,6 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
         info_after = redis_info(redis_url)
         gate_cpu = sum(g.cpu_seconds() for g in gates) - sum(gate_cpu_before)
         redis_cpu = cpu_seconds(redis_pid) - redis_cpu_before
-        backend_with["cpu_s"] = backend.cpu_seconds() - backend_cpu_before
         for gate in gates:
             st.stop(gate)
         st.stop(backend)
@@ -475,9 +476,7 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
             probe = asyncio.create_task(probe_backend(backend, task))
             return await probe, await task
 
-        backend_cpu_before = backend.cpu_seconds()
         backend_direct, direct_results = asyncio.run(direct())
-        backend_direct["cpu_s"] = backend.cpu_seconds() - backend_cpu_before
         log.info("direct: done")
         # Thousands of its requests still wait for Redis: no need to let them finish.
         st.stop(backend, wait_s=2.0)
