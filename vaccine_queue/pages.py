@@ -1,0 +1,173 @@
+"""Rendering the pages citizens see, and the one error middleware of both services.
+
+`Pages` renders a theme (`gate` or `booking`) of the packaged `vaccine_queue.templates`,
+with an operator's own folder searched first, in the request's language: templates get
+`t` (a `Translator`: `t("key", name=value)`, `t.number(41203)`, `t.duration(seconds)`,
+`t.when(epoch, zone)`), `lang` and `other_lang`, and the service's own globals.
+
+`Problem` is what a person or an app must be told: a stable `code` whose words are the
+catalogue's `err.<code>`, an HTTP status, and optionally the field at fault. The error
+middleware turns a `Problem`, an `HTTPException`, whatever the service's `convert` maps
+(its store being unavailable), and any unexpected exception into a friendly page for
+browsers or `{"error": code, "message": text}` for apps, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import zoneinfo
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from vaccine_queue.i18n import Translator, request_language, translator
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+# Codes for the HTTP errors aiohttp raises itself (unknown path, wrong method, ...).
+HTTP_CODES: Mapping[int, str] = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "body_too_large", 414: "uri_too_long",
+    415: "unsupported_media_type", 431: "headers_too_large",
+}
+
+SECURITY_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class Problem(Exception):
+    """Something a person or client must be told, with a stable `code` naming the text
+    `err.<code>` (or `message_key`) in the catalogue."""
+
+    def __init__(
+        self, code: str, status: int = 400, *, field: str = "",
+        params: Mapping[str, object] | None = None, extra: Mapping[str, object] | None = None,
+        retry_after: int | None = None, message_key: str | None = None,
+    ) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+        self.field = field
+        self.params: dict[str, object] = dict(params or {})
+        self.extra: dict[str, object] = dict(extra or {})
+        self.retry_after = retry_after
+        self.message_key = message_key or f"err.{code}"
+
+    def message(self, t: Translator) -> str:
+        return t(self.message_key, **self.params)
+
+
+class Pages:
+    """One theme's templates, rendered in the request's language."""
+
+    def __init__(
+        self, theme: str, *, override_dir: Path | str | None = None,
+        timezone: str = "Europe/Berlin", globals: Mapping[str, Any] | None = None,
+        content_security_policy: str | None = None,
+    ) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if override_dir:
+            # An operator's customised pages win; anything they did not copy falls back.
+            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+        packaged = importlib.resources.files("vaccine_queue.templates").joinpath(theme)
+        loaders.append(jinja2.FileSystemLoader(str(packaged)))
+        self.env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.zone = zoneinfo.ZoneInfo(timezone)
+        self.env.globals.update(globals or {})
+        self.env.globals["zone"] = self.zone
+        self._headers = dict(SECURITY_HEADERS)
+        if content_security_policy:
+            self._headers["Content-Security-Policy"] = content_security_policy
+
+    def render(
+        self, request: web.Request, name: str, context: Mapping[str, Any] | None = None, *,
+        status: int = 200, headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        t = translator(request_language(request))
+        body = self.env.get_template(name).render(
+            t=t, lang=t.lang, other_lang=t.other, path=request.path, **(context or {}),
+        )
+        response = web.Response(text=body, status=status, content_type="text/html",
+                                charset="utf-8", headers=self._headers)
+        response.headers["Content-Language"] = t.lang
+        if headers:
+            response.headers.update(headers)
+        return response
+
+
+def json_problem(request: web.Request, problem: Problem) -> web.Response:
+    """`{"error": code, "message": text in the request's language, ...}`."""
+    t = translator(request_language(request))
+    body: dict[str, object] = {"error": problem.code, "message": problem.message(t)}
+    if problem.field:
+        body["field"] = problem.field
+    body.update(problem.extra)
+    headers = {"Cache-Control": "no-store"}
+    if problem.retry_after is not None:
+        headers["Retry-After"] = str(problem.retry_after)
+    return web.json_response(body, status=problem.status, headers=headers)
+
+
+def error_middleware(
+    pages: Pages, *, is_api: Callable[[web.Request], bool],
+    convert: Callable[[web.Request, Exception], Problem | None] | None = None,
+    passthrough: tuple[type[BaseException], ...] = (),
+    template: str = "error.html",
+) -> Middleware:
+    """Every failure becomes a `Problem` answered as a page or JSON; see the module doc.
+
+    `convert` maps the service's own exceptions (and counts them); `passthrough` names
+    exceptions that must reach aiohttp unchanged (a proxied response broken midway)."""
+
+    def respond(request: web.Request, problem: Problem) -> web.Response:
+        if is_api(request):
+            return json_problem(request, problem)
+        headers = {}
+        if problem.retry_after is not None:
+            headers["Retry-After"] = str(problem.retry_after)
+        t = translator(request_language(request))
+        return pages.render(request, template,
+                            {"problem": problem, "text": problem.message(t)},
+                            status=problem.status, headers=headers)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Problem as problem:
+            return respond(request, problem)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise  # redirects pass through
+            response = respond(request, Problem(HTTP_CODES.get(exc.status, "bad_request"),
+                                                exc.status))
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+        except passthrough:
+            raise
+        except Exception as exc:  # the one place that turns any failure into a page
+            known = convert(request, exc) if convert is not None else None
+            if known is None:
+                log.exception("unexpected error serving %s %s", request.method, request.path)
+                known = Problem("internal_error", 500)
+            return respond(request, known)
+
+    return middleware
