@@ -20,7 +20,7 @@ def environment(settings: Settings) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if settings.template_dir:
         loaders.append(jinja2.FileSystemLoader(settings.template_dir))
-    packaged = importlib.resources.files("site_templates") / "booking"
+    packaged = importlib.resources.files("vaccine_queue.templates") / "booking"
     loaders.append(jinja2.FileSystemLoader(str(packaged)))
     return jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),

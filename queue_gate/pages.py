@@ -14,7 +14,7 @@ from queue_gate.i18n import LANG_COOKIE, TEXTS, choose_language, format_number, 
 
 class Pages:
     def __init__(self, override_dir: Path | None = None) -> None:
-        default_dir = Path(str(importlib.resources.files("site_templates").joinpath("gate")))
+        default_dir = Path(str(importlib.resources.files("vaccine_queue.templates") / "gate"))
         loaders: list[jinja2.BaseLoader] = []
         if override_dir is not None:
             # An operator's customised pages win; anything they did not copy falls back.
