@@ -1,27 +1,37 @@
 """Redis key names of a room and the typed wrapper around the room's Lua scripts.
 
 Redis is the single source of truth for every gate process: each atomic step is one Lua
-script from `lua/`. All keys of a room share the hash tag `{room}` so a room lives on one
-Redis Cluster slot. Redis errors are turned into `GateUnavailable` here, at the boundary,
-so views decide what a visitor sees.
+script from `lua/`, loaded by `vaccine_queue.lua`. Every key a script touches arrives in its
+KEYS (built here, by `RoomKeys`, never inside a script), and every script answers with named
+fields, read here by name. All keys of a room share the hash tag `{room}` so a room lives on
+one Redis Cluster slot, which is where Redis Cluster sends the room's scripts.
+
+One key stands outside every room's slot: the registry of rooms `qg:rooms`, a plain set
+that `register_room` writes and `known_rooms` reads for the admin API. It lists all rooms,
+so no single room's hash tag fits it; no script touches it (the scripts' keys are checked by
+tests/test_lua_scripts.py), only those two plain commands do. Where it lives once rooms
+spread over a Redis Cluster is left to that work.
+
+Redis errors are turned into `GateUnavailable` here, at the boundary, so views decide what
+a visitor sees.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
+import json
 import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from queue_gate.settings import MODES, Settings
+from vaccine_queue.lua import Reply, ScriptError, register
 
 PREFIX = "qg"
 ROOMS_KEY = f"{PREFIX}:rooms"
@@ -47,7 +57,8 @@ class RoomMissing(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RoomKeys:
-    """Every key of one room, built in one place (see lua/_room.lua for their contents)."""
+    """Every key of one room, built in one place (lua/_room.lua says what each holds), and
+    the KEYS of each script in the order its header names them."""
 
     room: str
 
@@ -66,15 +77,29 @@ class RoomKeys:
     def passes(self) -> str:
         return self._key("passes")
 
+    def seen(self, bucket: int) -> str:
+        """Numbers seen in presence bucket `bucket` (0, 1, 2: the buckets take turns)."""
+        return self._key(f"seen:{bucket}")
+
     @property
-    def room_scripts(self) -> list[str]:
-        """The key list every room script takes, in the order lua/_room.lua names."""
-        return [
-            self.config, self.state, self.passes,
-            self._key("seen:0"), self._key("seen:1"), self._key("seen:2"),
-            self._key("skipped"), self._key("returners"), self._key("requeued"),
-            self._key("prequeue"), self._key("drawn"),
-        ]
+    def skipped(self) -> str:
+        return self._key("skipped")
+
+    @property
+    def returners(self) -> str:
+        return self._key("returners")
+
+    @property
+    def requeued(self) -> str:
+        return self._key("requeued")
+
+    @property
+    def prequeue(self) -> str:
+        return self._key("prequeue")
+
+    @property
+    def drawn(self) -> str:
+        return self._key("drawn")
 
     def joins(self, window: int) -> str:
         """Joins per address in join-limit window number `window`."""
@@ -82,6 +107,22 @@ class RoomKeys:
 
     def pass_browsers(self, ticket_id: str) -> str:
         return self._key(f"pfp:{ticket_id}")
+
+    @property
+    def room_script_keys(self) -> tuple[str, ...]:
+        """KEYS of tick, issue_pass and draw_place (join adds one)."""
+        return (self.config, self.state, self.passes, self.seen(0), self.seen(1), self.seen(2),
+                self.skipped, self.returners, self.requeued, self.prequeue, self.drawn)
+
+    def join_script_keys(self, window: int) -> tuple[str, ...]:
+        return (*self.room_script_keys, self.joins(window))
+
+    def check_pass_script_keys(self, ticket_id: str) -> tuple[str, ...]:
+        return (self.passes, self.pass_browsers(ticket_id))
+
+    @property
+    def end_pass_script_keys(self) -> tuple[str, ...]:
+        return (self.state, self.passes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,21 +200,60 @@ class _PendingJoin:
     result: asyncio.Future[JoinResult]
 
 
-def _join_result(raw: list[Any]) -> JoinResult:
-    if raw[0] == "limited":
-        return JoinResult("limited", 0, 0, "", retry_after_s=max(int(raw[1]), 1))
-    if raw[0] == "prequeue":
-        return JoinResult("prequeue", 0, 0, str(raw[3]), opens_at=float(raw[2]))
-    return JoinResult(mode=str(raw[0]), number=int(raw[1]), frontier=int(raw[2]),
-                      epoch=str(raw[3]))
+# The field that goes with each outcome of issue_pass-11.lua and check_pass-2.lua.
+_PASS_VALUE: dict[str, str | None] = {
+    "issued": "expires_at", "again": "expires_at", "spent": "expires_at",
+    "waiting": "frontier", "requeued": "returners_ahead", "full": None, "stale": None,
+}
+_CHECK_VALUE: dict[str, str | None] = {"ok": "expires_at", "shared": "browsers", "ended": None}
 
 
-def _script_source(name: str, *, room_lib: bool) -> str:
-    """A script's text after the shared helpers: lua/_clock.lua for every script, and
-    lua/_room.lua for the room scripts (those taking the room's whole key list)."""
-    lua = importlib.resources.files("queue_gate").joinpath("lua")
-    parts = ["_clock.lua", *(["_room.lua"] if room_lib else []), name]
-    return "\n".join(lua.joinpath(part).read_text("utf-8") for part in parts)
+def _outcome_value(reply: Reply, values: dict[str, str | None]) -> tuple[str, int]:
+    """A reply's outcome and the number that goes with it (0 for outcomes without one)."""
+    outcome = reply.text("outcome")
+    if outcome not in values:
+        raise ScriptError(f"unknown outcome in {reply!r}")
+    field = values[outcome]
+    return outcome, reply.integer(field) if field else 0
+
+
+def _join_result(fields: dict[str, Any]) -> JoinResult:
+    """One join's object from join-12.lua's `joins` array."""
+    mode = str(fields["mode"])
+    if mode == "limited":
+        return JoinResult("limited", 0, 0, "", retry_after_s=max(int(fields["retry_after_s"]), 1))
+    if mode == "prequeue":
+        return JoinResult("prequeue", 0, 0, str(fields["epoch"]),
+                          opens_at=float(fields["opens_at"]))
+    return JoinResult(mode=mode, number=int(fields.get("number", 0)),
+                      frontier=int(fields["frontier"]), epoch=str(fields["epoch"]))
+
+
+def _join_results(reply: Reply, count: int) -> list[JoinResult]:
+    try:
+        results = [_join_result(fields) for fields in json.loads(reply.text("joins"))]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScriptError(f"join-12.lua: unreadable joins in {reply!r}") from exc
+    if len(results) != count:
+        raise ScriptError(f"join-12.lua answered {len(results)} of {count} joins")
+    return results
+
+
+class _Script:
+    """One script of lua/, run by EVALSHA, its reply read by name."""
+
+    __slots__ = ("_script", "name")
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.name = name
+        self._script = register(client, "queue_gate", name)
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Reply:
+        try:
+            raw = await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise GateUnavailable(str(exc)) from exc
+        return Reply(raw, self.name)
 
 
 def connect(url: str, *, max_connections: int, wait_s: float) -> aioredis.Redis:
@@ -207,17 +287,15 @@ class RoomStore:
         self._settings = settings
         # None means Redis TIME: the one clock every process on every machine agrees on.
         self._clock = clock
-        self._tick = self._register("tick-11.lua", room_lib=True)
-        self._join = self._register("join-12.lua", room_lib=True)
+        self._room_keys = self.keys.room_script_keys
+        self._tick = _Script(client, "tick-11.lua")
+        self._join = _Script(client, "join-12.lua")
         self._joins: list[_PendingJoin] = []
         self._flushes: set[asyncio.Task[None]] = set()
-        self._issue_pass = self._register("issue_pass-11.lua", room_lib=True)
-        self._draw_place = self._register("draw_place-11.lua", room_lib=True)
-        self._check_pass = self._register("check_pass-2.lua", room_lib=False)
-        self._end_pass = self._register("end_pass-2.lua", room_lib=False)
-
-    def _register(self, name: str, *, room_lib: bool) -> AsyncScript:
-        return self.client.register_script(_script_source(name, room_lib=room_lib))
+        self._issue_pass = _Script(client, "issue_pass-11.lua")
+        self._draw_place = _Script(client, "draw_place-11.lua")
+        self._check_pass = _Script(client, "check_pass-2.lua")
+        self._end_pass = _Script(client, "end_pass-2.lua")
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(self._clock())
@@ -237,30 +315,29 @@ class RoomStore:
             s.initial_rate_per_minute, s.initial_mode, s.initial_message,
             s.initial_session_minutes, secrets.token_hex(4), *seen,
         ]
-        raw: list[Any] = await self._call(
-            lambda: self._tick(keys=self.keys.room_scripts, args=args))
+        reply = await self._tick(self._room_keys, args)
         return TickResult(
             config=RoomConfig(
-                rate_per_minute=int(float(raw[1])),
-                mode=str(raw[0]),
-                message=str(raw[2]),
-                session_minutes=int(raw[3]),
-                opens_at=float(raw[12]) if raw[12] else None,
-                max_active_sessions=int(raw[14]),
+                rate_per_minute=reply.integer("rate_per_minute"),
+                mode=reply.text("mode"),
+                message=reply.text("message"),
+                session_minutes=reply.integer("session_minutes"),
+                opens_at=reply.optional_number("opens_at"),
+                max_active_sessions=reply.integer("max_active"),
             ),
-            epoch=str(raw[4]),
-            seq=int(raw[5]),
-            frontier=int(raw[6]),
-            passes_active=int(raw[7]),
-            passes_issued=int(raw[8]),
-            now=float(raw[9]),
-            admitted=int(raw[10]),
-            skipped=int(raw[11]),
-            prequeue_size=int(raw[13]),
-            draw_opens_at=float(raw[15]) if raw[15] else None,
-            draw_base=int(raw[16]),
-            draw_count=int(raw[17]),
-            passes_ended=int(raw[18]),
+            epoch=reply.text("epoch"),
+            seq=reply.integer("seq"),
+            frontier=reply.integer("frontier"),
+            passes_active=reply.integer("passes_active"),
+            passes_issued=reply.integer("passes_issued"),
+            now=reply.number("now"),
+            admitted=reply.integer("admitted"),
+            skipped=reply.integer("skipped"),
+            prequeue_size=reply.integer("prequeue_size"),
+            draw_opens_at=reply.optional_number("draw_opens_at"),
+            draw_base=reply.integer("draw_base"),
+            draw_count=reply.integer("draw_count"),
+            passes_ended=reply.integer("passes_ended"),
         )
 
     async def register_room(self) -> None:
@@ -295,7 +372,7 @@ class RoomStore:
         # differ by a second split a boundary's counts, which a generous limit absorbs.
         now = self._clock() if self._clock is not None else time.time()
         window, into = divmod(now, s.join_window_s)
-        keys = [*self.keys.room_scripts, self.keys.joins(int(window))]
+        keys = self.keys.join_script_keys(int(window))
         args: list[str | int | float] = [self._now_arg(), math.ceil(s.join_window_s - into),
                                          s.abandon_grace_s]
         for join in batch:
@@ -303,46 +380,53 @@ class RoomStore:
             args += [join.ticket_id, repr(draw_key),
                      s.join_limit if join.address is not None else 0, join.address or "-"]
         try:
-            raw: list[Any] = await self._call(lambda: self._join(keys=keys, args=args))
-            if raw[0] == "missing":
+            reply = await self._join(keys, args)
+            if reply.text("outcome") == "missing":
                 await self.tick()
-                raw = await self._call(lambda: self._join(keys=keys, args=args))
-        except GateUnavailable as exc:
+                reply = await self._join(keys, args)
+            if reply.text("outcome") == "missing":
+                # The room's keys vanished between the tick and the retry (a flushed Redis).
+                raise GateUnavailable(f"room {self.room} missing after creating it")
+            results = _join_results(reply, len(batch))
+        except (GateUnavailable, ScriptError) as exc:
             for join in batch:
                 if not join.result.done():
-                    join.result.set_exception(GateUnavailable(str(exc)))
+                    join.result.set_exception(type(exc)(str(exc)))
             return
-        for i, join in enumerate(batch):
+        for join, result in zip(batch, results, strict=True):
             if not join.result.done():  # its request may have been cancelled meanwhile
-                join.result.set_result(_join_result(raw[4 * i: 4 * i + 4]))
+                join.result.set_result(result)
 
     async def issue_pass(self, ticket_id: str, number: int, epoch: str) -> PassResult:
         args: list[str | int | float] = [ticket_id, number, epoch, self._now_arg()]
-        raw: list[Any] = await self._call(
-            lambda: self._issue_pass(keys=self.keys.room_scripts, args=args))
-        outcome: PassOutcome = raw[0]
-        return PassResult(outcome, int(raw[1]))
+        reply = await self._issue_pass(self._room_keys, args)
+        outcome, value = _outcome_value(reply, _PASS_VALUE)
+        return PassResult(cast(PassOutcome, outcome), value)
 
     async def draw_place(self, ticket_id: str, opens_at: int) -> DrawPlace:
         """The number a pre-queue ticket drew at opening (or that the draw is still ahead)."""
         args: list[str | int | float] = [ticket_id, opens_at, self._now_arg()]
-        raw: list[Any] = await self._call(
-            lambda: self._draw_place(keys=self.keys.room_scripts, args=args))
-        return DrawPlace(raw[0], int(raw[1]), int(raw[2]))
+        reply = await self._draw_place(self._room_keys, args)
+        outcome = reply.text("outcome")
+        if outcome == "drawn":
+            return DrawPlace("drawn", reply.integer("number"), reply.integer("draw_base"))
+        if outcome == "prequeue":
+            return DrawPlace("prequeue", 0, 0)
+        if outcome == "stale":
+            return DrawPlace("stale", 0, 0)
+        raise ScriptError(f"unknown outcome in {reply!r}")
 
     async def check_pass(self, ticket_id: str, fingerprint: str) -> tuple[str, int]:
         """("ok", expiry), ("ended", 0) or ("shared", browsers): see lua/check_pass-2.lua."""
-        keys = [self.keys.passes, self.keys.pass_browsers(ticket_id)]
         args: list[str | int | float] = [
             ticket_id, fingerprint, self._settings.pass_max_browsers, self._now_arg()]
-        raw: list[Any] = await self._call(lambda: self._check_pass(keys=keys, args=args))
-        return str(raw[0]), int(raw[1])
+        reply = await self._check_pass(self.keys.check_pass_script_keys(ticket_id), args)
+        return _outcome_value(reply, _CHECK_VALUE)
 
     async def end_pass(self, ticket_id: str) -> bool:
-        keys = [self.keys.state, self.keys.passes]
-        ended = await self._call(lambda: self._end_pass(keys=keys, args=[ticket_id,
-                                                                         self._now_arg()]))
-        return bool(ended)
+        reply = await self._end_pass(self.keys.end_pass_script_keys,
+                                     [ticket_id, self._now_arg()])
+        return reply.flag("ended")
 
     async def read_config(self) -> RoomConfig:
         raw = await self._call(lambda: self.client.hmget(
@@ -362,8 +446,8 @@ class RoomStore:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hmget(self.keys.state, ["seq", "frontier", "admitted", "skipped",
                                              "passes_issued", "passes_ended"])
-                pipe.zcard(self.keys.room_scripts[9])
-                pipe.llen(self.keys.room_scripts[7])
+                pipe.zcard(self.keys.prequeue)
+                pipe.llen(self.keys.returners)
                 pipe.time()
                 return await pipe.execute()
 

@@ -1,4 +1,5 @@
--- _clock.lua: the time every gate script works with; prepended to each script when loaded.
+-- _clock.lua: the time every gate script works with; each script includes it with
+-- `--!include _clock.lua`.
 --
 -- ARGV carries either a time from an injected clock (tests) or "" for Redis TIME: the one
 -- clock that every gate process on every machine agrees on, which is what production uses.

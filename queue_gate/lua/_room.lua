@@ -1,13 +1,16 @@
--- _room.lua: helpers shared by the room scripts; prepended (after _clock.lua) when loaded.
+-- _room.lua: helpers shared by the room scripts, which include it with `--!include _room.lua`.
 --
--- The room scripts take the same key list, so each can keep the room's invariants:
+-- The room scripts (tick, join, issue_pass, draw_place) take the same first eleven keys,
+-- in this order, so each can keep the room's invariants:
 --   KEYS[1]  qg:{room}:config     hash: rate_per_minute, mode, message, session_minutes,
 --                                  epoch, opens_at, max_active
 --   KEYS[2]  qg:{room}:state      hash: seq, frontier, credit, last_tick, admitted, skipped,
 --                                  passes_issued, passes_ended, seen_bucket, draw_opens_at,
 --                                  draw_base, draw_count, draw_time
 --   KEYS[3]  qg:{room}:passes     zset: ticket id -> pass expiry (unix seconds)
---   KEYS[4..6] qg:{room}:seen:0..2 bitmaps: bit n set = ticket n was seen in that time bucket
+--   KEYS[4]  qg:{room}:seen:0     bitmap: bit n set = ticket n was seen in that time bucket
+--   KEYS[5]  qg:{room}:seen:1     the same, for the next bucket (buckets take turns)
+--   KEYS[6]  qg:{room}:seen:2     the same, for the bucket after that
 --   KEYS[7]  qg:{room}:skipped    bitmap: bit n set = n was passed over while away
 --   KEYS[8]  qg:{room}:returners  list: passed-over numbers that came back, admitted first
 --   KEYS[9]  qg:{room}:requeued   bitmap: bit n set = n is (or was) in the returners list
@@ -18,8 +21,9 @@
 -- the current bucket and the two before it. A number with no bit in any of them has not
 -- been seen for at least the grace period (and at most one and a half of it).
 
--- Clear the bitmaps of buckets that fell out of the window; return the current one's key.
-local function seen_key(now, grace)
+-- Clear the bitmaps of buckets that fell out of the window; return the index in KEYS
+-- (4, 5 or 6) of the current one's bitmap, or nil when presence is not tracked.
+local function seen_index(now, grace)
   if grace <= 0 then return nil end
   local bucket = math.floor(now / (grace / 2))
   local stored = tonumber(redis.call('HGET', KEYS[2], 'seen_bucket'))
@@ -32,7 +36,7 @@ local function seen_key(now, grace)
   elseif bucket < stored then
     bucket = stored  -- a process with a clock slightly behind writes into the newest bucket
   end
-  return KEYS[4 + (bucket % 3)]
+  return 4 + (bucket % 3)
 end
 
 -- Before opening, arrivals wait in the pre-queue. The first script to run at or after the

@@ -10,20 +10,26 @@
 -- ARGV[2]  fingerprint of this request
 -- ARGV[3]  most fingerprints per pass
 -- ARGV[4]  now in unix seconds from an injected clock, or "" for Redis TIME
--- Returns  {"ok", expires_at}, {"ended", 0} (expired, ended early or never issued), or
---          {"shared", count} when a new fingerprint would exceed the limit.
+-- Returns  named fields: outcome, and the field that goes with it:
+--            "ok", expires_at     the pass is valid until then (unix seconds);
+--            "ended"              expired, ended early or never issued;
+--            "shared", browsers   a new fingerprint would exceed the limit (browsers: how
+--                                 many used it already).
+-- Clock    ARGV[4]: Redis TIME in production, the clock passes are issued by; an
+--          injected clock in tests.
+--!include _clock.lua
 
 local now = room_now(ARGV[4])
 local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if not expires or expires <= now then
-  return {'ended', 0}
+  return {'outcome', 'ended'}
 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then
   local count = redis.call('SCARD', KEYS[2])
   if count >= tonumber(ARGV[3]) then
-    return {'shared', count}
+    return {'outcome', 'shared', 'browsers', count}
   end
   redis.call('SADD', KEYS[2], ARGV[2])
   redis.call('EXPIREAT', KEYS[2], math.ceil(expires))
 end
-return {'ok', math.floor(expires)}
+return {'outcome', 'ok', 'expires_at', math.floor(expires)}

@@ -3,50 +3,60 @@
 -- call (a round trip costs the gate more CPU than the script costs Redis); each is treated
 -- exactly as if it had come alone, in the order given.
 --
--- KEYS[1..11]  the room keys, see _room.lua
--- KEYS[12]     qg:{room}:joins:<window number>  hash: address -> joins in that window; one
---              hash per window (not a key per address) keeps a waiting visitor cheap
--- ARGV[1]      now in unix seconds from an injected clock, or "" for Redis TIME
--- ARGV[2]      seconds until the window ends (the hash expires then)
--- ARGV[3]      grace period, seconds (0: presence is not tracked)
--- ARGV[4+4(i-1)] .. ARGV[7+4(i-1)] for join i: the new ticket's id (kept in the pre-queue
---              before opening), its random draw key in [0, 1) (orders the pre-queue at
---              opening), the joins allowed per address and window (0: no limit), the
---              address (or its /64) to count against
--- Returns  {"missing"} when the room does not exist yet (the caller ticks once, retries);
---          otherwise four values per join, in order:
---          "limited", retry_after_s, 0, ""       the address used up its joins;
---          "closed", 0, frontier, epoch           the room takes no new entries;
---          "prequeue", 0, opens_at, epoch         a pre-queue entry;
---          mode, number, frontier, epoch          a place. In passthrough mode the frontier
---          moves to the new number at once: everyone before was already let through.
+-- KEYS[1]   qg:{room}:config     hash: the room's configuration (fields: see _room.lua)
+-- KEYS[2]   qg:{room}:state      hash: the line's counters, credit, last tick, last draw
+-- KEYS[3]   qg:{room}:passes     zset: ticket id -> pass expiry (unix seconds)
+-- KEYS[4]   qg:{room}:seen:0     bitmap: numbers seen in one time bucket (three take turns)
+-- KEYS[5]   qg:{room}:seen:1     bitmap: the same, the next bucket
+-- KEYS[6]   qg:{room}:seen:2     bitmap: the same, the bucket after
+-- KEYS[7]   qg:{room}:skipped    bitmap: numbers passed over while away
+-- KEYS[8]   qg:{room}:returners  list: passed-over numbers that came back, admitted first
+-- KEYS[9]   qg:{room}:requeued   bitmap: numbers that are (or were) in the returners list
+-- KEYS[10]  qg:{room}:prequeue   zset: ticket id -> random draw key, before opening
+-- KEYS[11]  qg:{room}:drawn      zset: the last frozen pre-queue (rank = place in the draw)
+-- KEYS[12]  qg:{room}:joins:<window number>  hash: address -> joins in that window; one
+--           hash per window (not a key per address) keeps a waiting visitor cheap
+-- ARGV[1]   now in unix seconds from an injected clock, or "" for Redis TIME
+-- ARGV[2]   seconds until the window ends (the hash expires then)
+-- ARGV[3]   grace period, seconds (0: presence is not tracked)
+-- ARGV[4..] four per join, join i starting at ARGV[4i]: the new ticket's id (kept in the
+--           pre-queue before opening), its random draw key in [0, 1) (orders the pre-queue
+--           at opening), the joins allowed per address and window (0: no limit), the
+--           address (or its /64) to count against
+-- Returns   named fields: outcome "missing" and joins "" when the room does not exist yet
+--           (the caller ticks once and retries); otherwise outcome "joined" and joins, a
+--           JSON array with one object per join, in order, holding the fields that apply:
+--             {"mode": "limited", "retry_after_s"}       the address used up its joins;
+--             {"mode": "closed", "frontier", "epoch"}    the room takes no new entries;
+--             {"mode": "prequeue", "opens_at", "epoch"}  a pre-queue entry;
+--             {"mode", "number", "frontier", "epoch"}    a place, mode being the room's
+--           (queue, paused or passthrough). In passthrough mode the frontier moves to the
+--           new number at once: everyone before was already let through.
+-- Clock     ARGV[1]: Redis TIME in production (the draw's opening and the presence
+--           buckets must be the same for every process); an injected clock in tests. The
+--           join limit's windows are counted by the caller's clock (see store.py).
+--!include _clock.lua
+--!include _room.lua
 
 local cfg = redis.call('HMGET', KEYS[1], 'mode', 'epoch')
 if not cfg[1] then
-  return {'missing'}
+  return {'outcome', 'missing', 'joins', ''}
 end
 local mode, epoch = cfg[1], cfg[2]
 local frontier = tonumber(redis.call('HGET', KEYS[2], 'frontier')) or 0
 local n = (#ARGV - 3) / 4
-local results = {}
-
-local function push(a, b, c, d)
-  results[#results + 1] = a
-  results[#results + 1] = b
-  results[#results + 1] = c
-  results[#results + 1] = d
-end
+local joins = {}
 
 if mode == 'closed' then
-  for _ = 1, n do push('closed', 0, frontier, epoch) end
-  return results
+  for i = 1, n do joins[i] = {mode = 'closed', frontier = frontier, epoch = epoch} end
+  return {'outcome', 'joined', 'joins', cjson.encode(joins)}
 end
 
 local now = room_now(ARGV[1])
 local opens_at = freeze_draw_if_due(now)
 local seen = nil
 if not opens_at then
-  seen = seen_key(now, tonumber(ARGV[3]))
+  seen = seen_index(now, tonumber(ARGV[3]))
 end
 
 local counted = false
@@ -60,24 +70,24 @@ for i = 1, n do
     counted = true
   end
   if limit > 0 and used > limit then
-    push('limited', tonumber(ARGV[2]), 0, '')
+    joins[i] = {mode = 'limited', retry_after_s = tonumber(ARGV[2])}
   elseif opens_at then
     redis.call('ZADD', KEYS[10], draw_key, ticket_id)
-    push('prequeue', 0, tostring(opens_at), epoch)
+    joins[i] = {mode = 'prequeue', opens_at = opens_at, epoch = epoch}
   else
     local number = redis.call('HINCRBY', KEYS[2], 'seq', 1)
     if seen then
-      redis.call('SETBIT', seen, number, 1)
+      redis.call('SETBIT', KEYS[seen], number, 1)
     end
     if mode == 'passthrough' then
       local admitted = tonumber(redis.call('HGET', KEYS[2], 'admitted')) or 0
       redis.call('HSET', KEYS[2], 'frontier', number, 'admitted', admitted + number - frontier)
       frontier = number
     end
-    push(mode, number, frontier, epoch)
+    joins[i] = {mode = mode, number = number, frontier = frontier, epoch = epoch}
   end
 end
 if counted then
   redis.call('EXPIRE', KEYS[12], ARGV[2])
 end
-return results
+return {'outcome', 'joined', 'joins', cjson.encode(joins)}

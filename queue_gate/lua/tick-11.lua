@@ -6,22 +6,43 @@
 -- process's snapshot of the room, so status polls need no round trip of their own; the
 -- numbers those polls saw since the last tick ride along and are marked present here.
 --
--- KEYS     the room keys, see _room.lua
--- ARGV[1]  now in unix seconds from an injected clock (tests), or "" for Redis TIME (the
---          one clock every process on every machine agrees on)
--- ARGV[2]  largest elapsed time credited at once, seconds: after every gate was down the
---          backend gets the normal rate, not a burst of the whole outage
--- ARGV[3]  how long spent passes are remembered, seconds (the ticket lifetime)
--- ARGV[4]  grace period, seconds: a visitor not seen for that long is passed over without
---          using an admission (0 turns this off)
--- ARGV[5]  how long after the draw its numbers count as present without a poll, seconds
--- ARGV[6]  most numbers examined in one tick (bounds the script's run time)
--- ARGV[7..11] used only when the room does not exist yet: rate_per_minute, mode, message,
---          session_minutes, new epoch
+-- KEYS[1]   qg:{room}:config     hash: the room's configuration (fields: see _room.lua)
+-- KEYS[2]   qg:{room}:state      hash: the line's counters, credit, last tick, last draw
+-- KEYS[3]   qg:{room}:passes     zset: ticket id -> pass expiry (unix seconds)
+-- KEYS[4]   qg:{room}:seen:0     bitmap: numbers seen in one time bucket (three take turns)
+-- KEYS[5]   qg:{room}:seen:1     bitmap: the same, the next bucket
+-- KEYS[6]   qg:{room}:seen:2     bitmap: the same, the bucket after
+-- KEYS[7]   qg:{room}:skipped    bitmap: numbers passed over while away
+-- KEYS[8]   qg:{room}:returners  list: passed-over numbers that came back, admitted first
+-- KEYS[9]   qg:{room}:requeued   bitmap: numbers that are (or were) in the returners list
+-- KEYS[10]  qg:{room}:prequeue   zset: ticket id -> random draw key, before opening
+-- KEYS[11]  qg:{room}:drawn      zset: the last frozen pre-queue (rank = place in the draw)
+-- ARGV[1]   now in unix seconds from an injected clock (tests), or "" for Redis TIME
+-- ARGV[2]   largest elapsed time credited at once, seconds: after every gate was down the
+--           backend gets the normal rate, not a burst of the whole outage
+-- ARGV[3]   how long spent passes are remembered, seconds (the ticket lifetime)
+-- ARGV[4]   grace period, seconds: a visitor not seen for that long is passed over without
+--           using an admission (0 turns this off)
+-- ARGV[5]   how long after the draw its numbers count as present without a poll, seconds
+-- ARGV[6]   most numbers examined in one tick (bounds the script's run time)
+-- ARGV[7]   initial rate_per_minute  | used only when the room does not exist yet:
+-- ARGV[8]   initial mode             | a room is created by its first tick
+-- ARGV[9]   initial message          |
+-- ARGV[10]  initial session_minutes  |
+-- ARGV[11]  new epoch                |
 -- ARGV[12..] ticket numbers seen by this process since its last tick
--- Returns  {mode, rate, message, session_minutes, epoch, seq, frontier, passes_active,
---           passes_issued, now, admitted, skipped, opens_at, prequeue_size, max_active,
---           draw_opens_at, draw_base, draw_count, passes_ended}
+-- Returns   named fields, each always present ("" for none):
+--           the configuration: mode, rate_per_minute, message, session_minutes, epoch,
+--             max_active, opens_at (unix seconds, or "" when no opening is set);
+--           the line: seq (numbers given), frontier (numbers admitted or passed over),
+--             admitted, skipped, prequeue_size;
+--           passes: passes_active, passes_issued, passes_ended;
+--           the last draw: draw_opens_at ("" before the first), draw_base, draw_count;
+--           now: the time this tick used (unix seconds, six decimals).
+-- Clock     ARGV[1]: Redis TIME in production, so every process credits the same elapsed
+--           time; an injected clock in tests.
+--!include _clock.lua
+--!include _room.lua
 
 local now = room_now(ARGV[1])
 local grace = tonumber(ARGV[4])
@@ -45,10 +66,10 @@ local rate = tonumber(cfg[1]) or 0
 local mode = cfg[2] or 'paused'
 local max_active = tonumber(cfg[6]) or 0
 
-local seen = seen_key(now, grace)
+local seen = seen_index(now, grace)
 if seen then
   for i = 12, #ARGV do
-    redis.call('SETBIT', seen, ARGV[i], 1)
+    redis.call('SETBIT', KEYS[seen], ARGV[i], 1)
   end
 end
 
@@ -120,7 +141,14 @@ redis.call('HSET', KEYS[2], 'frontier', frontier, 'credit', tostring(credit),
            'last_tick', string.format('%.6f', now), 'admitted', admitted, 'skipped', skipped)
 
 local counters = redis.call('HMGET', KEYS[2], 'passes_issued', 'draw_opens_at', 'passes_ended')
-return {mode, tostring(rate), cfg[3] or '', cfg[4] or '15', cfg[5] or '', seq, frontier,
-        active, tonumber(counters[1]) or 0, string.format('%.6f', now), admitted, skipped,
-        opens_at and tostring(opens_at) or '', redis.call('ZCARD', KEYS[10]), max_active,
-        counters[2] or '', draw_base, draw_count, tonumber(counters[3]) or 0}
+return {
+  'mode', mode, 'rate_per_minute', tostring(rate), 'message', cfg[3] or '',
+  'session_minutes', cfg[4] or '15', 'epoch', cfg[5] or '', 'max_active', max_active,
+  'opens_at', opens_at and tostring(opens_at) or '',
+  'seq', seq, 'frontier', frontier, 'admitted', admitted, 'skipped', skipped,
+  'prequeue_size', redis.call('ZCARD', KEYS[10]),
+  'passes_active', active, 'passes_issued', tonumber(counters[1]) or 0,
+  'passes_ended', tonumber(counters[3]) or 0,
+  'draw_opens_at', counters[2] or '', 'draw_base', draw_base, 'draw_count', draw_count,
+  'now', string.format('%.6f', now)
+}
