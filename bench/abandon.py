@@ -34,7 +34,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from queue_gate.devredis import free_port, private_redis, stop_process
+from devtools.processes import free_port, stop_process
+from devtools.servers import private_redis
 
 log = logging.getLogger("bench.abandon")
 ROOT = Path(__file__).resolve().parent.parent

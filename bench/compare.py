@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import wrkrun
 from bench.launch import LOAD_CPU, NO_BACKEND, SERVER_CPU, join_tickets, next_visitor
 from bench.procs import Proc, stack
-from queue_gate.devredis import private_redis
+from devtools.servers import private_redis
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,10 @@ import aiohttp
 import redis
 
 from bench import model, wrkrun
-from bench.procs import ADMIN_TOKEN, Proc, Stack, cpu_seconds, stack, visitor_address
+from bench.procs import ADMIN_TOKEN, Proc, Stack, stack, visitor_address
 from bench.rush import RushSpec
-from queue_gate.devredis import private_redis
+from devtools.processes import cpu_seconds
+from devtools.servers import private_redis
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,22 @@
-"""Starting and stopping the stack's OS processes on loopback, and reading their CPU time."""
+"""The benchmark's stack of OS processes on loopback: gates, baselines, the booking backend
+and the SMS stand-in, each a `devtools.processes.ManagedProcess` (the one launcher)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from queue_gate.devredis import free_port
+from devtools.processes import HOST, ManagedProcess, free_port
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SECRET = "bench-secret-not-for-production-0123456789abcdef"
 ADMIN_TOKEN = "bench-admin-token"
 
@@ -33,33 +30,12 @@ def visitor_address(n: int) -> str:
     return f"2001:db8:{(n >> 16) & 0xFFFF:x}:{n & 0xFFFF:x}::1"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # After the command name: state is field 3, utime 14 and stime 15 (1-based overall).
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str,
-                  timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {proc.returncode} before listening")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            if sock.connect_ex((HOST, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{name} did not listen on port {port} within {timeout_s} s")
-
-
 @dataclass
 class Proc:
+    """A server of the stack: its process and the ports it listens on."""
+
     name: str
-    popen: subprocess.Popen[bytes]
+    process: ManagedProcess
     port: int
     admin_port: int = 0
 
@@ -72,18 +48,12 @@ class Proc:
         return f"http://{HOST}:{self.admin_port}"
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.popen.pid)
+        return self.process.cpu_seconds()
 
     def stop(self, wait_s: float = 10.0) -> None:
         """SIGTERM; SIGKILL if it has not gone after `wait_s` (an overloaded server may
         wait for its requests in flight)."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=wait_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        self.process.stop(wait_s)
 
 
 @dataclass
@@ -102,15 +72,13 @@ class Stack:
                cwd: Path = ROOT) -> Proc:
         if cpus is not None:
             argv = ["taskset", "-c", cpus, *argv]
-        logfile = (self.logdir / f"{name}.log").open("ab")
-        popen = subprocess.Popen(list(argv), stdout=logfile, stderr=subprocess.STDOUT,
-                                 env={**os.environ, **(env or {})}, cwd=cwd)
-        logfile.close()
-        proc = Proc(name, popen, port, admin_port)
+        process = ManagedProcess.start(name, argv, log_path=self.logdir / f"{name}.log",
+                                       env=env, cwd=cwd)
+        proc = Proc(name, process, port, admin_port)
         self.procs.append(proc)
-        wait_for_port(port, popen, name)
+        process.wait_for_port(port)
         if admin_port:
-            wait_for_port(admin_port, popen, name)
+            process.wait_for_port(admin_port)
         return proc
 
     def gate(self, name: str, room: str, *, rate_per_minute: int, backend_url: str,

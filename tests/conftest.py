@@ -1,4 +1,9 @@
-"""Fixtures shared by every test: a private Redis server and a clean database per test."""
+"""Fixtures shared by every test: private servers, and a clean Redis database per test.
+
+The servers come from the one launcher, `devtools.servers`: started by the tests on free
+loopback ports and stopped afterwards, so a test never touches (or flushes) a server that
+someone else runs. `DEVTOOLS_SERVERS=pip` makes them the pip packages' binaries.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,20 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from tests.redis_server import private_redis
+from devtools.servers import private_postgres, private_redis
 
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
-    """One redis-server for the whole run, started by the tests themselves."""
+    """One Redis server for the whole run, started by the tests themselves."""
     with private_redis() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster for the whole run, started on first use (fsync off)."""
+    with private_postgres() as url:
         yield url
 
 

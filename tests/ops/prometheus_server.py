@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from queue_gate.devredis import stop_process
-from tests.redis_server import free_port
+from devtools.processes import free_port, stop_process
 
 PROMETHEUS_MISSING = (
     "prometheus not found on PATH: install it (Debian/Ubuntu: apt-get install prometheus; "

@@ -38,10 +38,10 @@ from booking_backend.main import create_admin_app as create_booking_admin_app
 from booking_backend.main import create_app as create_booking_app
 from booking_backend.settings import Settings as BookingSettings
 from booking_backend.verification import DeliveryFailed, Message
+from devtools.processes import free_port
 from queue_gate.admin import create_admin_app
 from queue_gate.main import create_app
 from queue_gate.settings import Settings
-from tests.redis_server import free_port
 
 log = logging.getLogger(__name__)
 

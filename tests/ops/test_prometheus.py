@@ -18,6 +18,7 @@ from aiohttp import web
 
 from booking_backend import api, views
 from booking_backend.catalogue import demo_catalogue_json
+from devtools.servers import private_redis
 from tests.ops.dashboards import (
     ALERTS,
     COMPOSE_PROMETHEUS,
@@ -43,7 +44,6 @@ from tests.ops.stack import (
     RushReport,
     Stack,
 )
-from tests.redis_server import private_redis
 
 pytestmark = pytest.mark.skipif(prometheus_binary() is None, reason=PROMETHEUS_MISSING)
 

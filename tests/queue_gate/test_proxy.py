@@ -168,7 +168,7 @@ async def test_backend_can_end_the_session(gate: Gate, clock: FakeClock,
 
 async def test_backend_down_is_a_friendly_502(make_gate: GateFactory, clock: FakeClock,
                                               backend: TestServer) -> None:
-    from tests.redis_server import free_port
+    from devtools.processes import free_port
 
     gate = await make_gate(backend_url=f"http://127.0.0.1:{free_port()}")
     await admit(gate, clock)

@@ -226,7 +226,7 @@ async def test_status_poll_costs_no_redis_round_trip(gate: Gate, redis_client: R
 async def test_redis_down_gives_a_busy_page_not_an_error(
     make_gate: GateFactory,
 ) -> None:
-    from tests.redis_server import free_port
+    from devtools.processes import free_port
 
     gate = await make_gate(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     api = await gate.client.post("/queue/api/join")

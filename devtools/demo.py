@@ -1,7 +1,9 @@
-"""`queue-demo`: the whole stack on one machine, no Docker: Redis, booking backend, gate.
+"""The whole stack on one machine, no Docker: Redis, booking backend, gate (`bin/demo`).
 
-Uses REDIS_URL when it is set; otherwise starts a private redis-server in a temporary
-folder (and stops it on exit). Secrets and admin tokens are generated for this run and
+Run as `python -m devtools.demo` from the repository (it is a development tool, not part of
+the installed product). Uses REDIS_URL when it is set; otherwise starts a private Redis
+from `devtools.servers` in a temporary folder (the machine's redis-server, else the dev/demo
+extra's Valkey) and stops it on exit. Secrets and admin tokens are generated for this run and
 printed. `--crowd N` puts N other (silent) visitors in line first, so a visitor opening the
 browser sees a queue drain at `--rate` visitors per minute.
 """
@@ -19,18 +21,18 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 
 from aiohttp import web
 
+from devtools.servers import private_redis
 from queue_gate.admin import create_admin_app
-from queue_gate.devredis import private_redis
 from queue_gate.keys import store_key
 from queue_gate.main import create_app, until_stopped
 from queue_gate.settings import Settings
 from queue_gate.tickets import TicketSigner
 
-log = logging.getLogger("queue_gate.demo")
+log = logging.getLogger(__name__)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="queue-demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address of every server")
     parser.add_argument("--port", type=int, default=8080, help="the gate (open this one)")
@@ -53,7 +55,7 @@ def redis_for_demo() -> Iterator[str]:
         yield url
         return
     with private_redis() as private_url:
-        log.info("started a private redis-server at %s (stopped on exit)", private_url)
+        log.info("started a private Redis at %s (stopped on exit)", private_url)
         yield private_url
 
 
@@ -133,4 +135,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         with redis_for_demo() as redis_url:
             asyncio.run(run(args, redis_url))
     except (RuntimeError, OSError) as exc:
-        sys.exit(f"queue-demo: {exc}")
+        sys.exit(f"demo: {exc}")
+
+
+if __name__ == "__main__":
+    main()
