@@ -75,7 +75,7 @@ async def test_dev_mode_without_pass_works(make_env: MakeEnv) -> None:
 
 
 async def test_redis_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
-    from tests.redis_server import free_port
+    from devtools.processes import free_port
 
     env = await make_env(catalogue=False, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with env.client.get("/", headers=env.headers()) as resp:
