@@ -217,6 +217,33 @@ def _outcome_value(reply: Reply, values: dict[str, str | None]) -> tuple[str, in
     return outcome, reply.integer(field) if field else 0
 
 
+def _tick_result(reply: Reply) -> TickResult:
+    """The room as tick-11.lua reports it."""
+    return TickResult(
+        config=RoomConfig(
+            rate_per_minute=reply.integer("rate_per_minute"),
+            mode=reply.text("mode"),
+            message=reply.text("message"),
+            session_minutes=reply.integer("session_minutes"),
+            opens_at=reply.optional_number("opens_at"),
+            max_active_sessions=reply.integer("max_active"),
+        ),
+        epoch=reply.text("epoch"),
+        seq=reply.integer("seq"),
+        frontier=reply.integer("frontier"),
+        passes_active=reply.integer("passes_active"),
+        passes_issued=reply.integer("passes_issued"),
+        now=reply.number("now"),
+        admitted=reply.integer("admitted"),
+        skipped=reply.integer("skipped"),
+        prequeue_size=reply.integer("prequeue_size"),
+        draw_opens_at=reply.optional_number("draw_opens_at"),
+        draw_base=reply.integer("draw_base"),
+        draw_count=reply.integer("draw_count"),
+        passes_ended=reply.integer("passes_ended"),
+    )
+
+
 def _join_result(fields: dict[str, Any]) -> JoinResult:
     """One join's object from join-12.lua's `joins` array."""
     mode = str(fields["mode"])
@@ -315,30 +342,7 @@ class RoomStore:
             s.initial_rate_per_minute, s.initial_mode, s.initial_message,
             s.initial_session_minutes, secrets.token_hex(4), *seen,
         ]
-        reply = await self._tick(self._room_keys, args)
-        return TickResult(
-            config=RoomConfig(
-                rate_per_minute=reply.integer("rate_per_minute"),
-                mode=reply.text("mode"),
-                message=reply.text("message"),
-                session_minutes=reply.integer("session_minutes"),
-                opens_at=reply.optional_number("opens_at"),
-                max_active_sessions=reply.integer("max_active"),
-            ),
-            epoch=reply.text("epoch"),
-            seq=reply.integer("seq"),
-            frontier=reply.integer("frontier"),
-            passes_active=reply.integer("passes_active"),
-            passes_issued=reply.integer("passes_issued"),
-            now=reply.number("now"),
-            admitted=reply.integer("admitted"),
-            skipped=reply.integer("skipped"),
-            prequeue_size=reply.integer("prequeue_size"),
-            draw_opens_at=reply.optional_number("draw_opens_at"),
-            draw_base=reply.integer("draw_base"),
-            draw_count=reply.integer("draw_count"),
-            passes_ended=reply.integer("passes_ended"),
-        )
+        return _tick_result(await self._tick(self._room_keys, args))
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
