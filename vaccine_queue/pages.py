@@ -23,13 +23,13 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware  # the protocol web.Application accepts
 
 from vaccine_queue.i18n import Translator, request_language, translator
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 # Codes for the HTTP errors aiohttp raises itself (unknown path, wrong method, ...).
 HTTP_CODES: Mapping[int, str] = {
@@ -130,11 +130,18 @@ def error_middleware(
     convert: Callable[[web.Request, Exception], Problem | None] | None = None,
     passthrough: tuple[type[BaseException], ...] = (),
     template: str = "error.html",
+    message_keys: Mapping[str, str] | None = None,
 ) -> Middleware:
     """Every failure becomes a `Problem` answered as a page or JSON; see the module doc.
 
     `convert` maps the service's own exceptions (and counts them); `passthrough` names
-    exceptions that must reach aiohttp unchanged (a proxied response broken midway)."""
+    exceptions that must reach aiohttp unchanged (a proxied response broken midway);
+    `message_keys` gives the service's own words for codes the middleware names itself
+    (`internal_error`, the HTTP errors), where `err.<code>` would not fit its visitors."""
+    own_words = dict(message_keys or {})
+
+    def problem_of(code: str, status: int) -> Problem:
+        return Problem(code, status, message_key=own_words.get(code))
 
     def respond(request: web.Request, problem: Problem) -> web.Response:
         if is_api(request):
@@ -156,8 +163,8 @@ def error_middleware(
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise  # redirects pass through
-            response = respond(request, Problem(HTTP_CODES.get(exc.status, "bad_request"),
-                                                exc.status))
+            response = respond(request, problem_of(HTTP_CODES.get(exc.status, "bad_request"),
+                                                   exc.status))
             if exc.status == 405 and "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
@@ -167,7 +174,7 @@ def error_middleware(
             known = convert(request, exc) if convert is not None else None
             if known is None:
                 log.exception("unexpected error serving %s %s", request.method, request.path)
-                known = Problem("internal_error", 500)
+                known = problem_of("internal_error", 500)
             return respond(request, known)
 
     return middleware
