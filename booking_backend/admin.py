@@ -18,11 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from booking_backend import keys
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
-from booking_backend.errors import Handler
 from booking_backend.inventory import parse_slot_document
 from booking_backend.metrics import LEVEL_METRICS
-from booking_backend.problems import BookingError
 from booking_backend.store import StoreUnavailable
+from vaccine_queue.pages import Handler, Problem
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
             return response
     try:
         return await handler(request)
-    except BookingError as exc:
+    except Problem as exc:
         return _error(exc.code, str(exc.extra.get("message", exc.code)), exc.status)
     except StoreUnavailable as exc:
         log.warning("admin: store unavailable: %s", exc)
@@ -60,12 +59,12 @@ async def _json(request: web.Request) -> Any:
     try:
         return await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BookingError("json_invalid", 400,
-                           extra={"message": "Body is not valid JSON."}) from exc
+        raise Problem("json_invalid", 400,
+                      extra={"message": "Body is not valid JSON."}) from exc
 
 
-def _bad(message: str, status: int = 422) -> BookingError:
-    return BookingError("invalid", status, extra={"message": message})
+def _bad(message: str, status: int = 422) -> Problem:
+    return Problem("invalid", status, extra={"message": message})
 
 
 async def healthz(request: web.Request) -> web.Response:

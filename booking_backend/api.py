@@ -1,5 +1,7 @@
 """The JSON API (`/api/v1/...`): the same operations as the pages, for call-centre agents and
-apps, against the same inventory. Errors are `{"error": code, "message": text}`.
+apps, against the same inventory, through the same service. Errors are
+`{"error": code, "message": text}`, the text in the request's language (`?lang=`, the
+`lang` cookie, Accept-Language).
 
 CSRF: the API only accepts `application/json` bodies, which a foreign page cannot send
 without a CORS preflight that we never answer, so the pass cookie alone cannot be abused.
@@ -7,20 +9,25 @@ without a CORS preflight that we never answer, so the pass cookie alone cannot b
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from aiohttp import web
 
 from booking_backend import keys
 from booking_backend.catalogue import Catalogue, Centre
-from booking_backend.inventory import Booking, Hold, Slot, hold_verification
+from booking_backend.inventory import Booking, Hold, Slot
 from booking_backend.openapi import document
-from booking_backend.problems import BookingError
 from booking_backend.service import Person, Service
-from booking_backend.views import END_SESSION_HEADER
+from vaccine_queue.contract import END_SESSION_HEADER
+from vaccine_queue.i18n import LANGUAGES, request_language
+from vaccine_queue.pages import Problem
 
-IDEMPOTENCY_TTL = 86400
+API_PREFIX = "/api/"
+
+
+def is_api(request: web.Request) -> bool:
+    """API requests get JSON answers, errors included; everything else gets pages."""
+    return request.path.startswith(API_PREFIX)
 
 
 def service_of(request: web.Request) -> Service:
@@ -33,13 +40,13 @@ def owner(request: web.Request) -> str:
 
 async def body_of(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise BookingError("unsupported_media_type", 415)
+        raise Problem("unsupported_media_type", 415)
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BookingError("json_invalid", 400) from exc
+        raise Problem("json_invalid", 400) from exc
     if not isinstance(body, dict):
-        raise BookingError("json_object", 422)
+        raise Problem("json_object", 422)
     return body
 
 
@@ -47,19 +54,19 @@ def text(body: dict[str, Any], name: str, *, required: bool = True) -> str:
     value = body.get(name)
     if value is None:
         if required:
-            raise BookingError("field_missing", 422, field=name, params={"field": name})
+            raise Problem("field_missing", 422, field=name, params={"field": name})
         return ""
     if not isinstance(value, str):
-        raise BookingError("field_type", 422, field=name, params={"field": name})
+        raise Problem("field_type", 422, field=name, params={"field": name})
     return value
 
 
 def lang(request: web.Request, body: dict[str, Any]) -> str:
     value = body.get("lang")
     if value is None:
-        return request.get(keys.lang_key) or "de"
-    if value not in ("de", "en"):
-        raise BookingError("field_type", 422, field="lang", params={"field": "lang"})
+        return request_language(request)
+    if value not in LANGUAGES:
+        raise Problem("field_type", 422, field="lang", params={"field": "lang"})
     return str(value)
 
 
@@ -125,7 +132,7 @@ async def centres(request: web.Request) -> web.Response:
     catalogue: Catalogue = await service.catalogue()
     if postcode:
         if not (len(postcode) == 5 and postcode.isdigit()):
-            raise BookingError("postcode_invalid", 400, field="postcode")
+            raise Problem("postcode_invalid", 400, field="postcode")
         listed = catalogue.centres_for(postcode, home_only=service.settings.home_district_only,
                                        limit=len(catalogue.centres))
     else:
@@ -152,12 +159,12 @@ async def offers(request: web.Request) -> web.Response:
 
 async def hold_json(service: Service, hold: Hold) -> dict[str, Any]:
     catalogue = await service.catalogue()
-    state = await service.verifier.state(hold_verification(hold.hid), None)
+    state = await service.hold_code(hold.hid)
     contact = service.hold_contact(hold)
     return {
         "hold_id": hold.hid, "status": hold.status,
         "expires_at": service.local(hold.expires).isoformat(),
-        "expires_in_seconds": max(0, hold.expires - service.inventory.now()),
+        "expires_in_seconds": max(0, hold.expires - service.now()),
         "centre": centre_json(catalogue.centres.get(hold.centre)),
         "first": slot_json(service, hold.first), "second": slot_json(service, hold.second),
         "booking_code": hold.booking or None,
@@ -214,26 +221,11 @@ async def confirm(request: web.Request) -> web.Response:
     code = text(body, "code")
     key = request.headers.get("Idempotency-Key")
     if key is not None:
-        await _claim_idempotency_key(request, key, hid)
+        await service.claim_idempotency_key(owner(request), key, hid)
     booking, new = await service.confirm(hid, owner(request), code, "api")
     response = web.json_response(await booking_json(service, booking), status=201 if new else 200)
     response.headers[END_SESSION_HEADER] = "1"
     return response
-
-
-async def _claim_idempotency_key(request: web.Request, key: str, hid: str) -> None:
-    """A key names one confirmation. Retrying with it is safe (the hold books once anyway);
-    using it for another hold is a client bug we refuse."""
-    if not 1 <= len(key) <= 100 or not key.isprintable():
-        raise BookingError("idempotency_key_invalid", 400)
-    store = request.app[keys.store_key]
-    digest = hashlib.sha256(f"{owner(request)}\0{key}".encode()).hexdigest()
-    name = store.keys.idempotency(digest)
-    # SET NX decides between two concurrent first uses of one key: exactly one claims it,
-    # the other compares; both then confirm the same hold, which books once anyway.
-    claimed = await store.set(name, hid, ttl=IDEMPOTENCY_TTL, only_new=True)
-    if not claimed and await store.get(name) != hid:
-        raise BookingError("idempotency_key_reused", 422)
 
 
 async def lookup(request: web.Request) -> web.Response:

@@ -18,7 +18,6 @@ from itsdangerous import URLSafeTimedSerializer
 from prometheus_client import CollectorRegistry
 
 from booking_backend.catalogue import CatalogueCache, demo_catalogue_json
-from booking_backend.i18n import translate
 from booking_backend.identity import IdentityHasher
 from booking_backend.inventory import Inventory, generate_slots
 from booking_backend.invitations import Invitations
@@ -28,7 +27,8 @@ from booking_backend.settings import Settings
 from booking_backend.store import Store, StoreUnavailable
 from booking_backend.verification import ConsoleSender, Outbox, Sender, Verifier, WebhookSender
 from booking_backend.waitlist import Waitlist
-from queue_gate.tickets import PassVerifier
+from vaccine_queue.contract import PassCodec
+from vaccine_queue.i18n import DEFAULT_LANGUAGE, LANGUAGES, translator
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Backend:
         identity_key = settings.identity_key or hashlib.sha256(
             f"demo-identity-key:{settings.deployment}".encode()).hexdigest()
         self.hasher = IdentityHasher(identity_key)
-        self.pass_verifier = PassVerifier(signing, clock=self.clock)
+        self.pass_codec = PassCodec(signing, clock=self.clock)
         self.csrf = csrf_serializer(signing)
         self.catalogue = CatalogueCache(self.store)
         self.inventory = Inventory(self.store, settings, self.clock)
@@ -85,8 +85,10 @@ class Backend:
         minutes = max(1, self.settings.code_validity_seconds // 60)
         key = {"code": "msg.code", "cancel_code": "msg.cancel_code",
                "assigned": "msg.assigned", "booked": "msg.booked"}.get(kind, "msg.code")
-        return translate(lang, key, {"code": fields.get("code", ""), "minutes": minutes,
-                                     "booking": fields.get("booking", "")})
+        # A message queued with a language no longer offered is sent in the default one.
+        t = translator(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+        return t(key, code=fields.get("code", ""), minutes=minutes,
+                 booking=fields.get("booking", ""))
 
     async def open(self) -> None:
         self._users += 1

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -29,7 +28,8 @@ from typing import Any
 import aiohttp
 
 from booking_backend.backend import Backend
-from booking_backend.settings import Settings, SettingsError
+from booking_backend.settings import Settings
+from vaccine_queue.config import Env, SettingsError
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8083"
 
@@ -39,8 +39,9 @@ class CliError(Exception):
 
 
 async def call(method: str, path: str, body: Any = None, *, raw: str | None = None) -> Any:
-    base = os.environ.get("BOOKING_ADMIN_URL", DEFAULT_ADMIN_URL).rstrip("/")
-    token = os.environ.get("BOOKING_ADMIN_TOKEN", "")
+    env = Env()
+    base = env.text("BOOKING_ADMIN_URL", DEFAULT_ADMIN_URL).rstrip("/")
+    token = env.text("BOOKING_ADMIN_TOKEN")
     if not token:
         raise CliError("set BOOKING_ADMIN_TOKEN")
     headers = {"Authorization": f"Bearer {token}"}

@@ -1,9 +1,11 @@
-"""Every `web.AppKey` and `web.RequestKey` of the booking backend, in one place."""
+"""Every `web.AppKey` and `web.RequestKey` of the booking backend, in one place.
+
+(The request's language is `vaccine_queue.i18n.lang_key`, shared with the gate.)
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from aiohttp import web
 from itsdangerous import URLSafeTimedSerializer
@@ -14,9 +16,8 @@ from booking_backend.metrics import Metrics
 from booking_backend.service import Service
 from booking_backend.settings import Settings
 from booking_backend.store import Store
-from queue_gate.tickets import AdmissionPass, PassVerifier
-
-Render = Callable[..., web.Response]
+from vaccine_queue.contract import AdmissionPass, PassCodec
+from vaccine_queue.pages import Pages
 
 backend_key: web.AppKey[Backend] = web.AppKey("backend")
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
@@ -24,12 +25,11 @@ metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
 store_key: web.AppKey[Store] = web.AppKey("store")
 catalogue_key: web.AppKey[CatalogueCache] = web.AppKey("catalogue")
 service_key: web.AppKey[Service] = web.AppKey("service")
-pass_verifier_key: web.AppKey[PassVerifier] = web.AppKey("pass_verifier")
+pass_codec_key: web.AppKey[PassCodec] = web.AppKey("pass_codec")
 csrf_key: web.AppKey[URLSafeTimedSerializer] = web.AppKey("csrf")
-render_key: web.AppKey[Render] = web.AppKey("render")
+pages_key: web.AppKey[Pages] = web.AppKey("pages")
 outbox_task_key: web.AppKey[asyncio.Task[None]] = web.AppKey("outbox_task")
 sweeper_task_key: web.AppKey[asyncio.Task[None]] = web.AppKey("sweeper_task")
 
-lang_key: web.RequestKey[str] = web.RequestKey("lang")
 admission_key: web.RequestKey[AdmissionPass] = web.RequestKey("admission")
 owner_key: web.RequestKey[str] = web.RequestKey("owner")

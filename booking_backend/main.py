@@ -19,19 +19,27 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from booking_backend import admin, api, keys, views
+from booking_backend.api import is_api
 from booking_backend.backend import Backend
-from booking_backend.errors import Handler, error_middleware, is_api
-from booking_backend.protection import language_middleware, pass_middleware
-from booking_backend.rendering import make_renderer
-from booking_backend.settings import Settings, SettingsError
+from booking_backend.metrics import Metrics
+from booking_backend.protection import pass_middleware
+from booking_backend.settings import Settings
 from booking_backend.store import StoreUnavailable
 from booking_backend.verification import Sender
+from vaccine_queue.config import SettingsError
+from vaccine_queue.i18n import language_middleware
+from vaccine_queue.pages import Handler, Pages, Problem, error_middleware
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'  # no client address: no personal data in logs
 ADMIN_MAX_BODY = 32 * 1024 * 1024
+# Our own files only: no inline script or style anywhere on the pages.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+)
+STORE_RETRY_AFTER_S = 30
 
 
 def route_label(request: web.Request) -> str:
@@ -70,9 +78,28 @@ def _install(app: web.Application, backend: Backend) -> None:
     app[keys.store_key] = backend.store
     app[keys.catalogue_key] = backend.catalogue
     app[keys.service_key] = backend.service
-    app[keys.pass_verifier_key] = backend.pass_verifier
+    app[keys.pass_codec_key] = backend.pass_codec
     app[keys.csrf_key] = backend.csrf
-    app[keys.render_key] = make_renderer(backend.settings)
+
+
+def pages(settings: Settings) -> Pages:
+    """The booking theme: an operator's folder first, times in the deployment's zone."""
+    return Pages("booking", override_dir=settings.template_dir, timezone=settings.timezone,
+                 globals={"settings": settings},
+                 content_security_policy=CONTENT_SECURITY_POLICY)
+
+
+def store_trouble(metrics: Metrics) -> Callable[[web.Request, Exception], Problem | None]:
+    """Redis being away becomes a 503 asking people to try again shortly, counted."""
+
+    def convert(request: web.Request, exc: Exception) -> Problem | None:
+        if not isinstance(exc, StoreUnavailable):
+            return None
+        log.warning("store unavailable for %s %s: %s", request.method, request.path, exc)
+        metrics.store_errors.inc()
+        return Problem("store_unavailable", 503, retry_after=STORE_RETRY_AFTER_S)
+
+    return convert
 
 
 async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -128,12 +155,18 @@ def create_app(
     for warning in settings.check_startable():
         log.warning("%s", warning)
     backend = backend or Backend(settings, clock=clock, registry=registry, sender=sender)
+    site = pages(settings)
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware, language_middleware,
-                     pass_middleware],
+        middlewares=[
+            metrics_middleware,
+            error_middleware(site, is_api=is_api, convert=store_trouble(backend.metrics)),
+            language_middleware(secure_cookies=settings.cookie_secure),
+            pass_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     _install(app, backend)
+    app[keys.pages_key] = site
     app.cleanup_ctx.append(backend_ctx)
     app.cleanup_ctx.append(background_ctx)
     views.setup_routes(app)

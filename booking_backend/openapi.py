@@ -150,7 +150,10 @@ def document() -> dict[str, Any]:
                 "queuePassCookie": {"type": "apiKey", "in": "cookie", "name": "qg_pass"},
             },
             "responses": {"Error": {
-                "description": "An error people can read",
+                "description": (
+                    "An error people can read: `error` is a stable code, `message` says it in "
+                    "the request's language (?lang=de|en, the lang cookie, Accept-Language)"
+                ),
                 "content": {"application/json": {"schema": {
                     "type": "object", "required": ["error", "message"],
                     "properties": {"error": _STR, "message": _STR, "field": _STR}}}},

@@ -1,17 +1,20 @@
 """The booking operations, shared by the HTML pages and the JSON API.
 
 Each method validates its input, re-checks eligibility where a booking is made, runs the
-atomic step in Redis and turns the script's answer into a result or a `BookingError`.
+atomic step in Redis and turns the script's answer into a result or a `Problem`. The pages
+and the API reach the data only through here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import logging
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from booking_backend.catalogue import Catalogue, CatalogueCache, Centre, District
 from booking_backend.eligibility import Decision, InvalidInput, decide, parse_birth_date
@@ -35,21 +38,36 @@ from booking_backend.inventory import (
 )
 from booking_backend.invitations import CODE_GROUPS, Invitations
 from booking_backend.metrics import Metrics
-from booking_backend.problems import BookingError
 from booking_backend.settings import Settings
 from booking_backend.store import Store
-from booking_backend.verification import Verifier
+from booking_backend.verification import CodeState, Verifier
 from booking_backend.waitlist import Waitlist
+from vaccine_queue.pages import Problem
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-_CODE_ERRORS = {
-    "wrong": 422, "locked": 429, "expired": 410, "not_delivered": 409, "failed": 502,
-    "missing": 409,
+# What a code check's status tells the person (the code of the `err.<code>` text) and the
+# HTTP status it answers with.
+_CHECK_PROBLEMS: dict[str, tuple[str, int]] = {
+    "wrong": ("code_wrong", 422), "locked": ("code_locked", 429),
+    "expired": ("code_expired", 410), "not_delivered": ("code_not_delivered", 409),
+    "failed": ("code_failed", 502), "missing": ("code_missing", 409),
 }
-_REQUEST_ERRORS = {"wait": 429, "too_many": 429, "locked": 429}
+# What the booking step's refusals tell the person, and the HTTP status.
+_CONFIRM_PROBLEMS: dict[str, tuple[str, int]] = {
+    "expired": ("hold_expired", 410), "not_found": ("hold_missing", 404),
+    "unverified": ("unverified", 409), "no_details": ("no_details", 409),
+    "already_booked": ("already_booked", 409),
+    "invitation_invalid": ("invitation_invalid", 409),
+}
+# The same for asking for a code to be sent.
+_REQUEST_PROBLEMS: dict[str, tuple[str, int]] = {
+    "wait": ("code_wait", 429), "too_many": ("code_too_many", 429),
+    "locked": ("code_locked", 429),
+}
+IDEMPOTENCY_TTL_S = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +80,13 @@ class Person:
     decision: Decision
 
 
-def _input_error(exc: InvalidInput) -> BookingError:
-    return BookingError(exc.code, 400, field=exc.field)
+def _input_error(exc: InvalidInput) -> Problem:
+    return Problem(exc.code, 400, field=exc.field)
+
+
+def _code_problem(table: dict[str, tuple[str, int]], status: str, **details: Any) -> Problem:
+    code, http_status = table.get(status, (f"code_{status}", 409))
+    return Problem(code, http_status, **details)
 
 
 class Service:
@@ -91,11 +114,15 @@ class Service:
     def local(self, epoch: float) -> dt.datetime:
         return dt.datetime.fromtimestamp(epoch, self.zone)
 
+    def now(self) -> int:
+        """The inventory's clock in whole seconds (what hold expiries are compared with)."""
+        return self.inventory.now()
+
     # -- who --------------------------------------------------------------------------------
     async def catalogue(self) -> Catalogue:
         catalogue = await self.catalogue_cache.get()
         if catalogue is None:
-            raise BookingError("not_ready", 503)
+            raise Problem("not_ready", 503)
         return catalogue
 
     async def person(self, birth_raw: object, postcode_raw: object,
@@ -109,27 +136,27 @@ class Service:
         if not isinstance(postcode_raw, str) or not (
             len(postcode_raw.strip()) == 5 and postcode_raw.strip().isdigit()
         ):
-            raise BookingError("postcode_invalid", 400, field="postcode")
+            raise Problem("postcode_invalid", 400, field="postcode")
         postcode = postcode_raw.strip()
         catalogue = await self.catalogue()
         district = catalogue.district_of(postcode)
         if district is None:
-            raise BookingError("postcode_unknown", 400, field="postcode",
-                               params={"region": catalogue.name or "?"})
+            raise Problem("postcode_unknown", 400, field="postcode",
+                          params={"region": catalogue.name or "?"})
         if invitation_raw is not None and not isinstance(invitation_raw, str):
-            raise BookingError("field_type", 422, field="invitation_code",
-                               params={"field": "invitation_code"})
+            raise Problem("field_type", 422, field="invitation_code",
+                          params={"field": "invitation_code"})
         invitation, min_age = "", None
         if invitation_raw and invitation_raw.strip():
             code = invitation_raw.strip()
             if not is_code(code, CODE_GROUPS):
-                raise BookingError("invitation_invalid", 400, field="invitation_code")
+                raise Problem("invitation_invalid", 400, field="invitation_code")
             wave = await self.invitations.wave_of(code)
             invitation = self.hasher.invitation(code)
             # A used code is an identity that already booked: confirm-2.lua refuses it too.
             used = await self.store.hget(self.store.keys.identities, invitation)
             if wave is None or used is not None:
-                raise BookingError("invitation_invalid", 400, field="invitation_code")
+                raise Problem("invitation_invalid", 400, field="invitation_code")
             min_age = wave.min_age
         decision = decide(
             born, self.today(), self.settings.priority_groups,
@@ -141,7 +168,7 @@ class Service:
         decision = person.decision
         if decision.eligible:
             return
-        raise BookingError(
+        raise Problem(
             "not_eligible", 403,
             extra={
                 "reason": decision.reason, "age": decision.age,
@@ -171,14 +198,14 @@ class Service:
         self.require_eligible(person)
         first, second = Slot.parse(first_raw), Slot.parse(second_raw)
         if first is None or second is None:
-            raise BookingError("slot_invalid", 422, field="first_slot")
+            raise Problem("slot_invalid", 422, field="first_slot")
         catalogue = await self.catalogue()
         centre = catalogue.centres.get(first.centre)
         if centre is None:
-            raise BookingError("centre_unknown", 422, field="first_slot")
+            raise Problem("centre_unknown", 422, field="first_slot")
         if self.settings.home_district_only and centre.district != person.district.id:
             self.metrics.holds.labels(outcome="outside_district").inc()
-            raise BookingError("outside_district", 403)
+            raise Problem("outside_district", 403)
         outcome = await self.inventory.hold(first, second, owner, {
             "birth": person.birth.isoformat(), "district": centre.district,
             "home_district": person.district.id, "invitation": person.invitation,
@@ -190,19 +217,23 @@ class Service:
         if outcome.status == "ok":
             return outcome.value, int(outcome.extra[0])
         if outcome.status == "gone":
-            raise BookingError("pair_gone", 409)
-        raise BookingError("pair_invalid", 422, extra={"detail": ",".join(outcome.extra)})
+            raise Problem("pair_gone", 409)
+        raise Problem("pair_invalid", 422, extra={"detail": ",".join(outcome.extra)})
+
+    async def find_hold(self, hid: str, owner: str) -> Hold | None:
+        """The owner's hold, or None when there is none (or it belongs to someone else)."""
+        return await self.inventory.get_hold(hid, owner)
 
     async def hold_state(self, hid: str, owner: str) -> Hold:
-        hold = await self.inventory.get_hold(hid, owner)
+        hold = await self.find_hold(hid, owner)
         if hold is None:
-            raise BookingError("hold_missing", 404)
+            raise Problem("hold_missing", 404)
         return hold
 
     async def live_hold(self, hid: str, owner: str) -> Hold:
         hold = await self.hold_state(hid, owner)
         if hold.status != "held":
-            raise BookingError("hold_expired", 410, extra={"status": hold.status})
+            raise Problem("hold_expired", 410, extra={"status": hold.status})
         return hold
 
     async def release(self, hid: str, owner: str) -> bool:
@@ -226,13 +257,13 @@ class Service:
             "name": name, "channel": contact.channel, "address": contact.address, "lang": lang,
         })
         if outcome.status == "already_booked":
-            raise BookingError("already_booked", 409)
+            raise Problem("already_booked", 409)
         if outcome.status == "expired":
-            raise BookingError("hold_expired", 410)
+            raise Problem("hold_expired", 410)
         if outcome.status == "confirmed":
-            raise BookingError("already_booked", 409)
+            raise Problem("already_booked", 409)
         if outcome.status != "ok":
-            raise BookingError("hold_missing", 404)
+            raise Problem("hold_missing", 404)
         await self._send_code(hold_verification(hid), hid, contact, lang, "code")
         return contact
 
@@ -240,7 +271,7 @@ class Service:
         hold = await self.live_hold(hid, owner)
         contact = self.hold_contact(hold)
         if contact is None:
-            raise BookingError("no_details", 409)
+            raise Problem("no_details", 409)
         await self._send_code(hold_verification(hid), hid, contact,
                               hold.fields.get("lang", "de"), "code")
         return contact
@@ -252,8 +283,11 @@ class Service:
             return
         if status == "verified":
             return  # the code was already entered correctly: nothing to send
-        raise BookingError(f"code_{status}", _REQUEST_ERRORS.get(status, 409),
-                           params={"seconds": detail})
+        raise _code_problem(_REQUEST_PROBLEMS, status, params={"seconds": detail})
+
+    async def hold_code(self, hid: str) -> CodeState:
+        """Where the hold's verification code stands (sent, delivered, locked, ...)."""
+        return await self.verifier.state(hold_verification(hid), None)
 
     @staticmethod
     def hold_contact(hold: Hold) -> Contact | None:
@@ -262,28 +296,39 @@ class Service:
             return None
         return Contact(channel, address)
 
+    async def claim_idempotency_key(self, owner: str, key: str, hid: str) -> None:
+        """A key names one confirmation. Retrying with it is safe (the hold books once
+        anyway); using it for another hold is a client bug we refuse."""
+        if not 1 <= len(key) <= 100 or not key.isprintable():
+            raise Problem("idempotency_key_invalid", 400)
+        digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
+        name = self.store.keys.idempotency(digest)
+        # Race: SET NX decides between two concurrent first uses of one key: exactly one
+        # claims it, the other compares; both then confirm the same hold, which books once.
+        claimed = await self.store.set(name, hid, ttl=IDEMPOTENCY_TTL_S, only_new=True)
+        if not claimed and await self.store.get(name) != hid:
+            raise Problem("idempotency_key_reused", 422)
+
     async def confirm(self, hid: str, owner: str, code_raw: object,
                       source: str) -> tuple[Booking, bool]:
         """Check the code and book. A retry of a confirmed hold returns the same booking."""
         if not isinstance(code_raw, str) or not code_raw.strip():
-            raise BookingError("code_missing", 400, field="code")
+            raise Problem("code_missing", 400, field="code")
         hold = await self.hold_state(hid, owner)
         # An expired hold goes straight to confirm-2.lua, which refuses it and frees its units.
         if not hold.booking and hold.status == "held":
             status, detail = await self.verifier.check(hold_verification(hid), hid, code_raw)
             if status != "ok":
                 self.metrics.confirmations.labels(outcome=f"code_{status}").inc()
-                raise BookingError(f"code_{status}", _CODE_ERRORS.get(status, 409),
-                                   field="code", params={"remaining": detail},
-                                   extra={"attempts_left": int(detail)} if detail else None)
+                raise _code_problem(
+                    _CHECK_PROBLEMS, status, field="code", params={"remaining": detail},
+                    extra={"attempts_left": int(detail)} if detail else None)
             self._recheck(hold)
         outcome = await self.inventory.confirm(hid, owner, source)
         self.metrics.confirmations.labels(outcome=outcome.status).inc()
         if outcome.status != "ok":
-            statuses = {"expired": 410, "not_found": 404}
-            code = {"expired": "hold_expired", "not_found": "hold_missing"}.get(
-                outcome.status, outcome.status)
-            raise BookingError(code, statuses.get(outcome.status, 409))
+            code, http_status = _CONFIRM_PROBLEMS.get(outcome.status, (outcome.status, 409))
+            raise Problem(code, http_status)
         new = outcome.extra[0] == "new"
         if new:
             self.verifier.wakeup()  # the booking code is queued for the person as well
@@ -291,7 +336,7 @@ class Service:
             log.info("booking confirmed via %s at centre %s", source, hold.centre)
         booking = await self.inventory.booking(outcome.value)
         if booking is None:  # only if an operator deleted it in between
-            raise BookingError("booking_not_found", 404)
+            raise Problem("booking_not_found", 404)
         return booking, new
 
     def _recheck(self, hold: Hold) -> None:
@@ -299,7 +344,7 @@ class Service:
         try:
             born = dt.date.fromisoformat(hold.fields.get("birth", ""))
         except ValueError as exc:
-            raise BookingError("hold_missing", 404) from exc
+            raise Problem("hold_missing", 404) from exc
         min_age = hold.fields.get("inv_min_age", "")
         decision = decide(
             born, self.today(), self.settings.priority_groups,
@@ -307,12 +352,17 @@ class Service:
             invitations_required=self.settings.invitations_required,
         )
         if not decision.eligible:
-            raise BookingError("not_eligible", 403, extra={"reason": decision.reason})
+            raise Problem("not_eligible", 403, extra={"reason": decision.reason})
 
     # -- managing ---------------------------------------------------------------------------
+    async def booking(self, code: str) -> Booking | None:
+        """A booking by its code as kept in the person's session (no birth date check:
+        `find_booking` is the way in for a code someone types)."""
+        return await self.inventory.booking(code) if code else None
+
     async def find_booking(self, code_raw: object, birth_raw: object) -> Booking:
         if not is_code(code_raw):
-            raise BookingError("booking_code_invalid", 400, field="booking_code")
+            raise Problem("booking_code_invalid", 400, field="booking_code")
         assert isinstance(code_raw, str)
         try:
             born = parse_birth_date(birth_raw, self.today())
@@ -321,7 +371,7 @@ class Service:
         booking = await self.inventory.booking(format_code(normalise_code(code_raw)))
         # Same answer for a wrong code and a wrong birth date: no probing of codes.
         if booking is None or not hmac.compare_digest(booking.birth, born.isoformat()):
-            raise BookingError("booking_not_found", 404)
+            raise Problem("booking_not_found", 404)
         return booking
 
     def booking_contact(self, booking: Booking) -> Contact:
@@ -336,23 +386,23 @@ class Service:
 
     def _cancellable(self, booking: Booking) -> None:
         if booking.status != "active":
-            raise BookingError("booking_not_active", 409)
+            raise Problem("booking_not_active", 409)
         if booking.first.start <= self.clock():
-            raise BookingError("cancel_too_late", 409)
+            raise Problem("cancel_too_late", 409)
 
     async def cancel(self, booking: Booking, code_raw: object) -> list[str]:
         self._cancellable(booking)
         if self.settings.cancel_requires_code:
             if not isinstance(code_raw, str) or not code_raw.strip():
-                raise BookingError("code_missing", 400, field="code")
+                raise Problem("code_missing", 400, field="code")
             status, detail = await self.verifier.check(
                 cancel_verification(booking.code), f"cancel:{booking.code}", code_raw)
             if status != "ok":
-                raise BookingError(f"code_{status}", _CODE_ERRORS.get(status, 409),
-                                   field="code", params={"remaining": detail})
+                raise _code_problem(_CHECK_PROBLEMS, status, field="code",
+                                    params={"remaining": detail})
         outcome = await self.inventory.cancel(booking)
         if outcome.status != "ok":
-            raise BookingError("booking_not_active", 409)
+            raise Problem("booking_not_active", 409)
         self.metrics.cancellations.inc()
         assigned = list(outcome.extra)
         if assigned:
@@ -374,10 +424,10 @@ class Service:
         centre: Centre | None = None
         if centre_raw not in (None, ""):
             if not isinstance(centre_raw, str) or centre_raw not in catalogue.centres:
-                raise BookingError("centre_unknown", 422, field="centre")
+                raise Problem("centre_unknown", 422, field="centre")
             centre = catalogue.centres[centre_raw]
             if self.settings.home_district_only and centre.district != person.district.id:
-                raise BookingError("outside_district", 403, field="centre")
+                raise Problem("outside_district", 403, field="centre")
         identity = person.invitation or self.hasher.person(name, person.birth.isoformat(),
                                                            contact)
         status, position = await self.waitlist.join(identity, person.district, centre, {
@@ -386,5 +436,5 @@ class Service:
         })
         self.metrics.waitlist_joins.labels(outcome=status).inc()
         if status == "already_booked":
-            raise BookingError("already_booked", 409)
+            raise Problem("already_booked", 409)
         return status, position, contact

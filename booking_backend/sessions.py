@@ -14,7 +14,7 @@ from aiohttp import web
 from itsdangerous import BadSignature, SignatureExpired
 
 from booking_backend import keys
-from booking_backend.problems import BookingError
+from vaccine_queue.pages import Problem
 
 SESSION_COOKIE = "bk_session"
 CSRF_FIELD = "csrf_token"
@@ -85,7 +85,7 @@ async def save(request: web.Request, response: web.StreamResponse) -> None:
         await store.expire(store.keys.session(session.sid), settings.session_seconds)
     response.set_cookie(
         SESSION_COOKIE, session.sid, max_age=settings.session_seconds, httponly=True,
-        samesite="Lax", secure=settings.secure_cookies, path="/",
+        samesite="Lax", secure=settings.cookie_secure, path="/",
     )
 
 
@@ -98,12 +98,12 @@ def check_csrf(request: web.Request, session: Session, token: object) -> None:
     """Refuse a form whose token is missing, forged, too old or from another session."""
     settings = request.app[keys.settings_key]
     if not isinstance(token, str) or not token or session.new:
-        raise BookingError("csrf_invalid", 400)
+        raise Problem("csrf_invalid", 400)
     try:
         sid = request.app[keys.csrf_key].loads(token, max_age=settings.session_seconds)
     except SignatureExpired as exc:  # before BadSignature: it is a subclass of it
-        raise BookingError("csrf_invalid", 400) from exc
+        raise Problem("csrf_invalid", 400) from exc
     except BadSignature as exc:
-        raise BookingError("csrf_invalid", 400) from exc
+        raise Problem("csrf_invalid", 400) from exc
     if not isinstance(sid, str) or not secrets.compare_digest(sid, session.sid):
-        raise BookingError("csrf_invalid", 400)
+        raise Problem("csrf_invalid", 400)

@@ -1,18 +1,18 @@
 """Settings of the booking backend: one frozen dataclass, built from the environment by `from_env`.
 
-Every field is used somewhere; secrets never show in `repr`.
+Every variable is read through `vaccine_queue.config.Env`, with the meaning both services
+share: unset or empty takes the default, flags are 1/0, true/false, yes/no or on/off, and
+every error names the variable. Every field is used somewhere; secrets never show in `repr`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+from vaccine_queue.config import Env, SettingsError
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,14 @@ DEFAULT_GROUPS: tuple[PriorityGroup, ...] = (
     PriorityGroup(60, None),
     PriorityGroup(18, None),
 )
+
+# Fields that must be at least 1, with the variable that sets each.
+_POSITIVE = {
+    "hold_seconds": "BOOKING_HOLD_SECONDS",
+    "code_validity_seconds": "BOOKING_CODE_VALIDITY_SECONDS",
+    "code_max_attempts": "BOOKING_CODE_MAX_ATTEMPTS",
+    "session_seconds": "BOOKING_SESSION_SECONDS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,24 +93,35 @@ class Settings:
     template_dir: str = ""  # BOOKING_TEMPLATE_DIR: operator overrides, searched first
     max_body_bytes: int = 16 * 1024  # BOOKING_MAX_BODY_BYTES
     demo_days: int = 70  # BOOKING_DEMO_DAYS: how many days of slots the demo generates
-    secure_cookies: bool = False  # BOOKING_SECURE_COOKIES: set behind HTTPS
+    # BOOKING_COOKIE_SECURE: `Secure` on our cookies; from the environment on by default and
+    # off in demo/dev mode, as the gate's QUEUE_GATE_COOKIE_SECURE.
+    cookie_secure: bool = True
 
     def __post_init__(self) -> None:
         if not self.deployment.replace("-", "").replace("_", "").isalnum():
-            raise SettingsError("BOOKING_DEPLOYMENT may hold letters, digits, - and _ only")
+            raise SettingsError("BOOKING_DEPLOYMENT may hold letters, digits, - and _ only, "
+                                f"not {self.deployment!r}")
         if not 0 <= self.waitlist_share <= 1:
-            raise SettingsError("BOOKING_WAITLIST_SHARE must be between 0 and 1")
+            raise SettingsError("BOOKING_WAITLIST_SHARE must be between 0 and 1, "
+                                f"not {self.waitlist_share:g}")
         if not 0 < self.second_dose_min_days <= self.second_dose_max_days:
-            raise SettingsError("second dose interval: 0 < MIN_DAYS <= MAX_DAYS")
+            raise SettingsError(
+                "BOOKING_SECOND_DOSE_MIN_DAYS must be at least 1 and at most "
+                f"BOOKING_SECOND_DOSE_MAX_DAYS, not {self.second_dose_min_days} and "
+                f"{self.second_dose_max_days}")
         if self.sender not in ("console", "webhook"):
-            raise SettingsError("BOOKING_SENDER must be console or webhook")
+            raise SettingsError(f"BOOKING_SENDER must be console or webhook, not {self.sender!r}")
         if self.sender == "webhook" and not self.webhook_url:
             raise SettingsError("BOOKING_SENDER=webhook needs BOOKING_WEBHOOK_URL")
-        positive = ("hold_seconds", "code_validity_seconds", "code_max_attempts",
-                    "session_seconds")
-        for name in positive:
+        for name, variable in _POSITIVE.items():
             if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be positive")
+                raise SettingsError(f"{variable} must be at least 1, not {getattr(self, name)}")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"BOOKING_TIMEZONE must name a time zone such as Europe/Berlin, "
+                f"not {self.timezone!r}") from None
 
     @property
     def dev_or_demo(self) -> bool:
@@ -128,85 +147,68 @@ class Settings:
         return warnings
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        source = os.environ if env is None else env
-        kwargs: dict[str, object] = {}
-
-        def text(var: str, name: str) -> None:
-            if var in source:
-                kwargs[name] = source[var].strip()
-
-        def integer(var: str, name: str) -> None:
-            if var in source:
-                try:
-                    kwargs[name] = int(source[var])
-                except ValueError as exc:
-                    raise SettingsError(f"{var} must be a whole number") from exc
-
-        def number(var: str, name: str) -> None:
-            if var in source:
-                try:
-                    kwargs[name] = float(source[var])
-                except ValueError as exc:
-                    raise SettingsError(f"{var} must be a number") from exc
-
-        def flag(var: str, name: str) -> None:
-            if var in source:
-                kwargs[name] = parse_flag(var, source[var])
-
-        text("REDIS_URL", "redis_url")  # shared with the gate; BOOKING_REDIS_URL wins
-        text("BOOKING_REDIS_URL", "redis_url")
-        text("BOOKING_DEPLOYMENT", "deployment")
-        if "QUEUE_GATE_SECRETS" in source:
-            kwargs["secrets"] = tuple(
-                s.strip() for s in source["QUEUE_GATE_SECRETS"].split(",") if s.strip()
-            )
-        text("BOOKING_ADMIN_TOKEN", "admin_token")
-        text("BOOKING_IDENTITY_KEY", "identity_key")
-        flag("BOOKING_REQUIRE_PASS", "require_pass")
-        text("BOOKING_PASS_ROOM", "pass_room")
-        flag("BOOKING_DEMO", "demo")
-        flag("BOOKING_DEV", "dev")
-        text("BOOKING_TIMEZONE", "timezone")
-        if "BOOKING_PRIORITY_GROUPS" in source:
-            kwargs["priority_groups"] = parse_groups(source["BOOKING_PRIORITY_GROUPS"])
-        flag("BOOKING_INVITATIONS_REQUIRED", "invitations_required")
-        flag("BOOKING_HOME_DISTRICT_ONLY", "home_district_only")
-        integer("BOOKING_HOLD_SECONDS", "hold_seconds")
-        integer("BOOKING_SECOND_DOSE_MIN_DAYS", "second_dose_min_days")
-        integer("BOOKING_SECOND_DOSE_MAX_DAYS", "second_dose_max_days")
-        integer("BOOKING_LEAD_SECONDS", "booking_lead_seconds")
-        integer("BOOKING_SEARCH_DAYS", "search_days")
-        integer("BOOKING_OFFERS_PER_CENTRE", "offers_per_centre")
-        integer("BOOKING_MAX_CENTRES", "max_centres")
-        integer("BOOKING_CODE_VALIDITY_SECONDS", "code_validity_seconds")
-        integer("BOOKING_CODE_MAX_ATTEMPTS", "code_max_attempts")
-        integer("BOOKING_CODE_RESEND_SECONDS", "code_resend_seconds")
-        integer("BOOKING_CODE_MAX_SENDS", "code_max_sends")
-        flag("BOOKING_CANCEL_REQUIRES_CODE", "cancel_requires_code")
-        number("BOOKING_WAITLIST_SHARE", "waitlist_share")
-        text("BOOKING_SENDER", "sender")
-        text("BOOKING_WEBHOOK_URL", "webhook_url")
-        text("BOOKING_WEBHOOK_TOKEN", "webhook_token")
-        flag("BOOKING_OUTBOX_WORKER", "outbox_worker")
-        integer("BOOKING_OUTBOX_MAX_ATTEMPTS", "outbox_max_attempts")
-        number("BOOKING_OUTBOX_POLL_SECONDS", "outbox_poll_seconds")
-        number("BOOKING_SWEEP_SECONDS", "sweep_seconds")
-        integer("BOOKING_SESSION_SECONDS", "session_seconds")
-        text("BOOKING_TEMPLATE_DIR", "template_dir")
-        integer("BOOKING_MAX_BODY_BYTES", "max_body_bytes")
-        integer("BOOKING_DEMO_DAYS", "demo_days")
-        flag("BOOKING_SECURE_COOKIES", "secure_cookies")
-        return cls(**kwargs)  # type: ignore[arg-type]
-
-
-def parse_flag(var: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise SettingsError(f"{var} must be 0 or 1")
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every setting from its variable; unset or empty means the default."""
+        env = Env(environ)
+        d = cls()
+        demo = env.flag("BOOKING_DEMO", d.demo)
+        dev = env.flag("BOOKING_DEV", d.dev)
+        groups = env.raw("BOOKING_PRIORITY_GROUPS")
+        return cls(
+            # REDIS_URL is shared with the gate; BOOKING_REDIS_URL wins.
+            redis_url=env.text("BOOKING_REDIS_URL", env.text("REDIS_URL", d.redis_url)),
+            deployment=env.text("BOOKING_DEPLOYMENT", d.deployment),
+            secrets=env.items("QUEUE_GATE_SECRETS"),
+            admin_token=env.text("BOOKING_ADMIN_TOKEN"),
+            identity_key=env.text("BOOKING_IDENTITY_KEY"),
+            require_pass=env.flag("BOOKING_REQUIRE_PASS", d.require_pass),
+            pass_room=env.text("BOOKING_PASS_ROOM"),
+            demo=demo,
+            dev=dev,
+            timezone=env.text("BOOKING_TIMEZONE", d.timezone),
+            priority_groups=d.priority_groups if groups is None else parse_groups(groups),
+            invitations_required=env.flag("BOOKING_INVITATIONS_REQUIRED",
+                                          d.invitations_required),
+            home_district_only=env.flag("BOOKING_HOME_DISTRICT_ONLY", d.home_district_only),
+            hold_seconds=env.integer("BOOKING_HOLD_SECONDS", d.hold_seconds, minimum=1),
+            second_dose_min_days=env.integer("BOOKING_SECOND_DOSE_MIN_DAYS",
+                                             d.second_dose_min_days, minimum=1),
+            second_dose_max_days=env.integer("BOOKING_SECOND_DOSE_MAX_DAYS",
+                                             d.second_dose_max_days, minimum=1),
+            booking_lead_seconds=env.integer("BOOKING_LEAD_SECONDS", d.booking_lead_seconds,
+                                             minimum=0),
+            search_days=env.integer("BOOKING_SEARCH_DAYS", d.search_days, minimum=1),
+            offers_per_centre=env.integer("BOOKING_OFFERS_PER_CENTRE", d.offers_per_centre,
+                                          minimum=1),
+            max_centres=env.integer("BOOKING_MAX_CENTRES", d.max_centres, minimum=1),
+            code_validity_seconds=env.integer("BOOKING_CODE_VALIDITY_SECONDS",
+                                              d.code_validity_seconds, minimum=1),
+            code_max_attempts=env.integer("BOOKING_CODE_MAX_ATTEMPTS", d.code_max_attempts,
+                                          minimum=1),
+            code_resend_seconds=env.integer("BOOKING_CODE_RESEND_SECONDS",
+                                            d.code_resend_seconds, minimum=0),
+            code_max_sends=env.integer("BOOKING_CODE_MAX_SENDS", d.code_max_sends, minimum=1),
+            cancel_requires_code=env.flag("BOOKING_CANCEL_REQUIRES_CODE",
+                                          d.cancel_requires_code),
+            waitlist_share=env.number("BOOKING_WAITLIST_SHARE", d.waitlist_share,
+                                      minimum=0, maximum=1),
+            sender=env.choice("BOOKING_SENDER", d.sender, ("console", "webhook")),
+            webhook_url=env.text("BOOKING_WEBHOOK_URL"),
+            webhook_token=env.text("BOOKING_WEBHOOK_TOKEN"),
+            outbox_worker=env.flag("BOOKING_OUTBOX_WORKER", d.outbox_worker),
+            outbox_max_attempts=env.integer("BOOKING_OUTBOX_MAX_ATTEMPTS",
+                                            d.outbox_max_attempts, minimum=1),
+            outbox_poll_seconds=env.number("BOOKING_OUTBOX_POLL_SECONDS",
+                                           d.outbox_poll_seconds, minimum=0.01),
+            sweep_seconds=env.number("BOOKING_SWEEP_SECONDS", d.sweep_seconds, minimum=0.01),
+            session_seconds=env.integer("BOOKING_SESSION_SECONDS", d.session_seconds,
+                                        minimum=1),
+            template_dir=env.text("BOOKING_TEMPLATE_DIR"),
+            max_body_bytes=env.integer("BOOKING_MAX_BODY_BYTES", d.max_body_bytes,
+                                       minimum=1024),
+            demo_days=env.integer("BOOKING_DEMO_DAYS", d.demo_days, minimum=1),
+            cookie_secure=env.flag("BOOKING_COOKIE_SECURE", not (demo or dev)),
+        )
 
 
 def parse_groups(raw: str) -> tuple[PriorityGroup, ...]:
@@ -219,8 +221,9 @@ def parse_groups(raw: str) -> tuple[PriorityGroup, ...]:
         age_text, _, state = part.partition(":")
         try:
             min_age = int(age_text)
-        except ValueError as exc:
-            raise SettingsError(f"BOOKING_PRIORITY_GROUPS: bad age in {part!r}") from exc
+        except ValueError:
+            raise SettingsError(
+                f"BOOKING_PRIORITY_GROUPS: {part!r} must start with a minimum age") from None
         state = state.strip().lower() or "open"
         opens: dt.date | None
         if state == "open":
@@ -230,10 +233,10 @@ def parse_groups(raw: str) -> tuple[PriorityGroup, ...]:
         else:
             try:
                 opens = dt.date.fromisoformat(state)
-            except ValueError as exc:
+            except ValueError:
                 raise SettingsError(
                     f"BOOKING_PRIORITY_GROUPS: {part!r} needs open, closed or YYYY-MM-DD"
-                ) from exc
+                ) from None
         groups.append(PriorityGroup(min_age, opens))
     if not groups:
         raise SettingsError("BOOKING_PRIORITY_GROUPS lists no group")

@@ -1,11 +1,15 @@
-"""The citizen's pages (HTML, no JavaScript needed). Each POST checks its CSRF token; each
-input error re-shows the form with a clear message."""
+"""The citizen's pages (HTML, no JavaScript needed). Each POST checks its CSRF token; a
+problem the person can fix shows the form again with a clear message (`form`).
+
+Pages reach the data only through the service (`service.py`)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -13,23 +17,25 @@ from multidict import MultiDictProxy
 
 from booking_backend import keys, sessions
 from booking_backend.catalogue import Centre
-from booking_backend.inventory import Booking, Offer, hold_verification
-from booking_backend.problems import BookingError
+from booking_backend.inventory import Booking, Offer
 from booking_backend.service import Person, Service
 from booking_backend.sessions import CSRF_FIELD, Session
+from vaccine_queue.contract import END_SESSION_HEADER
+from vaccine_queue.i18n import request_language
+from vaccine_queue.pages import Handler, Problem
 
 log = logging.getLogger(__name__)
 
-END_SESSION_HEADER = "X-Queue-End-Session"
 FormData = MultiDictProxy[Any]
+FormHandler = Callable[[web.Request, Session, FormData], Awaitable[web.Response]]
+Reshow = Callable[[web.Request, Session, FormData, Problem], Awaitable[web.Response]]
+# Server-side codes the person can still act on: the code could not be sent to that
+# number or address, so they correct it on the form.
+FIXABLE_5XX = frozenset({"code_failed"})
 
 
 def service_of(request: web.Request) -> Service:
     return request.app[keys.service_key]
-
-
-def lang_of(request: web.Request) -> str:
-    return request.get(keys.lang_key) or "de"
 
 
 def owner_of(request: web.Request, session: Session) -> str:
@@ -43,6 +49,10 @@ def field(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def values_of(form: FormData, *names: str) -> dict[str, str]:
+    return {name: field(form, name) for name in names}
+
+
 async def page(request: web.Request, session: Session, name: str, context: dict[str, Any],
                status: int = 200) -> web.Response:
     base: dict[str, Any] = {"csrf": sessions.csrf_token(request, session), "error": None,
@@ -50,7 +60,7 @@ async def page(request: web.Request, session: Session, name: str, context: dict[
     base.update(context)
     # Forms re-show what was typed; a field not typed yet is simply empty.
     base["values"] = defaultdict(str, base["values"])
-    response: web.Response = request.app[keys.render_key](request, name, base, status=status)
+    response = request.app[keys.pages_key].render(request, name, base, status=status)
     await sessions.save(request, response)
     return response
 
@@ -69,13 +79,33 @@ async def posted(request: web.Request) -> tuple[Session, FormData]:
     return session, form
 
 
+def form(reshow: Reshow) -> Callable[[FormHandler], Handler]:
+    """A POST whose `Problem`s the person can fix show the form again with the error (and
+    what they typed, through `reshow`); trouble on our side goes on to the error page."""
+
+    def decorate(handler: FormHandler) -> Handler:
+        @functools.wraps(handler)
+        async def view(request: web.Request) -> web.Response:
+            session, data = await posted(request)
+            try:
+                return await handler(request, session, data)
+            except Problem as problem:
+                if problem.status >= 500 and problem.code not in FIXABLE_5XX:
+                    raise
+                return await reshow(request, session, data, problem)
+
+        return view
+
+    return decorate
+
+
 async def session_person(request: web.Request, session: Session) -> Person | None:
     if not session.get("birth_date"):
         return None
     try:
         return await service_of(request).person(
             session.get("birth_date"), session.get("postcode"), session.get("invitation_code"))
-    except BookingError as exc:
+    except Problem as exc:
         if exc.status >= 500:
             raise
         session.drop("birth_date", "postcode", "invitation_code")
@@ -83,12 +113,20 @@ async def session_person(request: web.Request, session: Session) -> Person | Non
 
 
 # -- start ------------------------------------------------------------------------------------
+START_FIELDS = ("birth_date", "postcode", "invitation_code")
+
+
 async def start_page(request: web.Request) -> web.Response:
     session = await sessions.load(request)
-    values = {"birth_date": session.get("birth_date"), "postcode": session.get("postcode"),
-              "invitation_code": session.get("invitation_code")}
-    return await page(request, session, "start.html",
-                      {"values": values, "open_groups": _open_groups(request)})
+    values = {name: session.get(name) for name in START_FIELDS}
+    return await _start(request, session, values)
+
+
+async def _start(request: web.Request, session: Session, values: dict[str, str],
+                 error: Problem | None = None) -> web.Response:
+    return await page(request, session, "start.html", {
+        "values": values, "error": error, "open_groups": _open_groups(request),
+    }, status=error.status if error else 200)
 
 
 def _open_groups(request: web.Request) -> list[str]:
@@ -99,18 +137,16 @@ def _open_groups(request: web.Request) -> list[str]:
     return [str(g.min_age) for g in groups if g.is_open(today)]
 
 
-async def start_submit(request: web.Request) -> web.Response:
-    session, form = await posted(request)
-    values = {name: field(form, name) for name in ("birth_date", "postcode", "invitation_code")}
-    try:
-        person = await service_of(request).person(
-            values["birth_date"], values["postcode"], values["invitation_code"])
-    except BookingError as exc:
-        if exc.status >= 500:
-            raise
-        return await page(request, session, "start.html", {
-            "values": values, "error": exc, "open_groups": _open_groups(request)},
-            status=exc.status)
+async def _start_again(request: web.Request, session: Session, data: FormData,
+                       error: Problem) -> web.Response:
+    return await _start(request, session, values_of(data, *START_FIELDS), error)
+
+
+@form(_start_again)
+async def start_submit(request: web.Request, session: Session, data: FormData) -> web.Response:
+    values = values_of(data, *START_FIELDS)
+    person = await service_of(request).person(
+        values["birth_date"], values["postcode"], values["invitation_code"])
     session.set(**values)
     if not person.decision.eligible:
         return await not_eligible(request, session, person)
@@ -137,8 +173,9 @@ async def appointments(request: web.Request) -> web.Response:
 
 
 async def _appointments(request: web.Request, session: Session,
-                        error: BookingError | None = None, values: dict[str, str] | None = None,
+                        error: Problem | None = None, values: dict[str, str] | None = None,
                         ) -> web.Response:
+    """The offers (or the waiting list); someone who may not book sees why instead."""
     person = await session_person(request, session)
     if person is None:
         return await redirect(request, "/")
@@ -158,21 +195,19 @@ async def _appointments(request: web.Request, session: Session,
     }, status=error.status if error else 200)
 
 
-async def hold(request: web.Request) -> web.Response:
-    session, form = await posted(request)
+async def _appointments_again(request: web.Request, session: Session, data: FormData,
+                              error: Problem) -> web.Response:
+    return await _appointments(request, session, error, values_of(data, "name", "contact"))
+
+
+@form(_appointments_again)
+async def hold(request: web.Request, session: Session, data: FormData) -> web.Response:
     person = await session_person(request, session)
     if person is None:
         return await redirect(request, "/")
-    try:
-        hid, _ = await service_of(request).hold(
-            person, field(form, "first_slot"), field(form, "second_slot"),
-            owner_of(request, session), lang_of(request))
-    except BookingError as exc:
-        if exc.code == "not_eligible":
-            return await not_eligible(request, session, person)
-        if exc.status >= 500:
-            raise
-        return await _appointments(request, session, exc)
+    hid, _ = await service_of(request).hold(
+        person, field(data, "first_slot"), field(data, "second_slot"),
+        owner_of(request, session), request_language(request))
     session.set(hold=hid)
     session.drop("booking")
     return await redirect(request, "/details")
@@ -194,7 +229,7 @@ async def _hold_page(request: web.Request, session: Session, name: str,
     hid = session.get("hold")
     if not hid:
         return await redirect(request, "/appointments")
-    state = await service.inventory.get_hold(hid, owner_of(request, session))
+    state = await service.find_hold(hid, owner_of(request, session))
     if state is None:
         session.drop("hold")
         return await redirect(request, "/appointments")
@@ -203,15 +238,17 @@ async def _hold_page(request: web.Request, session: Session, name: str,
         return await redirect(request, "/confirmation")
     if state.status != "held":
         session.drop("hold")
-        return await _appointments(request, session, BookingError("hold_expired", 410))
+        return await _appointments(request, session, Problem("hold_expired", 410))
     catalogue = await service.catalogue()
-    centre = catalogue.centres.get(state.centre)
     contact = service.hold_contact(state)
-    ctx: dict[str, Any] = {"hold": state, "centre": centre, "now": service.inventory.now(),
-                           "masked": contact.masked if contact else "",
+    ctx: dict[str, Any] = {"hold": state, "centre": catalogue.centres.get(state.centre),
+                           "now": service.now(), "masked": contact.masked if contact else "",
                            "code_minutes": max(1, service.settings.code_validity_seconds // 60)}
     ctx.update(context)
     return await page(request, session, name, ctx, status=status)
+
+
+DETAIL_FIELDS = ("name", "contact")
 
 
 async def details_page(request: web.Request) -> web.Response:
@@ -219,18 +256,20 @@ async def details_page(request: web.Request) -> web.Response:
     return await _hold_page(request, session, "details.html", {})
 
 
-async def details_submit(request: web.Request) -> web.Response:
-    session, form = await posted(request)
-    values = {"name": field(form, "name"), "contact": field(form, "contact")}
-    try:
-        await service_of(request).submit_details(
-            session.get("hold"), owner_of(request, session), values["name"], values["contact"],
-            lang_of(request))
-    except BookingError as exc:
-        if exc.status >= 500:
-            raise
-        return await _hold_page(request, session, "details.html",
-                                {"values": values, "error": exc}, status=exc.status)
+async def _details_again(request: web.Request, session: Session, data: FormData,
+                         error: Problem) -> web.Response:
+    return await _hold_page(request, session, "details.html",
+                            {"values": values_of(data, *DETAIL_FIELDS), "error": error},
+                            status=error.status)
+
+
+@form(_details_again)
+async def details_submit(request: web.Request, session: Session,
+                         data: FormData) -> web.Response:
+    values = values_of(data, *DETAIL_FIELDS)
+    await service_of(request).submit_details(
+        session.get("hold"), owner_of(request, session), values["name"], values["contact"],
+        request_language(request))
     return await redirect(request, "/verify")
 
 
@@ -239,29 +278,25 @@ async def verify_page(request: web.Request) -> web.Response:
     return await _verify(request, session, None, resent=request.query.get("resent") == "1")
 
 
-async def _verify(request: web.Request, session: Session, error: BookingError | None,
+async def _verify(request: web.Request, session: Session, error: Problem | None,
                   resent: bool = False) -> web.Response:
-    service = service_of(request)
     hid = session.get("hold")
-    delivered = False
-    if hid:
-        state = await service.verifier.state(hold_verification(hid), None)
-        delivered = state.delivered
+    delivered = (await service_of(request).hold_code(hid)).delivered if hid else False
     return await _hold_page(request, session, "verify.html",
                             {"error": error, "delivered": delivered, "resent": resent},
                             status=error.status if error else 200)
 
 
-async def verify_submit(request: web.Request) -> web.Response:
-    session, form = await posted(request)
-    service = service_of(request)
-    try:
-        booking, _ = await service.confirm(session.get("hold"), owner_of(request, session),
-                                           field(form, "code"), "web")
-    except BookingError as exc:
-        if exc.status >= 500 and exc.code != "code_failed":
-            raise
-        return await _verify(request, session, exc)
+async def _verify_again(request: web.Request, session: Session, data: FormData,
+                        error: Problem) -> web.Response:
+    return await _verify(request, session, error)
+
+
+@form(_verify_again)
+async def verify_submit(request: web.Request, session: Session,
+                        data: FormData) -> web.Response:
+    booking, _ = await service_of(request).confirm(
+        session.get("hold"), owner_of(request, session), field(data, "code"), "web")
     # The hold stays in the session: a re-submitted form (double click, reload) reaches
     # confirm-2.lua again and gets this same booking back.
     session.set(booking=booking.code)
@@ -272,14 +307,9 @@ async def verify_submit(request: web.Request) -> web.Response:
     return response
 
 
-async def resend(request: web.Request) -> web.Response:
-    session, _ = await posted(request)
-    try:
-        await service_of(request).resend(session.get("hold"), owner_of(request, session))
-    except BookingError as exc:
-        if exc.status >= 500:
-            raise
-        return await _verify(request, session, exc)
+@form(_verify_again)
+async def resend(request: web.Request, session: Session, data: FormData) -> web.Response:
+    await service_of(request).resend(session.get("hold"), owner_of(request, session))
     return await redirect(request, "/verify?resent=1")
 
 
@@ -290,47 +320,62 @@ async def _centre(request: web.Request, centre_id: str) -> Centre | None:
 
 
 async def _confirmation(request: web.Request, session: Session, booking: Booking) -> web.Response:
+    """The booking, to keep: it prints itself and links nowhere behind the gate, because
+    the queue session ends with it."""
     return await page(request, session, "confirmation.html",
                       {"booking": booking, "centre": await _centre(request, booking.centre)})
 
 
 async def confirmation(request: web.Request) -> web.Response:
     session = await sessions.load(request)
-    code = session.get("booking")
-    booking = await service_of(request).inventory.booking(code) if code else None
+    booking = await service_of(request).booking(session.get("booking"))
     if booking is None:
         return await redirect(request, "/")
     return await _confirmation(request, session, booking)
 
 
 # -- waiting list -----------------------------------------------------------------------------
-async def waitlist_submit(request: web.Request) -> web.Response:
-    session, form = await posted(request)
+@form(_appointments_again)
+async def waitlist_submit(request: web.Request, session: Session,
+                          data: FormData) -> web.Response:
     person = await session_person(request, session)
     if person is None:
         return await redirect(request, "/")
-    values = {"name": field(form, "name"), "contact": field(form, "contact")}
-    try:
-        status, position, contact = await service_of(request).join_waitlist(
-            person, values["name"], values["contact"], field(form, "centre"), lang_of(request))
-    except BookingError as exc:
-        if exc.code == "not_eligible":
-            return await not_eligible(request, session, person)
-        if exc.status >= 500:
-            raise
-        return await _appointments(request, session, exc, values)
+    values = values_of(data, *DETAIL_FIELDS)
+    status, position, contact = await service_of(request).join_waitlist(
+        person, values["name"], values["contact"], field(data, "centre"),
+        request_language(request))
     return await page(request, session, "waitlist_joined.html", {
         "position": position, "already": status == "already_waiting", "masked": contact.masked})
 
 
 # -- manage -----------------------------------------------------------------------------------
+MANAGE_FIELDS = ("booking_code", "birth_date")
+
+
 async def manage_page(request: web.Request) -> web.Response:
     session = await sessions.load(request)
     return await page(request, session, "manage.html", {})
 
 
+async def _manage_again(request: web.Request, session: Session, data: FormData,
+                        error: Problem) -> web.Response:
+    return await page(request, session, "manage.html",
+                      {"values": values_of(data, *MANAGE_FIELDS), "error": error},
+                      status=error.status)
+
+
+@form(_manage_again)
+async def manage_submit(request: web.Request, session: Session, data: FormData) -> web.Response:
+    values = values_of(data, *MANAGE_FIELDS)
+    booking = await service_of(request).find_booking(values["booking_code"],
+                                                     values["birth_date"])
+    session.set(manage=booking.code)
+    return await _manage_booking(request, session, booking)
+
+
 async def _manage_booking(request: web.Request, session: Session, booking: Booking,
-                          error: BookingError | None = None, code_sent: bool = False,
+                          error: Problem | None = None, code_sent: bool = False,
                           ) -> web.Response:
     contact = service_of(request).booking_contact(booking)
     return await page(request, session, "manage_booking.html", {
@@ -339,51 +384,38 @@ async def _manage_booking(request: web.Request, session: Session, booking: Booki
     }, status=error.status if error else 200)
 
 
-async def manage_submit(request: web.Request) -> web.Response:
-    session, form = await posted(request)
-    values = {"booking_code": field(form, "booking_code"), "birth_date": field(form, "birth_date")}
-    try:
-        booking = await service_of(request).find_booking(
-            values["booking_code"], values["birth_date"])
-    except BookingError as exc:
-        if exc.status >= 500:
-            raise
-        return await page(request, session, "manage.html", {"values": values, "error": exc},
-                          status=exc.status)
-    session.set(manage=booking.code)
-    return await _manage_booking(request, session, booking)
-
-
 async def _managed(request: web.Request, session: Session) -> Booking | None:
-    code = session.get("manage")
-    return await service_of(request).inventory.booking(code) if code else None
+    return await service_of(request).booking(session.get("manage"))
 
 
-async def cancel_code(request: web.Request) -> web.Response:
-    session, _ = await posted(request)
+def _managed_again(*, code_sent: bool) -> Reshow:
+    """The booking again with the error; `code_sent`: whether the code form is shown."""
+
+    async def reshow(request: web.Request, session: Session, data: FormData,
+                     error: Problem) -> web.Response:
+        booking = await _managed(request, session)
+        if booking is None:
+            return await redirect(request, "/manage")
+        return await _manage_booking(request, session, booking, error, code_sent=code_sent)
+
+    return reshow
+
+
+@form(_managed_again(code_sent=False))
+async def cancel_code(request: web.Request, session: Session, data: FormData) -> web.Response:
     booking = await _managed(request, session)
     if booking is None:
         return await redirect(request, "/manage")
-    try:
-        await service_of(request).request_cancel_code(booking)
-    except BookingError as exc:
-        if exc.status >= 500:
-            raise
-        return await _manage_booking(request, session, booking, exc)
+    await service_of(request).request_cancel_code(booking)
     return await _manage_booking(request, session, booking, code_sent=True)
 
 
-async def cancel(request: web.Request) -> web.Response:
-    session, form = await posted(request)
+@form(_managed_again(code_sent=True))
+async def cancel(request: web.Request, session: Session, data: FormData) -> web.Response:
     booking = await _managed(request, session)
     if booking is None:
         return await redirect(request, "/manage")
-    try:
-        await service_of(request).cancel(booking, field(form, "code"))
-    except BookingError as exc:
-        if exc.status >= 500:
-            raise
-        return await _manage_booking(request, session, booking, exc, code_sent=True)
+    await service_of(request).cancel(booking, field(data, "code"))
     session.drop("manage", "booking")
     return await page(request, session, "cancelled.html", {})
 

@@ -1,5 +1,10 @@
-// Progressive enhancement: a live countdown of the hold, and a print button. Without
-// JavaScript the page already says until when the appointments are kept.
+// Progressive enhancement of the booking pages: a live countdown of the hold, and the
+// confirmation's print button. Without JavaScript the pages already say until when the
+// appointments are kept, and how to print with the browser's own menu.
+//
+// One file for both on purpose: the confirmation is shown after the gate has ended the
+// queue session, so the browser can no longer fetch anything new; this script comes from
+// its cache, loaded by the code page just before.
 (function () {
   "use strict";
   var el = document.getElementById("countdown");
@@ -17,7 +22,10 @@
     tick();
   }
   var print = document.getElementById("print");
-  if (print) {
-    print.addEventListener("click", function (event) { event.preventDefault(); window.print(); });
+  if (print && typeof window.print === "function") {
+    var hint = document.getElementById("print-hint");
+    if (hint) { hint.hidden = true; }
+    print.hidden = false;
+    print.addEventListener("click", function () { window.print(); });
   }
 })();

@@ -22,7 +22,7 @@ from booking_backend.inventory import Slot
 from booking_backend.main import create_admin_app, create_app
 from booking_backend.settings import Settings
 from booking_backend.verification import DeliveryFailed, Message
-from queue_gate.tickets import PASS_HEADER, AdmissionPass, PassVerifier
+from vaccine_queue.contract import PASS_HEADER, AdmissionPass, PassCodec
 
 SECRET = "test-secret-for-passes"
 ADMIN_TOKEN = "test-admin-token"
@@ -109,9 +109,9 @@ class Env:
     settings: Settings
 
     def pass_token(self, ticket_id: str = "ticket-1", *, expires: float | None = None) -> str:
-        verifier = PassVerifier((SECRET,))
+        codec = PassCodec((SECRET,))
         until = int(expires if expires is not None else self.clock() + 10 * 365 * 86400)
-        return verifier.sign(AdmissionPass("main", ticket_id, until))
+        return codec.sign(AdmissionPass("main", ticket_id, until))
 
     def headers(self, ticket_id: str = "ticket-1") -> dict[str, str]:
         return {PASS_HEADER: self.pass_token(ticket_id)}
@@ -173,6 +173,7 @@ def base_settings(redis_url: str) -> Settings:
         redis_url=redis_url, deployment="test", secrets=(SECRET,), admin_token=ADMIN_TOKEN,
         identity_key="test-identity-key", outbox_worker=False, sweep_seconds=3600,
         hold_seconds=600, code_validity_seconds=600, code_resend_seconds=60,
+        cookie_secure=False,  # the tests speak plain HTTP
     )
 
 

@@ -57,6 +57,6 @@ async def test_demo_loads_data_on_startup(
 
 
 def _headers() -> dict[str, str]:
-    from queue_gate.tickets import PASS_HEADER, AdmissionPass, PassVerifier
+    from vaccine_queue.contract import PASS_HEADER, AdmissionPass, PassCodec
 
-    return {PASS_HEADER: PassVerifier((SECRET,)).sign(AdmissionPass("r", "t", 2**40))}
+    return {PASS_HEADER: PassCodec((SECRET,)).sign(AdmissionPass("r", "t", 2**40))}

@@ -4,16 +4,23 @@ JavaScript: plain forms, redirects and cookies."""
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
 from tests.booking_backend.conftest import HOME_POSTCODE, OLD, YOUNG, Env
+from vaccine_queue.contract import PASS_COOKIE, QUEUE_WAIT_PATH
 
 
 class Browser:
-    """Follows forms like a browser without JavaScript (the pass cookie set by the gate)."""
+    """Follows forms like a browser without JavaScript. The pass travels in its header, or
+    (`cookie=True`) in the cookie jar, as the gate leaves it in a browser."""
 
-    def __init__(self, env: Env, lang: str = "de") -> None:
+    def __init__(self, env: Env, lang: str = "de", *, cookie: bool = False) -> None:
         self.env = env
-        self.headers = {**env.headers("browser"), "Accept-Language": lang}
+        self.headers = {"Accept-Language": lang}
+        if cookie:
+            env.client.session.cookie_jar.update_cookies({PASS_COOKIE: env.pass_token("browser")})
+        else:
+            self.headers.update(env.headers("browser"))
         self.page = ""
         self.token = ""
 
@@ -76,6 +83,75 @@ async def test_booking_through_the_pages(env: Env) -> None:
     assert (await env.backend.store.counts())["bookings"] == 1
     assert await browser.get("/confirmation") == 200
     assert booking_code.group(1) in browser.page
+
+
+class Links(HTMLParser):
+    """Every address a page makes the browser fetch or offers to follow."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            # A fragment (the skip link) stays on the page itself.
+            if name in ("href", "src", "action") and value and not value.startswith("#"):
+                self.found.append(value)
+
+
+async def book_through_the_pages(env: Env, browser: Browser) -> None:
+    pairs = await env.add_pairs(1)
+    await browser.get("/")
+    await browser.post("/start", birth_date=OLD, postcode=HOME_POSTCODE)
+    await browser.post("/hold", first_slot=pairs[0][0].id, second_slot=pairs[0][1].id)
+    await browser.post("/details", name="Erika Muster", contact="0151 2345678")
+    await env.deliver()
+    assert await browser.post("/verify", code=env.sender.last_code()) == 200
+    assert browser.last_headers["X-Queue-End-Session"] == "1"
+
+
+async def test_the_confirmation_prints_itself_and_leads_nowhere_near_the_queue(
+        env: Env) -> None:
+    """The booking ends the queue session: the gate ends the pass and deletes its cookie.
+    Nothing on the confirmation may lead back to the queue, neither with the cookies the
+    browser holds nor once the gate has taken the pass away."""
+    browser = Browser(env, cookie=True)
+    await book_through_the_pages(env, browser)
+    confirmation = browser.page
+    assert "Ihre Termine sind gebucht" in confirmation
+    # Printing: a button the script shows (from the cache: the code page loaded it) ...
+    assert re.search(r'<button type="button" id="print" hidden>Seite drucken</button>',
+                     confirmation)
+    assert '<script src="/static/countdown.js" defer></script>' in confirmation
+    assert "<script>" not in confirmation and " on" + "click" not in confirmation
+    # ... and without JavaScript, the words for the browser's own print function.
+    assert "Nutzen Sie die Druck-Funktion Ihres Browsers" in confirmation
+    async with env.client.get("/static/countdown.js") as resp:
+        assert "window.print()" in await resp.text()
+
+    links = Links(confirmation).found
+    assert "/static/booking.css" in links and "/confirmation" not in links
+    jar = env.client.session.cookie_jar
+    for pass_still_there in (True, False):
+        if not pass_still_there:
+            jar.clear(lambda cookie: cookie.key == PASS_COOKIE)  # as the gate does
+        for link in links:
+            async with env.client.get(link, headers=browser.headers,
+                                      allow_redirects=False) as resp:
+                location = resp.headers.get("Location", "")
+                assert resp.status != 403, (link, pass_still_there)
+                assert not location.startswith(QUEUE_WAIT_PATH), (link, pass_still_there)
+                assert resp.status == 200, (link, resp.status)
+
+
+async def test_the_confirmation_in_english(env: Env) -> None:
+    browser = Browser(env, "en")
+    await book_through_the_pages(env, browser)
+    assert "Your appointments are booked" in browser.page
+    assert ">Print this page</button>" in browser.page
+    assert "use the print function of your browser" in browser.page
+    assert "Monday, 11 January 2021, 08:00" in browser.page
 
 
 async def test_gone_pair_is_said_at_once(env: Env) -> None:

@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 
 from booking_backend.main import create_app
-from booking_backend.settings import Settings, SettingsError
-from queue_gate.tickets import PASS_COOKIE, PASS_HEADER, AdmissionPass, PassVerifier
+from booking_backend.settings import Settings
 from tests.booking_backend.conftest import Env, MakeEnv
+from vaccine_queue.config import SettingsError
+from vaccine_queue.contract import PASS_COOKIE, PASS_HEADER, AdmissionPass, PassCodec
 
 
 async def test_page_without_pass_points_back_to_the_queue(env: Env) -> None:
@@ -29,7 +30,7 @@ async def test_api_without_pass_is_json_403(env: Env) -> None:
 
 
 async def test_forged_foreign_and_expired_passes_are_refused(env: Env) -> None:
-    forged = PassVerifier(("another-secret",)).sign(AdmissionPass("main", "t", 2**40))
+    forged = PassCodec(("another-secret",)).sign(AdmissionPass("main", "t", 2**40))
     expired = env.pass_token("t", expires=env.clock() - 1)
     for token, reason in ((forged, "pass_invalid"), (expired, "pass_expired"),
                           ("garbage", "pass_invalid")):
