@@ -81,6 +81,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     booking_token = secrets.token_urlsafe(18)
     booking = create_booking_app(BookingSettings(
         redis_url=redis_url, secrets=(signing_secret,), admin_token=booking_token, demo=True,
+        cookie_secure=False,  # the demo speaks plain HTTP, as the gate's settings below say
     ))
     gate_settings = Settings(
         redis_url=redis_url,
