@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vaccine_queue.contract import END_SESSION_HEADER, PASS_COOKIE, PASS_HEADER
+
 _STR = {"type": "string"}
 _PERSON = {
     "birth_date": {"type": "string", "example": "1938-12-24",
@@ -104,7 +106,7 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         "parameters": [*_HOLD_ID, {"name": "Idempotency-Key", "in": "header",
                                    "schema": {"type": "string", "maxLength": 100}}],
         "requestBody": _body({"code": {"type": "string", "example": "123456"}}, ["code"]),
-        "responses": {**_ok("Booked (sets X-Queue-End-Session: 1)", _BOOKING, "201"),
+        "responses": {**_ok(f"Booked (sets {END_SESSION_HEADER}: 1)", _BOOKING, "201"),
                       **_ok("Already booked by an earlier identical request", _BOOKING),
                       **_ERRORS, "410": {"$ref": "#/components/responses/Error"},
                       "429": {"$ref": "#/components/responses/Error"}}}},
@@ -138,7 +140,8 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Book first and second dose together against one inventory. Every call needs "
-                "an admission pass from the queue gate (cookie qg_pass or header X-Queue-Pass)."
+                f"an admission pass from the queue gate (cookie {PASS_COOKIE} or header "
+                f"{PASS_HEADER})."
             ),
         },
         "servers": [{"url": "/"}],
@@ -146,8 +149,8 @@ def document() -> dict[str, Any]:
         "paths": OPERATIONS,
         "components": {
             "securitySchemes": {
-                "queuePassHeader": {"type": "apiKey", "in": "header", "name": "X-Queue-Pass"},
-                "queuePassCookie": {"type": "apiKey", "in": "cookie", "name": "qg_pass"},
+                "queuePassHeader": {"type": "apiKey", "in": "header", "name": PASS_HEADER},
+                "queuePassCookie": {"type": "apiKey", "in": "cookie", "name": PASS_COOKIE},
             },
             "responses": {"Error": {
                 "description": (

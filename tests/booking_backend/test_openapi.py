@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tests.booking_backend.conftest import Env
+from vaccine_queue.contract import PASS_COOKIE, PASS_HEADER
 
 
 def api_routes(app: web.Application) -> set[tuple[str, str]]:
@@ -30,6 +31,10 @@ async def test_document_matches_router(env: Env) -> None:
             assert op["summary"] and op["responses"], (method, path)
             if "{hold_id}" in path:
                 assert any(p["name"] == "hold_id" for p in op["parameters"])
+    # The pass as the contract names it, the same one the backend checks.
+    schemes = document["components"]["securitySchemes"]
+    assert (schemes["queuePassCookie"]["name"], schemes["queuePassHeader"]["name"]) == (
+        PASS_COOKIE, PASS_HEADER)
 
 
 async def test_document_needs_no_pass(env: Env) -> None:
