@@ -2,7 +2,7 @@
 
 Redis Cluster routes a script by the keys it declares, so a script may touch only keys
 that arrive in `KEYS`; a reader needs to know what each `KEYS[i]` is and what comes back.
-For every `lua/*.lua` of the packages below this test reads the source (with its
+For every `lua/*.lua` of every package in the repository this test reads the source (with its
 `--!include` files pasted in, as Redis sees it) and checks, without running it, that:
 
 - the header (the opening comment) names every `KEYS[i]` and `ARGV[i]` the code uses,
@@ -22,12 +22,16 @@ from __future__ import annotations
 import importlib.resources
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from vaccine_queue.lua import script_source
 
-PACKAGES = ("queue_gate", "booking_backend")
+ROOT = Path(__file__).resolve().parent.parent
+# Every package of the repository that has Lua scripts: a new service's are checked too.
+PACKAGES = tuple(sorted(folder.parent.name for folder in ROOT.glob("*/lua")
+                        if (folder.parent / "__init__.py").is_file()))
 # Packages whose scripts are still being converted (their tests run, failures expected).
 CONVERTING: dict[str, str] = {
     "booking_backend": "the booking scripts are being converted to declared keys and "
@@ -341,6 +345,10 @@ def _reply_problems(value: list[Token]) -> list[str]:
         problems.append(f"returns {len(items)} values, not name/value pairs: "
                         f"{_text(value)[:60]!r}")
     return problems
+
+
+def test_both_services_scripts_are_checked() -> None:
+    assert {"queue_gate", "booking_backend"} <= set(PACKAGES)
 
 
 def _cases() -> list[object]:
