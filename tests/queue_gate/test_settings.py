@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queue_gate.settings import Settings, SettingsError
+from queue_gate.settings import Settings
+from vaccine_queue.config import SettingsError
 
 
 def test_refuses_to_start_without_secrets() -> None:
@@ -43,15 +44,37 @@ def test_reads_every_variable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("env", "match"),
+    ("env", "variable", "what"),
     [
-        ({"QUEUE_GATE_RATE_PER_MINUTE": "fast"}, "whole number"),
-        ({"QUEUE_GATE_MODE": "open"}, "mode"),
-        ({"QUEUE_GATE_ROOM": "Bad Room"}, "room name"),
-        ({"QUEUE_GATE_COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"),
-        ({"QUEUE_GATE_POLL_MIN_S": "x"}, "number"),
+        ({"QUEUE_GATE_RATE_PER_MINUTE": "fast"}, "QUEUE_GATE_RATE_PER_MINUTE", "whole number"),
+        ({"QUEUE_GATE_RATE_PER_MINUTE": "-1"}, "QUEUE_GATE_RATE_PER_MINUTE", "at least 0"),
+        ({"QUEUE_GATE_MODE": "open"}, "QUEUE_GATE_MODE", "one of queue, paused"),
+        ({"QUEUE_GATE_ROOM": "Bad Room"}, "QUEUE_GATE_ROOM", "lowercase"),
+        ({"QUEUE_GATE_COOKIE_SECURE": "maybe"}, "QUEUE_GATE_COOKIE_SECURE", "true/false"),
+        ({"QUEUE_GATE_POLL_MIN_S": "x"}, "QUEUE_GATE_POLL_MIN_S", "number"),
+        ({"QUEUE_GATE_POLL_MIN_S": "0"}, "QUEUE_GATE_POLL_MIN_S", "above 0"),
+        ({"QUEUE_GATE_POLL_MAX_S": "1"}, "QUEUE_GATE_POLL_MAX_S", "QUEUE_GATE_POLL_MIN_S"),
+        ({"QUEUE_GATE_ABANDON_GRACE_S": "60"}, "QUEUE_GATE_ABANDON_GRACE_S", "twice"),
+        ({"QUEUE_GATE_SESSION_MINUTES": "0"}, "QUEUE_GATE_SESSION_MINUTES", "at least 1"),
+        ({"QUEUE_GATE_TRUSTED_PROXIES": "10.0.0.0/8, proxy"}, "QUEUE_GATE_TRUSTED_PROXIES",
+         "not a network"),
+        ({"QUEUE_GATE_TIMEZONE": "Europe/Nowhere"}, "QUEUE_GATE_TIMEZONE", "unknown time zone"),
     ],
 )
-def test_malformed_settings_are_named(env: dict[str, str], match: str) -> None:
-    with pytest.raises(SettingsError, match=match):
+def test_a_settings_error_names_the_variable(env: dict[str, str], variable: str,
+                                             what: str) -> None:
+    with pytest.raises(SettingsError) as refused:
         Settings.from_env({"QUEUE_GATE_SECRETS": "s", "QUEUE_GATE_ADMIN_TOKEN": "t", **env})
+    assert variable in str(refused.value)
+    assert what in str(refused.value)
+
+
+def test_empty_means_default_and_flags_read_alike() -> None:
+    """The meaning both services share: an empty variable takes the default."""
+    base = {"QUEUE_GATE_SECRETS": "s", "QUEUE_GATE_ADMIN_TOKEN": "t"}
+    empty = Settings.from_env({**base, "QUEUE_GATE_RATE_PER_MINUTE": "", "REDIS_URL": "",
+                               "QUEUE_GATE_COOKIE_SECURE": "", "QUEUE_GATE_ROOM": " "})
+    assert (empty.initial_rate_per_minute, empty.redis_url, empty.cookie_secure,
+            empty.room) == (60, "redis://127.0.0.1:6379/0", True, "default")
+    for word in ("0", "false", "No", "OFF"):
+        assert not Settings.from_env({**base, "QUEUE_GATE_COOKIE_SECURE": word}).cookie_secure
