@@ -24,9 +24,9 @@ from queue_gate.keys import (
     room_view_key,
     settings_key,
 )
+from queue_gate.responses import NO_STORE
 from queue_gate.settings import MODES, ROOM_NAME
 from queue_gate.store import GateUnavailable, RoomMissing, RoomStore, known_rooms
-from queue_gate.views import json_error
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,13 @@ MAX_ACTIVE_SESSIONS = 10_000_000
 
 class InvalidChange(ValueError):
     pass
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    """An error for operators' tools: a stable code, and words in English like the API's
+    documentation (citizens never see these)."""
+    return web.json_response({"error": code, "message": message}, status=status,
+                             headers=NO_STORE)
 
 
 @web.middleware

@@ -10,11 +10,14 @@ from aiohttp import web
 
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admission import RoomView
+from queue_gate.arrival import Arrival
+from queue_gate.line import Line
 from queue_gate.metrics import GateMetrics
-from queue_gate.pages import Pages
+from queue_gate.passes import Passes
 from queue_gate.settings import Settings
 from queue_gate.store import Clock, RoomStore
 from queue_gate.tickets import TicketSigner
+from vaccine_queue.pages import Pages
 
 settings_key = web.AppKey("settings", Settings)
 clock_key: web.AppKey[Clock] = web.AppKey("clock")
@@ -25,6 +28,10 @@ address_policy_key = web.AppKey("address_policy", AddressPolicy)
 control_redis_key = web.AppKey("control_redis", aioredis.Redis)
 store_key = web.AppKey("store", RoomStore)
 room_view_key = web.AppKey("room_view", RoomView)
+# The visitor's path, built on the store and the room view once Redis is open.
+arrival_key = web.AppKey("arrival", Arrival)
+line_key = web.AppKey("line", Line)
+passes_key = web.AppKey("passes", Passes)
 ticker_key = web.AppKey("ticker", asyncio.Task[None])
 backend_session_key = web.AppKey("backend_session", aiohttp.ClientSession)
 # The admin app reaches the gate's resources through the gate app it administers.

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,32 +18,65 @@ from queue_gate import admission
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admin import create_admin_app
 from queue_gate.admission import RoomView
-from queue_gate.errors import error_middleware
+from queue_gate.arrival import Arrival
 from queue_gate.keys import (
     address_policy_key,
+    arrival_key,
     backend_session_key,
     clock_key,
     control_redis_key,
+    line_key,
     metrics_key,
     pages_key,
+    passes_key,
     room_view_key,
     settings_key,
     signer_key,
     store_key,
     ticker_key,
 )
+from queue_gate.line import Line
 from queue_gate.metrics import GateMetrics
-from queue_gate.pages import Pages
-from queue_gate.proxy import backend_session
+from queue_gate.passes import Passes
+from queue_gate.proxy import UpstreamBroken, backend_session
+from queue_gate.responses import is_api
 from queue_gate.routes import setup_routes
-from queue_gate.settings import Settings, SettingsError
+from queue_gate.settings import Settings
 from queue_gate.store import Clock, GateUnavailable, RoomStore, connect
 from queue_gate.tickets import TicketSigner
+from vaccine_queue.config import SettingsError
+from vaccine_queue.i18n import language_middleware
+from vaccine_queue.pages import Pages, Problem, error_middleware
 
 log = logging.getLogger(__name__)
 
 VISITOR_POOL = 64
 CONTROL_POOL = 4
+# Seconds a visitor is asked to wait when Redis is away (the busy page tries again then).
+BUSY_RETRY_S = 5
+# The gate's own words where the shared ones would be wrong for someone in line.
+MESSAGE_KEYS = {"internal_error": "gate.internal_error"}
+
+
+def redis_trouble(metrics: GateMetrics, room: str) -> Callable[[web.Request, Exception],
+                                                                Problem | None]:
+    """Redis being away becomes a 503 asking to try again in a few seconds, counted: a page
+    that does so by itself for browsers, JSON with Retry-After for apps."""
+
+    def convert(request: web.Request, exc: Exception) -> Problem | None:
+        if not isinstance(exc, GateUnavailable):
+            return None
+        metrics.redis_errors.labels(room, "request").inc()
+        log.warning("Redis unavailable while serving %s: %s", request.path, exc)
+        return Problem("busy", 503, retry_after=BUSY_RETRY_S,
+                       message_key=None if is_api(request) else "gate.busy")
+
+    return convert
+
+
+def pages(settings: Settings) -> Pages:
+    """The gate's theme: an operator's folder first, times in the deployment's zone."""
+    return Pages("gate", override_dir=settings.template_dir, timezone=settings.timezone)
 
 
 def create_app(
@@ -55,11 +88,20 @@ def create_app(
 ) -> web.Application:
     """The public gate app. `clock` replaces Redis TIME and time.time (tests only);
     `run_ticker=False` leaves ticking to the caller (tests call `RoomView.refresh`)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
+    metrics = GateMetrics(registry or CollectorRegistry())
+    site = pages(settings)
+    app = web.Application(
+        middlewares=[
+            error_middleware(site, is_api=is_api, convert=redis_trouble(metrics, settings.room),
+                             passthrough=(UpstreamBroken,), message_keys=MESSAGE_KEYS),
+            language_middleware(secure_cookies=settings.cookie_secure),
+        ],
+        client_max_size=1024**2,
+    )
     app[settings_key] = settings
     app[clock_key] = clock or time.time
-    app[metrics_key] = GateMetrics(registry or CollectorRegistry())
-    app[pages_key] = Pages(settings.template_dir)
+    app[metrics_key] = metrics
+    app[pages_key] = site
     app[address_policy_key] = AddressPolicy.from_settings(settings)
     app[signer_key] = TicketSigner(settings.secrets, settings.room,
                                    ticket_max_age_s=settings.ticket_max_age_s,
@@ -74,9 +116,16 @@ def create_app(
         visitors = connect(settings.redis_url, max_connections=VISITOR_POOL, wait_s=1.0)
         control = connect(settings.redis_url, max_connections=CONTROL_POOL, wait_s=5.0)
         app[control_redis_key] = control
-        app[store_key] = RoomStore(visitors, settings, clock=clock)
-        ticker_store = RoomStore(control, settings, clock=clock)
-        app[room_view_key] = RoomView(ticker_store, settings, app[metrics_key])
+        store = app[store_key] = RoomStore(visitors, settings, clock=clock)
+        view = app[room_view_key] = RoomView(RoomStore(control, settings, clock=clock),
+                                             settings, metrics)
+        # The visitor's path: arrival -> line (where a ticket stands) -> pass.
+        signer, now = app[signer_key], app[clock_key]
+        app[arrival_key] = Arrival(settings=settings, store=store, signer=signer, view=view,
+                                   policy=app[address_policy_key], metrics=metrics)
+        passes = app[passes_key] = Passes(settings=settings, store=store, signer=signer,
+                                          metrics=metrics, clock=now)
+        app[line_key] = Line(view=view, store=store, signer=signer, passes=passes, clock=now)
         yield
         await visitors.aclose()
         await control.aclose()

@@ -15,7 +15,6 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from queue_gate.addresses import browser_fingerprint
-from queue_gate.errors import UpstreamBroken, error_page
 from queue_gate.keys import (
     address_policy_key,
     backend_session_key,
@@ -26,8 +25,10 @@ from queue_gate.keys import (
     signer_key,
     store_key,
 )
+from queue_gate.responses import see_other, wait_url, wants_html
 from queue_gate.store import GateUnavailable
-from queue_gate.tickets import (
+from vaccine_queue.contract import (
+    END_SESSION_HEADER,
     PASS_COOKIE,
     PASS_HEADER,
     AdmissionPass,
@@ -35,7 +36,7 @@ from queue_gate.tickets import (
     SessionEnded,
     TokenRejected,
 )
-from queue_gate.views import json_error, see_other, wait_url
+from vaccine_queue.pages import Problem, json_problem
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,15 @@ HOP_BY_HOP = frozenset(
         "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection",
     )
 )
-# The backend may send this to end the visitor's session early (e.g. booking confirmed).
-END_SESSION_HEADER = "X-Queue-End-Session"
 CHUNK = 64 * 1024
+# How long a visitor is asked to wait when the backend does not answer.
+BACKEND_RETRY_S = 30
+# Where an app without a pass takes its place in line.
+JOIN_PATH = "/queue/api/join"
 
 
-def wants_html(request: web.Request) -> bool:
-    accept = request.headers.get(hdrs.ACCEPT, "")
-    return "text/html" in accept or (not accept and request.method in ("GET", "HEAD"))
+class UpstreamBroken(Exception):
+    """The backend failed mid-response; aiohttp must drop the connection, not answer again."""
 
 
 async def check_pass(request: web.Request) -> AdmissionPass | None:
@@ -90,21 +92,20 @@ async def forward(request: web.Request) -> web.StreamResponse:
     try:
         admission = await check_pass(request)
     except TokenRejected as exc:
-        return turn_back(request, exc.code, exc.message, clear_pass=True)
+        return turn_back(request, exc.code, clear_pass=True)
     if admission is None:
-        return turn_back(request, "pass_required",
-                         "Please wait your turn: join the queue at POST /queue/api/join.")
+        return turn_back(request, "pass_required")
     return await proxy_to_backend(request, admission)
 
 
-def turn_back(request: web.Request, code: str, message: str, *,
-              clear_pass: bool = False) -> web.Response:
+def turn_back(request: web.Request, code: str, *, clear_pass: bool = False) -> web.Response:
+    """Browsers to the waiting page, apps a 401 naming why and where to join."""
     response: web.Response
     if wants_html(request):
         # 303: after a POST the browser follows with a GET to the waiting page.
         response = see_other(wait_url(request.path_qs))
     else:
-        response = json_error(401, code, message, join="/queue/api/join")
+        response = json_problem(request, Problem(code, 401, extra={"join": JOIN_PATH}))
     if clear_pass:
         response.del_cookie(PASS_COOKIE, path="/")
     return response
@@ -194,10 +195,12 @@ async def end_session(request: web.Request, admission: AdmissionPass,
 
 
 def backend_failed(request: web.Request, status: int) -> web.Response:
+    """The booking system did not answer: a page that tries again by itself, or JSON."""
+    problem = Problem("backend_unavailable", status, retry_after=BACKEND_RETRY_S,
+                      message_key="gate.backend_down")
     if wants_html(request):
-        return error_page(request, status, "backend_down", retry_after=30)
-    return json_error(status, "backend_unavailable",
-                      "The booking system is not answering right now. Try again in a minute.")
+        raise problem  # the error middleware renders the gate's error page
+    return json_problem(request, problem)
 
 
 # The client session's connection limit keeps the gate from opening more connections to

@@ -1,20 +1,33 @@
-"""The public routes: the gate's own pages under /queue/, everything else to the backend."""
+"""The public routes, in the order a visitor meets them: the gate's own pages and API under
+/queue/, everything else to the backend for those with a pass.
+
+Arrival (`arrival.py`: the ticket and a place in line) -> waiting (`waiting.py`: the page
+and the status API, where the ticket stands: `line.py`) -> admission (`admission.py`: the
+frontier moves at the operators' rate) -> pass (`passes.py`) -> proxy (`proxy.py`).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from queue_gate import proxy, views
+from queue_gate import proxy, waiting
+from queue_gate.keys import room_view_key
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/queue/api/join", views.api_join)
-    app.router.add_get("/queue/api/status", views.api_status)
-    app.router.add_get("/queue/wait", views.waiting_page)
-    app.router.add_get("/queue/healthz", views.health)
+    app.router.add_get("/queue/wait", waiting.waiting_page)
+    app.router.add_post("/queue/api/join", waiting.join_api)
+    app.router.add_get("/queue/api/status", waiting.status_api)
+    app.router.add_get("/queue/healthz", health)
     # Anything else under /queue/ is ours and does not exist; it must not reach the backend.
     app.router.add_route("*", "/queue/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /queue/healthz: for load balancers; 503 when this process's view is stale."""
+    fresh = request.app[room_view_key].fresh
+    return web.json_response({"ok": fresh}, status=200 if fresh else 503)
 
 
 async def not_found(request: web.Request) -> web.Response:

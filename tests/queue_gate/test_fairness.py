@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from queue_gate.keys import room_view_key, store_key
 from queue_gate.settings import Settings
 from queue_gate.store import RoomStore
-from queue_gate.tickets import PASS_HEADER, TICKET_COOKIE, TicketSigner
+from queue_gate.tickets import TicketSigner
 from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth, join, status
+from vaccine_queue.contract import PASS_HEADER, TICKET_COOKIE
 
 Client = TestClient[web.Request, web.Application]
 

@@ -9,8 +9,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from queue_gate.tickets import PASS_COOKIE, PASS_HEADER, TicketSigner
+from queue_gate.tickets import TicketSigner
 from tests.queue_gate.conftest import SECRET, FakeClock, Gate, GateFactory
+from vaccine_queue.contract import PASS_COOKIE, PASS_HEADER
 
 
 async def admit(gate: Gate, clock: FakeClock) -> str:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from queue_gate.tickets import (
+from queue_gate.tickets import TicketSigner
+from tests.queue_gate.conftest import FakeClock
+from vaccine_queue.contract import (
+    PassCodec,
     PassExpired,
     PassForeign,
     PassInvalid,
-    PassVerifier,
     TicketExpired,
     TicketForeign,
     TicketInvalid,
-    TicketSigner,
 )
-from tests.queue_gate.conftest import FakeClock
 
 
 def signer(clock: FakeClock, secrets: tuple[str, ...] = ("new",), room: str = "default",
@@ -106,13 +106,13 @@ def test_pass_expiry_and_room(clock: FakeClock) -> None:
         s.load_pass(token)
 
 
-def test_pass_verifier_for_the_backend(clock: FakeClock) -> None:
+def test_the_backends_codec_reads_the_gates_passes(clock: FakeClock) -> None:
     s = signer(clock, ("new", "old"))
     ticket, _ = s.issue_ticket("ep1", 1, 0)
     token = s.issue_pass(ticket, int(clock.now) + 60)
-    assert PassVerifier(("new",), clock=clock).load(token).room == "default"
+    assert PassCodec(("new",), clock=clock).load(token).room == "default"
     with pytest.raises(PassInvalid):
-        PassVerifier(("other",), clock=clock).load(token)
+        PassCodec(("other",), clock=clock).load(token)
 
 
 def test_no_secret_no_signer(clock: FakeClock) -> None:

@@ -1,4 +1,4 @@
-"""What a visitor sees: joining, the status API, the waiting page, collecting the pass."""
+"""Waiting: joining, the status API, the waiting page, collecting the pass."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from queue_gate.tickets import PASS_COOKIE, TICKET_COOKIE, TicketSigner
-from queue_gate.views import VisitorStatus, status_body
+from queue_gate.line import VisitorStatus
+from queue_gate.tickets import TicketSigner
+from queue_gate.waiting import status_body
 from tests.queue_gate.conftest import SECRET, FakeClock, Gate, GateFactory, join, status
+from vaccine_queue.contract import PASS_COOKIE, TICKET_COOKIE
 
 
 async def test_join_returns_a_signed_ticket_and_place(gate: Gate) -> None:
@@ -235,8 +237,11 @@ async def test_redis_down_gives_a_busy_page_not_an_error(
     assert (await api.json())["error"] == "busy"
     page = await gate.client.get("/queue/wait", headers={"Accept": "text/html"})
     assert page.status == 503
-    assert "Refresh" in page.headers
-    assert "<html" in await page.text()
+    assert page.headers["Retry-After"] == "5"
+    html = await page.text()
+    assert "<html" in html
+    # The busy page tries again by itself when it says so.
+    assert '<meta http-equiv="refresh" content="5">' in html
     health = await gate.client.get("/queue/healthz")
     assert health.status == 503
 

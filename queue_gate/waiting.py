@@ -1,0 +1,184 @@
+"""Waiting: the page and the JSON API that tell a visitor where they stand in line.
+
+`GET /queue/wait` is the waiting page (it joins a browser that has no ticket yet and,
+once admitted, sends it on with its pass to the page it first asked for); `POST
+/queue/api/join` and `GET /queue/api/status` are the same for apps. A status poll is the
+gate's hottest path: while the visitor waits it costs no Redis round trip, no template and
+no catalogue lookup (the status holds no words but the operator's message).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import replace
+
+from aiohttp import web
+
+from queue_gate.arrival import Arrival, JoinRefused
+from queue_gate.keys import arrival_key, line_key, pages_key, passes_key
+from queue_gate.line import VisitorStatus
+from queue_gate.passes import Passes
+from queue_gate.responses import NO_STORE, safe_next, see_other
+from queue_gate.store import GateUnavailable
+from vaccine_queue.contract import TokenRejected
+from vaccine_queue.pages import Problem, json_problem
+
+log = logging.getLogger(__name__)
+
+# The waiting page's notice for a refused ticket when its holder has just been given a new
+# place, where the catalogue's `err.<code>` would ask them to join again.
+REJOINED_NOTICES = {"session_ended": "gate.session_ended"}
+
+
+async def join_now(request: web.Request) -> tuple[str, VisitorStatus]:
+    """A new place and where it stands: (ticket token, status). Raises `JoinRefused`."""
+    ticket, token = await request.app[arrival_key].join(request)
+    try:
+        status = await request.app[line_key].standing(ticket, just_joined=True)
+    except TokenRejected as exc:
+        # A ticket issued a moment ago refused: the room was reset between the two steps.
+        log.warning("fresh ticket refused (%s); the room changed under the join", exc.code)
+        raise GateUnavailable(exc.code) from exc
+    return status.ticket_token or token, status
+
+
+# --- JSON API -------------------------------------------------------------------------
+
+
+async def join_api(request: web.Request) -> web.Response:
+    """POST /queue/api/join: a new place in line, or the same one for a ticket holder."""
+    arrival = request.app[arrival_key]
+    try:
+        existing = arrival.ticket(request)
+    except TokenRejected:
+        existing = None  # a bad ticket gets a fresh place, as the join asked
+    if existing is not None:
+        try:
+            status = await request.app[line_key].standing(existing)
+        except TokenRejected:
+            pass
+        else:
+            token = status.ticket_token or arrival.token(request)
+            assert token is not None
+            return status_response(request, replace(status, ticket_token=None), ticket=token,
+                                   http_status=200)
+    try:
+        token, status = await join_now(request)
+    except JoinRefused as refused:
+        return json_problem(request, arrival.refusal(refused))
+    return status_response(request, replace(status, ticket_token=None), ticket=token,
+                           http_status=201)
+
+
+async def status_api(request: web.Request) -> web.Response:
+    """GET /queue/api/status: place, estimate and, once admitted, the pass."""
+    arrival = request.app[arrival_key]
+    try:
+        ticket = arrival.ticket(request)
+        if ticket is None:
+            return json_problem(request, Problem("ticket_missing", 401))
+        status = await request.app[line_key].standing(ticket)
+    except TokenRejected as exc:
+        response = json_problem(request, Problem(exc.code, 401))
+        arrival.clear_cookie(response)
+        return response
+    return status_response(request, status)
+
+
+@functools.lru_cache(maxsize=64)
+def _json_text(value: str | None) -> str:
+    return json.dumps(value)
+
+
+def status_body(status: VisitorStatus) -> bytes:
+    """`as_json()` serialised; the common case (a waiting visitor's poll, the hottest path
+    of the gate) written out directly, which costs a third of `json.dumps` of the dict."""
+    if (status.opens_at is not None or status.ticket_token is not None
+            or status.pass_token is not None):
+        return json.dumps(status.as_json()).encode()
+    wait = status.estimated_wait_s
+    position = status.position
+    return (
+        f'{{"state": "{status.state}", '
+        f'"position": {"null" if position is None else int(position)}, '
+        f'"estimated_wait_s": {"null" if wait is None else round(wait)}, '
+        f'"poll_after_s": {float(status.poll_after_s)!r}, '
+        f'"message": {_json_text(status.message or None)}, '
+        f'"progress": {round(status.progress, 3)!r}}}'
+    ).encode()
+
+
+def status_response(request: web.Request, status: VisitorStatus, *,
+                    ticket: str | None = None, http_status: int = 200) -> web.Response:
+    """The status as JSON, with the (new) ticket and the pass in their cookies."""
+    if ticket is not None:
+        body = json.dumps({"ticket": ticket, **status.as_json()}).encode()
+    else:
+        body = status_body(status)
+    response = web.Response(body=body, status=http_status, headers=NO_STORE,
+                            content_type="application/json", charset="utf-8")
+    ticket = ticket or status.ticket_token
+    if ticket is not None:
+        request.app[arrival_key].set_cookie(response, ticket)
+    if status.pass_token is not None:
+        set_pass_cookie(request.app[passes_key], response, status)
+    return response
+
+
+def set_pass_cookie(passes: Passes, response: web.StreamResponse,
+                    status: VisitorStatus) -> None:
+    assert status.pass_token is not None
+    assert status.pass_expires_at is not None
+    passes.set_cookie(response, status.pass_token, status.pass_expires_at)
+
+
+# --- The waiting page -----------------------------------------------------------------
+
+
+async def waiting_page(request: web.Request) -> web.Response:
+    """GET /queue/wait: the waiting page. Joins the visitor if they have no ticket yet."""
+    app = request.app
+    arrival = app[arrival_key]
+    next_path = safe_next(request.query.get("next"))
+    notice = ""  # the catalogue key of what happened to the ticket they brought
+    new_token: str | None = None
+    try:
+        ticket = arrival.ticket(request)
+        status = await app[line_key].standing(ticket) if ticket is not None else None
+    except TokenRejected as exc:
+        status, notice = None, REJOINED_NOTICES.get(exc.code, f"err.{exc.code}")
+    if status is None:
+        try:
+            new_token, status = await join_now(request)
+        except JoinRefused as refused:
+            return refused_page(request, arrival, refused)
+    new_token = status.ticket_token or new_token
+    if status.state == "admitted":
+        response = see_other(next_path)
+        set_pass_cookie(app[passes_key], response, status)
+    else:
+        response = app[pages_key].render(request, "waiting.html", {
+            "status": status,
+            "notice": notice,
+            "next_path": next_path,
+            "refresh_s": max(round(status.poll_after_s), 1),
+            "progress_percent": int(status.progress * 100),
+        })
+    if new_token is not None:
+        arrival.set_cookie(response, new_token)
+    return response
+
+
+def refused_page(request: web.Request, arrival: Arrival,
+                 refused: JoinRefused) -> web.Response:
+    """Too many joins from this connection (429), or the room is closed (a state, not an
+    error: 200, and the page looks again every minute)."""
+    pages = request.app[pages_key]
+    if refused.reason == "limited":
+        return pages.render(request, "limited.html",
+                            {"minutes": refused.retry_after_minutes}, status=429,
+                            headers={"Retry-After": str(refused.retry_after_s)})
+    return pages.render(request, "closed.html", {"message": arrival.closed_message()},
+                        headers={"Refresh": "60"})
