@@ -29,7 +29,7 @@ from itsdangerous.encoding import base64_decode
 
 from bench.httpclient import Client, HTTPError
 from bench.procs import SECRET, visitor_address
-from queue_gate.tickets import AdmissionPass, PassVerifier
+from vaccine_queue.contract import AdmissionPass, PassCodec
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Worker:
         self.index = index
         self.result = WorkerResult(index)
         self.deadline = spec.start_at + spec.duration_s
-        self.passes = PassVerifier([SECRET])  # the direct run's passes
+        self.passes = PassCodec([SECRET])  # the direct run's passes
         self.client = Client()
 
     def error(self, kind: str) -> None:
