@@ -2,7 +2,10 @@
 
 All changes to capacity happen inside Lua scripts (see `lua/`), each one atomic step:
 hold (both doses at once), release, confirm, cancel (waiting list first), release of new
-slots (share to the waiting list), sweep of expired holds.
+slots (share to the waiting list), sweep of expired holds. Where a script needs keys that
+only the data names (expired holds, the head of a waiting list, an owner's previous hold,
+a person's waiting entry), this module reads them first or learns them from the script's
+answer, and the script checks they are still what was read (see store.py).
 """
 
 from __future__ import annotations
@@ -11,18 +14,23 @@ import datetime as dt
 import logging
 import secrets
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from booking_backend.catalogue import Catalogue, Centre
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
-from booking_backend.store import Store, parse_centre_counts
+from booking_backend.store import MAX_ATTEMPTS, Store, StoreConflict, parse_centre_counts, text
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 DAY = 86400
+# Expired holds a hold gives back at once (hold-14.lua reports them), as the sweeper would.
+EXPIRE_WITH_HOLD = 100
+# Waiting entries read beyond a quota, for entries a script skips (the person booked
+# directly meanwhile); more skips than this leave the rest to the next release.
+WAITLIST_MARGIN = 10
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -100,9 +108,36 @@ class Outcome:
     extra: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ExpiredHold:
+    """A hold the expiry index lists as run out, with the owner and centre whose keys
+    sweep-n.lua must declare ("" when its HASH was gone)."""
+
+    hid: str
+    owner: str
+    centre: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingHeads:
+    """The first entries of a centre's and of its district's waiting list, as read before a
+    script that may serve them (it declares their keys, and checks they are still first)."""
+
+    centre: str
+    district: str
+    window: int  # entries read from the head of each list; 0: none were read
+    centre_ids: tuple[str, ...]
+    district_ids: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.centre_ids) + len(self.district_ids)
+
+
 class Inventory:
     def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
         self.store = store
+        self.keys = store.keys
         self.settings = settings
         self.clock = clock
         self.min_gap = settings.second_dose_min_days * DAY
@@ -119,50 +154,74 @@ class Inventory:
     async def offers(self, centres: Iterable[Centre]) -> list[Offer]:
         """For each centre, the earliest first-dose slots each with the earliest second-dose
         slot inside the interval: one read-only script for all centres (offers-n.lua).
-        Showing is not holding: a shown pair can be gone a moment later, and hold-1.lua
+        Showing is not holding: a shown pair can be gone a moment later, and hold-14.lua
         says so."""
         earliest, latest = self.first_window()
         listed = list(centres)
         if not listed:
             return []
         per_centre = self.settings.offers_per_centre
+        cfree = [self.keys.cfree(c.id) for c in listed]
         reply = await self.store.run(
-            self.store.offers_script, [self.store.keys.cfree(c.id) for c in listed],
+            self.store.offers_script, cfree,
             [earliest, latest, self.min_gap, self.max_gap, per_centre, per_centre * 4])
         result: list[Offer] = []
-        at = 0
-        for centre in listed:
-            found = int(reply[at])
-            for i in range(at + 1, at + 1 + 2 * found, 2):
-                result.append(Offer(centre, Slot(int(reply[i]), centre.id),
-                                    Slot(int(reply[i + 1]), centre.id)))
-            at += 1 + 2 * found
+        for centre, key in zip(listed, cfree, strict=True):
+            starts = reply.text(key).split()
+            for i in range(0, len(starts) - 1, 2):
+                result.append(Offer(centre, Slot(int(starts[i]), centre.id),
+                                    Slot(int(starts[i + 1]), centre.id)))
         return result
 
     async def hold(
         self, first: Slot, second: Slot, owner: str, fields: Mapping[str, str]
     ) -> Outcome:
+        """Hold both slots at once (hold-14.lua); the owner's previous hold is given back."""
         hid = secrets.token_urlsafe(16)
-        now = self.now()
-        expires = now + self.settings.hold_seconds
-        earliest, latest = self.first_window()
         flat: list[str] = []
         for key, value in fields.items():
             flat += [key, value]
-        reply = await self.store.run(
-            self.store.hold_script,
-            [self.store.keys.hold(hid)],
-            [self.store.prefix, now, hid, first.id, second.id, expires, owner,
-             self.min_gap, self.max_gap, earliest, latest, *flat],
-        )
-        if reply[0] == "ok":
-            return Outcome("ok", hid, (str(expires),))
-        return Outcome(reply[0], "", tuple(reply[1:]))
+        keys = self.keys
+        previous, previous_centre = "", first.centre
+        swept = False
+        for _ in range(MAX_ATTEMPTS):
+            now = self.now()
+            expires = now + self.settings.hold_seconds
+            earliest, latest = self.first_window()
+            reply = await self.store.run(
+                self.store.hold_script,
+                [*keys.shared, keys.hold(hid), keys.cfree(first.centre), keys.owner(owner),
+                 keys.hold(previous or hid), keys.cfree(previous_centre)],
+                [now, hid, first.id, second.id, expires, owner, self.min_gap, self.max_gap,
+                 earliest, latest, previous, *flat],
+            )
+            outcome = reply.text("outcome")
+            if outcome == "previous":
+                # Race: the owner's hold is not the one we expected (a first try expects none,
+                # or another request of theirs held meanwhile): declare that one, try again.
+                previous = reply.text("previous")
+                centre = await self.store.hget(keys.hold(previous), "centre") if previous \
+                    else None
+                previous_centre = centre or first.centre
+                continue
+            if outcome in ("ok", "gone") and reply.flag("expired_holds"):
+                # Holds whose time ran out give their units back now, even if the sweeper
+                # lags; a gone pair may be among them, so it is tried once more.
+                expired = await self.sweep(EXPIRE_WITH_HOLD)
+                if outcome == "gone" and expired and not swept:
+                    swept = True
+                    continue
+            if outcome == "ok":
+                return Outcome("ok", hid, (str(reply.integer("expires")),))
+            if outcome == "invalid":
+                return Outcome("invalid", "", (reply.text("why"),))
+            return Outcome(outcome)
+        raise StoreConflict("hold-14.lua: the owner's hold kept changing")
 
     async def get_hold(self, hid: str, owner: str) -> Hold | None:
         if not hid or len(hid) > 64:
             return None
-        raw = await self.store.hgetall(self.store.keys.hold(hid))
+        raw = await self.store.hgetall(self.keys.hold(hid))
         first, second = Slot.parse(raw.get("first")), Slot.parse(raw.get("second"))
         if raw.get("owner") != owner or first is None or second is None:
             return None
@@ -174,11 +233,17 @@ class Inventory:
                     raw.get("booking", ""), raw)
 
     async def release(self, hid: str, owner: str) -> bool:
+        """Give a live hold back (release-12.lua); False when it was not live or not theirs."""
+        centre = await self.store.hget(self.keys.hold(hid), "centre")
+        if centre is None:
+            return False
         reply = await self.store.run(
-            self.store.release_script, [self.store.keys.hold(hid)],
-            [self.store.prefix, hid, owner],
+            self.store.release_script,
+            [*self.keys.shared, self.keys.hold(hid), self.keys.owner(owner),
+             self.keys.cfree(centre)],
+            [hid, owner, centre],
         )
-        return reply[0] == "1"
+        return reply.text("outcome") == "released"
 
     async def attach_person(
         self, hid: str, owner: str, identity: str, fields: Mapping[str, str]
@@ -187,79 +252,179 @@ class Inventory:
         for key, value in fields.items():
             flat += [key, value]
         reply = await self.store.run(
-            self.store.hold_details_script, [self.store.keys.hold(hid)],
-            [self.store.prefix, self.now(), owner, identity, *flat],
+            self.store.hold_details_script, [self.keys.hold(hid), self.keys.identities],
+            [self.now(), owner, identity, *flat],
         )
-        return Outcome(reply[0], reply[1] if len(reply) > 1 else "")
+        outcome = reply.text("outcome")
+        return Outcome(outcome, reply.text("booking") if outcome == "confirmed" else "")
 
     async def confirm(self, hid: str, owner: str, source: str) -> Outcome:
         """Book a verified hold. Retrying returns the same booking code ("existing")."""
-        reply = await self.store.run(
-            self.store.confirm_script,
-            [self.store.keys.hold(hid), self.store.keys.verif(hold_verification(hid))],
-            [self.store.prefix, self.now(), hid, owner, new_code(), source],
-        )
-        if reply[0] == "ok":
-            return Outcome("ok", reply[1], (reply[2],))
-        return Outcome(reply[0])
+        keys = self.keys
+        code = new_code()
+        centre, entry, entry_list = "", "", ""
+        for _ in range(MAX_ATTEMPTS):
+            hold = keys.hold(hid)
+            reply = await self.store.run(
+                self.store.confirm_script,
+                [*keys.shared, hold, keys.verif(hold_verification(hid)), keys.booking(code),
+                 keys.msg(f"bk-{code}"), keys.owner(owner), keys.invitations,
+                 keys.cfree(centre) if centre else hold,
+                 keys.wl_entry(entry) if entry else hold, entry_list or hold],
+                [self.now(), hid, owner, code, source, centre, entry],
+            )
+            outcome = reply.text("outcome")
+            if outcome == "centre":
+                # The hold ran out and gives its units back to its centre, named only now.
+                centre = reply.text("centre")
+                continue
+            if outcome == "waiting":
+                # Race: the person joined or left the waiting list after we looked (a first
+                # try expects no entry): declare the entry found, try again.
+                entry = reply.text("entry")
+                entry_list = (await self.store.hget(keys.wl_entry(entry), "list") or "") \
+                    if entry else ""
+                continue
+            if outcome == "ok":
+                return Outcome("ok", reply.text("booking"),
+                               ("new" if reply.flag("new") else "existing",))
+            return Outcome(outcome)
+        raise StoreConflict("confirm-18.lua: the person's waiting entry kept changing")
 
     async def booking(self, code: str) -> Booking | None:
-        raw = await self.store.hgetall(self.store.keys.booking(code))
+        raw = await self.store.hgetall(self.keys.booking(code))
         return Booking.from_hash(raw) if raw else None
 
     async def cancel(self, booking: Booking) -> Outcome:
         """Cancel; the pair goes to the waiting list first (same atomic step)."""
-        earliest, _ = self.first_window()
-        reply = await self.store.run(
-            self.store.cancel_script, [self.store.keys.booking(booking.code)],
-            [self.store.prefix, self.now(), earliest, self.min_gap, self.max_gap,
-             booking.district, new_code()],
-        )
-        return Outcome(reply[0], "", tuple(reply[1:]))
+        code = new_code()
+        for _ in range(MAX_ATTEMPTS):
+            heads = await self.waiting_heads(booking.centre, booking.district, 1)
+            wl_keys, wl_args = self._waitlist_part(heads, [code])
+            earliest, _ = self.first_window()
+            reply = await self.store.run(
+                self.store.cancel_script,
+                [*self.keys.shared, self.keys.booking(booking.code),
+                 self.keys.cfree(booking.centre), *wl_keys],
+                [self.now(), earliest, self.min_gap, self.max_gap, booking.centre,
+                 booking.district, *wl_args],
+            )
+            outcome = reply.text("outcome")
+            if outcome == "retry":
+                continue  # Race: a waiting list changed after we read its head: read again.
+            if outcome != "ok":
+                return Outcome(outcome)
+            assigned = reply.text("assigned")
+            return Outcome("ok", "", (assigned,) if assigned else ())
+        raise StoreConflict("cancel-n.lua: the waiting lists kept changing")
 
     async def release_slots(
         self, centre: Centre, slots: Iterable[tuple[Slot, int]], *, share: float | None = None
     ) -> Outcome:
         """Add capacity at one centre; `share` of the new pairs (default: the setting) goes to
         the waiting list inside the same script. Returns units added and codes assigned."""
-        triples: list[str | int] = []
+        pairs: list[str | int] = []
         units = 0
         for slot, count in slots:
             if slot.centre != centre.id or count <= 0:
                 continue
-            triples += [slot.id, slot.start, count]
+            pairs += [slot.id, count]
             units += count
-        if not triples:
+        if not pairs:
             return Outcome("ok", "0")
         share = self.settings.waitlist_share if share is None else share
         quota = int(share * (units // 2) + 0.5)  # a pair takes two units
-        # Codes are only needed for people actually waiting. Someone joining between this
-        # read and the script is covered by the margin; beyond it they wait for the next
-        # release (the script never assigns more than it has codes for).
-        waiting = int((await self.store.counts())["waiting"])
-        codes = [new_code() for _ in range(min(quota, waiting + 50))]
-        earliest, _ = self.first_window()
-        reply = await self.store.run(
-            self.store.release_slots_script, [],
-            [self.store.prefix, self.now(), centre.id, centre.district, quota, earliest,
-             self.min_gap, self.max_gap, len(codes), *codes, *triples],
-        )
-        return Outcome("ok", reply[0], tuple(reply[1:]))
+        for _ in range(MAX_ATTEMPTS):
+            heads = await self.waiting_heads(centre.id, centre.district, quota)
+            # One code per entry that may be served; the script never assigns more.
+            codes = [new_code() for _ in range(min(quota, heads.count))]
+            wl_keys, wl_args = self._waitlist_part(heads, codes)
+            earliest, _ = self.first_window()
+            reply = await self.store.run(
+                self.store.release_slots_script,
+                [*self.keys.shared, self.keys.cfree(centre.id), *wl_keys],
+                [self.now(), centre.id, centre.district, quota, earliest, self.min_gap,
+                 self.max_gap, len(pairs) // 2, *pairs, *wl_args],
+            )
+            if reply.text("outcome") == "retry":
+                continue  # Race: a waiting list changed after we read its head: read again.
+            return Outcome("ok", str(reply.integer("added")),
+                           tuple(reply.text("assigned").split()))
+        raise StoreConflict("release_slots-n.lua: the waiting lists kept changing")
+
+    async def waiting_heads(self, centre: str, district: str, quota: int) -> WaitingHeads:
+        """The entries a script serving up to `quota` pairs may reach: the first `quota`
+        plus a margin (for entries it skips) of the centre's and the district's list."""
+        if quota <= 0:
+            return WaitingHeads(centre, district, 0, (), ())
+        window = quota + WAITLIST_MARGIN
+        async with self.store.guard():
+            pipe = self.store.redis.pipeline(transaction=False)
+            pipe.zrange(self.keys.wl_centre(centre), 0, window - 1)
+            pipe.zrange(self.keys.wl_district(district), 0, window - 1)
+            centre_ids, district_ids = await pipe.execute()
+        return WaitingHeads(centre, district, window, tuple(text(e) for e in centre_ids),
+                            tuple(text(e) for e in district_ids))
+
+    def _waitlist_part(
+        self, heads: WaitingHeads, codes: Sequence[str]
+    ) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of the waiting-list part of cancel-n.lua and release_slots-n.lua
+        (their headers, and `waitlist_args` in lua/_lib.lua, say the order)."""
+        keys = [self.keys.wl_centre(heads.centre), self.keys.wl_district(heads.district)]
+        for code in codes:
+            keys += [self.keys.booking(code), self.keys.msg(f"wl-{code}")]
+        keys += [self.keys.wl_entry(eid) for eid in heads.centre_ids + heads.district_ids]
+        args: list[str | int] = [heads.window, len(codes), *codes,
+                                 len(heads.centre_ids), *heads.centre_ids,
+                                 len(heads.district_ids), *heads.district_ids]
+        return keys, args
 
     async def sweep(self, limit: int = 500) -> int:
-        """Expire holds whose time ran out; returns how many (sweep-0.lua counts them)."""
-        reply = await self.store.run(
-            self.store.sweep_script, [], [self.store.prefix, self.now(), limit]
-        )
-        return int(reply[0])
+        """Expire holds whose time ran out; returns how many this call ended."""
+        now = self.now()
+        return await self.expire(await self.expired_holds(now, limit), now)
+
+    async def expired_holds(self, now: int, limit: int) -> list[ExpiredHold]:
+        """A sweep's first step, a read: up to `limit` holds the expiry index lists as run
+        out by `now`, with what the second step must declare."""
+        async with self.store.guard():
+            ids = await self.store.redis.zrangebyscore(self.keys.holds, "-inf", now,
+                                                       start=0, num=limit)
+            if not ids:
+                return []
+            pipe = self.store.redis.pipeline(transaction=False)
+            for hid in ids:
+                pipe.hmget(self.keys.hold(text(hid)), ["owner", "centre"])
+            rows = await pipe.execute()
+        return [ExpiredHold(text(hid), text(owner or ""), text(centre or ""))
+                for hid, (owner, centre) in zip(ids, rows, strict=True)]
+
+    async def expire(self, holds: Sequence[ExpiredHold], now: int) -> int:
+        """A sweep's second step (sweep-n.lua): end each of `holds` that is still live and
+        run out by `now`; returns how many. Race: a hold confirmed, released or ended by
+        another sweeper since the read is no longer live, so its units come back once."""
+        if not holds:
+            return 0
+        keys: list[str] = list(self.keys.shared)
+        args: list[str | int] = [now]
+        for found in holds:
+            hold = self.keys.hold(found.hid)
+            if found.owner and found.centre:
+                keys += [hold, self.keys.owner(found.owner), self.keys.cfree(found.centre)]
+            else:
+                keys += [hold, hold, hold]  # its HASH was gone: only its index entry is left
+            args += [found.hid, found.owner, found.centre]
+        reply = await self.store.run(self.store.sweep_script, keys, args)
+        return reply.integer("expired")
 
     async def is_empty(self) -> bool:
         async with self.store.guard():
-            return int(await self.store.redis.hlen(self.store.keys.cap)) == 0
+            return int(await self.store.redis.hlen(self.keys.cap)) == 0
 
     async def centre_counts(self) -> dict[str, dict[str, int]]:
         """Capacity, free, held and booked units per centre (kept by the scripts)."""
-        return parse_centre_counts(await self.store.hgetall(self.store.keys.centre_counts))
+        return parse_centre_counts(await self.store.hgetall(self.keys.centre_counts))
 
 
 def hold_verification(hid: str) -> str:

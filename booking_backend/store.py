@@ -1,15 +1,22 @@
 """Redis key names, the Lua scripts and the one place where Redis errors become our own.
 
 Every key of a deployment starts with `bk:{<deployment>}:`; the braces make the deployment
-a Redis Cluster hash tag, so all keys of one deployment share a slot and every Lua script
-(which derive keys from that prefix) stays on one node.
+a Redis Cluster hash tag, so all keys of one deployment share a slot. Keys are built here
+(`Keys`) and nowhere else: each script receives every key it touches in KEYS (Redis Cluster
+routes a script by them), loaded by `vaccine_queue.lua`, and answers with named fields read
+by name (`Reply`).
+
+Where a script works on keys that only the data names (the holds the expiry index lists,
+the entries at the head of a waiting list, a visitor's previous hold, a person's waiting
+entry), its caller reads them first, or learns them from the script's first answer, and
+declares them; the script checks under its atomicity that they still are what the caller
+saw. If not, it writes nothing and says so, and the caller reads again (at most
+`MAX_ATTEMPTS` times, then `StoreConflict`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
-import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +25,14 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-_INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
+from vaccine_queue.lua import Reply, register
 
 Value = str | int | float
 COUNT_NAMES = ("capacity", "free", "held", "booked", "bookings", "waiting")
 EXPIRY_NAMES = ("holds_expired", "codes_expired")  # fields of `counts` that only grow
 CENTRE_STATES = ("capacity", "free", "held", "booked")
+# How often a two-phase step reads again when its keys changed before its script ran.
+MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +59,16 @@ class StoreUnavailable(Exception):
     """Redis could not be reached or refused a command; views show a friendly 503."""
 
 
+class StoreConflict(StoreUnavailable):
+    """A two-phase step found what it read changed every time it tried (a burst of writers
+    on the same hold, verification or waiting list): a friendly 503, try again."""
+
+
 def text(value: object) -> str:
     """Redis replies as str (decode_responses) or bytes; views want str."""
     if isinstance(value, bytes):
         return value.decode()
     return str(value)
-
-
-def load_lua(name: str) -> str:
-    """Read a script from the package, pasting `--!include` files in place."""
-    folder = importlib.resources.files("booking_backend") / "lua"
-    source = (folder / name).read_text(encoding="utf-8")
-    return _INCLUDE.sub(lambda m: (folder / m.group(1)).read_text(encoding="utf-8"), source)
 
 
 class Keys:
@@ -86,6 +93,12 @@ class Keys:
         self.waves = p + "waves"  # HASH wave -> JSON {min_age, count, created}
         self.catalogue = p + "catalogue"  # HASH version, json (centres and postcodes)
         self.demo_lock = p + "demo-lock"  # STRING: one process loads the demo data
+
+    @property
+    def shared(self) -> list[str]:
+        """The first KEYS of every script that includes `lua/_lib.lua`, in its order."""
+        return [self.free, self.cap, self.counts, self.centre_counts, self.holds,
+                self.identities, self.wl_identities, self.outbox, self.outbox_created]
 
     def cfree(self, centre: str) -> str:
         return f"{self.prefix}cfree:{centre}"  # ZSET slots with free units by start
@@ -121,29 +134,39 @@ class Keys:
         return f"{self.prefix}idem:{digest}"
 
 
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One script of `lua/`, registered once per client; `name` names it in errors."""
+
+    name: str
+    runner: AsyncScript
+
+
 class Store:
     """The Redis client, the key builder and every Lua script, registered once per client."""
 
     def __init__(self, client: aioredis.Redis, deployment: str) -> None:
         self.redis = client
         self.keys = Keys(deployment)
-        self.prefix = self.keys.prefix
-        register = client.register_script
-        self.hold_script: AsyncScript = register(load_lua("hold-1.lua"))
-        self.release_script: AsyncScript = register(load_lua("release-1.lua"))
-        self.hold_details_script: AsyncScript = register(load_lua("hold_details-1.lua"))
-        self.code_request_script: AsyncScript = register(load_lua("code_request-2.lua"))
-        self.code_check_script: AsyncScript = register(load_lua("code_check-1.lua"))
-        self.confirm_script: AsyncScript = register(load_lua("confirm-2.lua"))
-        self.cancel_script: AsyncScript = register(load_lua("cancel-1.lua"))
-        self.release_slots_script: AsyncScript = register(load_lua("release_slots-0.lua"))
-        self.sweep_script: AsyncScript = register(load_lua("sweep-0.lua"))
-        self.codes_expire_script: AsyncScript = register(load_lua("codes_expire-1.lua"))
-        self.outbox_claim_script: AsyncScript = register(load_lua("outbox_claim-1.lua"))
-        self.outbox_done_script: AsyncScript = register(load_lua("outbox_done-1.lua"))
-        self.outbox_fail_script: AsyncScript = register(load_lua("outbox_fail-1.lua"))
-        self.waitlist_join_script: AsyncScript = register(load_lua("waitlist_join-1.lua"))
-        self.offers_script: AsyncScript = register(load_lua("offers-n.lua"))
+
+        def load(name: str) -> Script:
+            return Script(name, register(client, "booking_backend", name))
+
+        self.hold_script = load("hold-14.lua")
+        self.release_script = load("release-12.lua")
+        self.hold_details_script = load("hold_details-2.lua")
+        self.code_request_script = load("code_request-7.lua")
+        self.code_check_script = load("code_check-3.lua")
+        self.confirm_script = load("confirm-18.lua")
+        self.cancel_script = load("cancel-n.lua")
+        self.release_slots_script = load("release_slots-n.lua")
+        self.sweep_script = load("sweep-n.lua")
+        self.codes_expire_script = load("codes_expire-2.lua")
+        self.outbox_claim_script = load("outbox_claim-1.lua")
+        self.outbox_done_script = load("outbox_done-5.lua")
+        self.outbox_fail_script = load("outbox_fail-4.lua")
+        self.waitlist_join_script = load("waitlist_join-8.lua")
+        self.offers_script = load("offers-n.lua")
 
     @classmethod
     def from_url(cls, url: str, deployment: str) -> Store:
@@ -161,15 +184,11 @@ class Store:
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def run(
-        self, script: AsyncScript, keys: Sequence[str], args: Iterable[Value]
-    ) -> list[str]:
-        """Run a script; its reply (a list, or a single value) comes back as strings."""
+    async def run(self, script: Script, keys: Sequence[str], args: Iterable[Value]) -> Reply:
+        """Run a script; its reply of named fields is read by name."""
         async with self.guard():
-            reply: Any = await script(keys=list(keys), args=list(args))
-        if isinstance(reply, list):
-            return [text(item) for item in reply]
-        return [text(reply)]
+            raw = await script.runner(keys=list(keys), args=list(args))
+        return Reply(raw, script.name)
 
     async def hgetall(self, key: str) -> dict[str, str]:
         async with self.guard():

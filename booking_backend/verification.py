@@ -1,8 +1,8 @@
 """Verification codes and the outbox that delivers them (and waiting-list news).
 
-A code is requested (code_request-2.lua writes it and queues a message in one step), the
+A code is requested (code_request-7.lua writes it and queues a message in one step), the
 outbox worker hands the message to a sender, and only when the sender succeeded does
-outbox_done-1.lua start the code's validity. A backed-up SMS queue therefore never delivers
+outbox_done-5.lua start the code's validity. A backed-up SMS queue therefore never delivers
 a code that has already expired (Niedersachsen, January 2021).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +20,7 @@ import aiohttp
 from booking_backend.identity import Contact, IdentityHasher, new_digits
 from booking_backend.metrics import Metrics
 from booking_backend.settings import Settings
-from booking_backend.store import Store, StoreUnavailable
+from booking_backend.store import MAX_ATTEMPTS, Store, StoreConflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -129,42 +129,57 @@ class Verifier:
     async def request(
         self, vid: str, subject: str, contact: Contact, lang: str, kind: str
     ) -> tuple[str, str]:
-        """Send a fresh code. Returns (status, detail): ok, wait (seconds), too_many, ..."""
+        """Send a fresh code. Returns (status, detail): ok (sends), wait (seconds),
+        too_many, verified, locked."""
         code = new_digits(6)
         mid = secrets.token_urlsafe(12)
-        reply = await self._store.run(
-            self._store.code_request_script,
-            [self._store.keys.verif(vid), self._store.keys.outbox],
-            [self._store.prefix, int(self._clock()), self._hasher.code(subject, code), mid,
-             self._settings.code_resend_seconds, self._settings.code_max_sends,
-             max(3600, self._settings.code_validity_seconds * 4), subject,
-             "kind", kind, "channel", contact.channel, "address", contact.address,
-             "lang", lang, "code", code],
-        )
-        self._metrics.codes_requested.labels(outcome=reply[0]).inc()
-        if reply[0] == "ok":
-            self._wakeup()
-        return reply[0], reply[1] if len(reply) > 1 else ""
+        keys = self._store.keys
+        old = ""  # the message of the code this one replaces, learnt from the script
+        for _ in range(MAX_ATTEMPTS):
+            reply = await self._store.run(
+                self._store.code_request_script,
+                [keys.verif(vid), keys.outbox, keys.outbox_created, keys.codes, keys.counts,
+                 keys.msg(mid), keys.msg(old or mid)],
+                [int(self._clock()), self._hasher.code(subject, code), mid,
+                 self._settings.code_resend_seconds, self._settings.code_max_sends,
+                 max(3600, self._settings.code_validity_seconds * 4), subject, old,
+                 "kind", kind, "channel", contact.channel, "address", contact.address,
+                 "lang", lang, "code", code],
+            )
+            status = reply.text("outcome")
+            if status == "previous":
+                # Race: the current code's message is not the one we expected (a first try
+                # expects none, or another request renewed it meanwhile): declare it, retry.
+                old = reply.text("message")
+                continue
+            self._metrics.codes_requested.labels(outcome=status).inc()
+            if status == "ok":
+                self._wakeup()
+                return status, reply.text("sends")
+            return status, reply.text("seconds") if status == "wait" else ""
+        raise StoreConflict("code_request-7.lua: the verification kept changing")
 
     async def check(self, vid: str, subject: str, code: str) -> tuple[str, str]:
         """(status, detail): ok, wrong (attempts left), locked, expired, not_delivered, ..."""
         digits = "".join(ch for ch in code if ch.isdigit())
+        keys = self._store.keys
         reply = await self._store.run(
-            self._store.code_check_script, [self._store.keys.verif(vid)],
+            self._store.code_check_script, [keys.verif(vid), keys.codes, keys.counts],
             [int(self._clock()), self._hasher.code(subject, digits),
-             self._settings.code_validity_seconds, self._settings.code_max_attempts, subject,
-             self._store.prefix],
+             self._settings.code_validity_seconds, self._settings.code_max_attempts, subject],
         )
-        self._metrics.code_checks.labels(outcome=reply[0]).inc()
-        return reply[0], reply[1] if len(reply) > 1 else ""
+        status = reply.text("outcome")
+        self._metrics.code_checks.labels(outcome=status).inc()
+        return status, reply.text("remaining") if status == "wrong" else ""
 
     async def expire_codes(self, limit: int = 500) -> int:
-        """Count delivered codes whose validity ran out unused (codes_expire-1.lua counts)."""
+        """Count delivered codes whose validity ran out unused (codes_expire-2.lua counts)."""
+        keys = self._store.keys
         reply = await self._store.run(
-            self._store.codes_expire_script, [self._store.keys.codes],
-            [self._store.prefix, int(self._clock()), limit],
+            self._store.codes_expire_script, [keys.codes, keys.counts],
+            [int(self._clock()), limit],
         )
-        return int(reply[0])
+        return reply.integer("expired")
 
     async def state(self, vid: str, contact: Contact | None) -> CodeState:
         raw = await self._store.hgetall(self._store.keys.verif(vid))
@@ -195,11 +210,11 @@ class Outbox:
 
     async def run_once(self, limit: int = 50) -> int:
         """Deliver what is due now; returns how many messages were attempted."""
-        ids = await self._store.run(
+        reply = await self._store.run(
             self._store.outbox_claim_script, [self._store.keys.outbox],
             [int(self._clock()), CLAIM_LEASE_SECONDS, limit],
         )
-        ids = [mid for mid in ids if mid]
+        ids = reply.text("claimed").split()
         # Deliveries run side by side: one slow gateway call must not hold up the queue.
         await asyncio.gather(*(self._deliver(mid) for mid in ids))
         return len(ids)
@@ -208,7 +223,7 @@ class Outbox:
         raw = await self._store.hgetall(self._store.keys.msg(mid))
         if not raw:
             # withdrawn by a resend between claim and now: just drop the claim
-            await self._done(mid, self._clock())
+            await self._done(mid, raw, self._clock())
             return
         contact = Contact(raw.get("channel", "sms"), raw.get("address", ""))
         lang = raw.get("lang", "de")
@@ -217,26 +232,35 @@ class Outbox:
         try:
             await self._sender.send(message)
         except DeliveryFailed as exc:
+            keys = self._store.keys
             reply = await self._store.run(
-                self._store.outbox_fail_script, [self._store.keys.outbox],
-                [self._store.prefix, int(self._clock()), mid,
-                 self._settings.outbox_max_attempts, BACKOFF_SECONDS],
+                self._store.outbox_fail_script,
+                [keys.outbox, keys.outbox_created, keys.msg(mid),
+                 raw.get("verif") or keys.msg(mid)],
+                [int(self._clock()), mid, self._settings.outbox_max_attempts, BACKOFF_SECONDS],
             )
+            outcome = reply.text("outcome")
             log.warning("delivery of a %s message to %s failed (%s): %s", kind,
-                        contact.masked, exc, reply[0])
-            self._metrics.deliveries.labels(sender=self._sender.name, outcome=reply[0]).inc()
+                        contact.masked, exc, outcome)
+            self._metrics.deliveries.labels(sender=self._sender.name, outcome=outcome).inc()
             return
         now = self._clock()
-        await self._done(mid, now)
+        await self._done(mid, raw, now)
         self._metrics.deliveries.labels(sender=self._sender.name, outcome="delivered").inc()
         created = raw.get("created")
         if created:
             self._metrics.delivery_delay.observe(max(0.0, now - float(created)))
 
-    async def _done(self, mid: str, now: float) -> None:
-        await self._store.run(self._store.outbox_done_script, [self._store.keys.outbox],
-                              [self._store.prefix, int(now), mid,
-                               self._settings.code_validity_seconds])
+    async def _done(self, mid: str, raw: Mapping[str, str], now: float) -> None:
+        """The message left (or was withdrawn): outbox_done-5.lua, with the verification the
+        message names (read before sending; a message's verification never changes)."""
+        keys = self._store.keys
+        await self._store.run(
+            self._store.outbox_done_script,
+            [keys.outbox, keys.outbox_created, keys.msg(mid), keys.codes,
+             raw.get("verif") or keys.msg(mid)],
+            [int(now), mid, self._settings.code_validity_seconds],
+        )
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; sleeps until woken by a new message or the poll."""

@@ -1,5 +1,5 @@
 """The waiting list: joining it. Assignment happens inside the Lua scripts that free
-capacity (cancel-1.lua, release_slots-0.lua), so each entry is served exactly once."""
+capacity (cancel-n.lua, release_slots-n.lua), so each entry is served exactly once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable, Mapping
 
 from booking_backend.catalogue import Centre, District
-from booking_backend.store import Store
+from booking_backend.store import MAX_ATTEMPTS, Store, StoreConflict
 
 Clock = Callable[[], float]
 
@@ -29,8 +29,22 @@ class Waitlist:
         flat: list[str] = ["district", district.id, "centre", centre.id if centre else ""]
         for key, value in fields.items():
             flat += [key, value]
-        reply = await self._store.run(
-            self._store.waitlist_join_script, [keys.wl_entry(eid)],
-            [self._store.prefix, int(self._clock()), eid, identity, target, *flat],
-        )
-        return reply[0], int(reply[1]) if len(reply) > 1 else 0
+        existing, existing_list = "", ""  # the person's entry, learnt from the script
+        for _ in range(MAX_ATTEMPTS):
+            entry = keys.wl_entry(eid)
+            reply = await self._store.run(
+                self._store.waitlist_join_script,
+                [entry, keys.identities, keys.wl_identities, keys.wl_seq, target, keys.counts,
+                 keys.wl_entry(existing) if existing else entry, existing_list or entry],
+                [int(self._clock()), eid, identity, existing, *flat],
+            )
+            status = reply.text("outcome")
+            if status == "previous":
+                # Race: the person's entry is not the one we expected (a first try expects
+                # none, or they joined meanwhile): declare it and its list, try again.
+                existing = reply.text("entry")
+                existing_list = (await self._store.hget(keys.wl_entry(existing), "list")
+                                 or "") if existing else ""
+                continue
+            return status, 0 if status == "already_booked" else reply.integer("position")
+        raise StoreConflict("waitlist_join-8.lua: the person's entry kept changing")

@@ -1,169 +1,211 @@
--- _lib.lua: helpers shared by the booking scripts; pasted in place of each
--- `--!include _lib.lua` line when store.py loads a script (Redis Lua has no modules).
+-- _lib.lua: helpers shared by the inventory scripts (hold, release, sweep, confirm, cancel,
+-- release_slots); pasted in place of each `--!include _lib.lua` line by vaccine_queue.lua
+-- (Redis Lua has no modules).
 --
--- Every key is built from the prefix P (`bk:{<deployment>}:`). All keys carry the same
--- hash tag, so one deployment lives on one Redis Cluster slot and a script that derives
--- keys from P never crosses slots.
+-- No key is built here, nor in any script: Redis Cluster routes a script by its declared
+-- keys. Every script that includes this file declares the deployment's shared keys first,
+-- in this order, and the helpers use them by position:
+-- KEYS[1] free             HASH slot -> free units (never < 0)
+-- KEYS[2] cap              HASH slot -> capacity units
+-- KEYS[3] counts           HASH capacity/free/held/booked units, bookings, waiting entries,
+--                          and two counters that only grow: holds_expired, codes_expired
+-- KEYS[4] ccounts          HASH "<centre>:capacity|free|held|booked" units per centre
+-- KEYS[5] holds            ZSET hold id by expiry
+-- KEYS[6] identities       HASH identity HMAC -> booking code
+-- KEYS[7] wl:identities    HASH identity HMAC -> waiting-list entry id
+-- KEYS[8] outbox           ZSET message id by due time
+-- KEYS[9] outbox:created   ZSET pending message id by queuing time (the backlog's age)
+-- KEYS[10..n] keys of one centre, hold, booking, message or waiting entry: each script
+--              says which; a helper takes the position of such a key, never a name
+-- ARGV[1..n]   each script's own; waitlist_args reads the waiting-list part of them
 --
--- Inventory model: a slot `<centre>@<start epoch s>` has `cap` units (people per slot).
---   P.."cap"  HASH slot -> capacity        P.."free" HASH slot -> free units (never < 0)
---   P.."cfree:"..centre  ZSET slot by start, holding exactly the slots with free > 0
---   P.."counts" HASH capacity/free/held/booked units, bookings, waiting entries, and two
---               counters that only grow: holds_expired, codes_expired (exported as counters)
---   P.."ccounts" HASH "<centre>:capacity|free|held|booked" units per centre (stats, metrics)
+-- Inventory model: a slot `<centre>@<start epoch s>` has `cap` units (people per slot);
+-- a centre's `cfree:<centre>` ZSET (slot by start) holds exactly its slots with free > 0.
 -- A unit is free, or held by exactly one hold, or booked by exactly one booking.
 
-local function hash(key)
-  local flat = redis.call("HGETALL", key)
+-- The HASH at KEYS[i] as a table.
+local function hash_at(i)
+  local flat = redis.call("HGETALL", KEYS[i])
   local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  for j = 1, #flat, 2 do t[flat[j]] = flat[j + 1] end
   return t
 end
 
 local function slot_parts(sid)
-  local cid, start = string.match(sid, "^(.+)@(%d+)$")
+  local cid, start = string.match(sid or "", "^(.+)@(%d+)$")
   return cid, tonumber(start)
 end
 
--- Take n units of a slot if that many are free; false otherwise (capacity never < 0).
-local function take(P, sid, n)
-  local free = tonumber(redis.call("HGET", P .. "free", sid) or "0")
+-- Take n units of slot sid, whose centre's cfree ZSET is KEYS[cfree], if that many are
+-- free; false otherwise (capacity never < 0).
+local function take(cfree, sid, n)
+  local free = tonumber(redis.call("HGET", KEYS[1], sid) or "0")
   if free < n then return false end
-  free = redis.call("HINCRBY", P .. "free", sid, -n)
-  local cid = slot_parts(sid)
-  if free <= 0 then
-    redis.call("ZREM", P .. "cfree:" .. cid, sid)
-  end
-  redis.call("HINCRBY", P .. "counts", "free", -n)
-  redis.call("HINCRBY", P .. "ccounts", cid .. ":free", -n)
+  free = redis.call("HINCRBY", KEYS[1], sid, -n)
+  if free <= 0 then redis.call("ZREM", KEYS[cfree], sid) end
+  redis.call("HINCRBY", KEYS[3], "free", -n)
+  redis.call("HINCRBY", KEYS[4], slot_parts(sid) .. ":free", -n)
   return true
 end
 
 -- Return n units to a slot (a slot the operator deleted meanwhile takes nothing back).
-local function give(P, sid, n)
-  if redis.call("HEXISTS", P .. "cap", sid) == 0 then return end
-  local free = redis.call("HINCRBY", P .. "free", sid, n)
+local function give(cfree, sid, n)
+  if redis.call("HEXISTS", KEYS[2], sid) == 0 then return end
+  local free = redis.call("HINCRBY", KEYS[1], sid, n)
   local cid, start = slot_parts(sid)
-  if free > 0 then redis.call("ZADD", P .. "cfree:" .. cid, start, sid) end
-  redis.call("HINCRBY", P .. "counts", "free", n)
-  redis.call("HINCRBY", P .. "ccounts", cid .. ":free", n)
+  if free > 0 then redis.call("ZADD", KEYS[cfree], start, sid) end
+  redis.call("HINCRBY", KEYS[3], "free", n)
+  redis.call("HINCRBY", KEYS[4], cid .. ":free", n)
 end
 
 -- Add n units (n < 0: remove) to state held or booked, in total and at centre cid.
-local function count_units(P, cid, state, n)
-  redis.call("HINCRBY", P .. "counts", state, n)
-  redis.call("HINCRBY", P .. "ccounts", cid .. ":" .. state, n)
+local function count_units(cid, state, n)
+  redis.call("HINCRBY", KEYS[3], state, n)
+  redis.call("HINCRBY", KEYS[4], cid .. ":" .. state, n)
 end
 
--- End a live hold and return both units; false when the hold is not live any more.
+-- End the live hold hid at KEYS[hold] (its owner's STRING at KEYS[owner], its centre's cfree
+-- at KEYS[cfree]) and return both units; false when the hold is not live any more.
 -- Status "expired" is counted here, in the step that ends the hold: whoever frees it (the
 -- sweeper, the next hold, a late confirmation), it is counted exactly once.
-local function release_hold(P, hid, new_status)
-  local hk = P .. "hold:" .. hid
-  local h = redis.call("HMGET", hk, "first", "second", "status", "owner")
+local function release_hold(hold, owner, cfree, hid, new_status)
+  local h = redis.call("HMGET", KEYS[hold], "first", "second", "status")
   if h[3] ~= "held" then return false end
-  give(P, h[1], 1)
-  give(P, h[2], 1)
-  count_units(P, slot_parts(h[1]), "held", -2)
-  if new_status == "expired" then redis.call("HINCRBY", P .. "counts", "holds_expired", 1) end
-  redis.call("ZREM", P .. "holds", hid)
-  redis.call("HSET", hk, "status", new_status)
-  redis.call("EXPIRE", hk, 3600)
-  local ok = P .. "owner:" .. (h[4] or "")
-  if redis.call("GET", ok) == hid then redis.call("DEL", ok) end
+  give(cfree, h[1], 1)
+  give(cfree, h[2], 1)
+  count_units(slot_parts(h[1]), "held", -2)
+  if new_status == "expired" then redis.call("HINCRBY", KEYS[3], "holds_expired", 1) end
+  redis.call("ZREM", KEYS[5], hid)
+  redis.call("HSET", KEYS[hold], "status", new_status)
+  redis.call("EXPIRE", KEYS[hold], 3600)
+  if redis.call("GET", KEYS[owner]) == hid then redis.call("DEL", KEYS[owner]) end
   return true
 end
 
--- Lazily expire up to `limit` holds whose time ran out (the sweeper calls this too).
-local function expire_holds(P, now, limit)
-  local ids = redis.call("ZRANGEBYSCORE", P .. "holds", "-inf", now, "LIMIT", 0, limit)
-  for _, hid in ipairs(ids) do
-    if not release_hold(P, hid, "expired") then
-      redis.call("ZREM", P .. "holds", hid)
-    end
-  end
-  return #ids
-end
-
--- The earliest pair at a centre: a free first slot in [earliest, latest] and the first free
--- slot between min_gap and max_gap seconds after it.
-local function find_pair(P, cid, earliest, latest, min_gap, max_gap)
-  local firsts = redis.call("ZRANGEBYSCORE", P .. "cfree:" .. cid, earliest, latest, "WITHSCORES")
+-- The earliest pair in KEYS[cfree]: a free first slot in [earliest, latest] and the first
+-- free slot between min_gap and max_gap seconds after it.
+local function find_pair(cfree, earliest, latest, min_gap, max_gap)
+  local firsts = redis.call("ZRANGEBYSCORE", KEYS[cfree], earliest, latest, "WITHSCORES")
   for i = 1, #firsts, 2 do
     local t = tonumber(firsts[i + 1])
-    local seconds = redis.call("ZRANGEBYSCORE", P .. "cfree:" .. cid,
-      t + min_gap, t + max_gap, "LIMIT", 0, 1)
+    local seconds = redis.call("ZRANGEBYSCORE", KEYS[cfree], t + min_gap, t + max_gap,
+      "LIMIT", 0, 1)
     if #seconds > 0 then return firsts[i], seconds[1] end
   end
   return nil, nil
 end
 
--- Put a message into the outbox; the worker renders and delivers it. `outbox:created`
--- orders pending messages by when they were queued (the backlog's age, for the metrics).
-local function enqueue(P, mid, due, fields)
-  redis.call("HSET", P .. "msg:" .. mid, unpack(fields))
-  redis.call("ZADD", P .. "outbox", due, mid)
-  redis.call("ZADD", P .. "outbox:created", due, mid)
+-- Put message mid (its HASH at KEYS[msg]) into the outbox; the worker renders and delivers it.
+local function enqueue(msg, mid, due, fields)
+  redis.call("HSET", KEYS[msg], unpack(fields))
+  redis.call("ZADD", KEYS[8], due, mid)
+  redis.call("ZADD", KEYS[9], due, mid)
 end
 
--- Remove a person's waiting-list entry (they booked or were assigned).
-local function drop_waiting(P, identity, status)
-  local eid = redis.call("HGET", P .. "wl:identities", identity)
-  if not eid then return end
-  redis.call("HDEL", P .. "wl:identities", identity)
-  local ek = P .. "wl:e:" .. eid
-  local list = redis.call("HGET", ek, "list")
-  if list and redis.call("ZREM", list, eid) == 1 then
-    redis.call("HINCRBY", P .. "counts", "waiting", -1)
+-- Take a person's waiting entry eid (HASH at KEYS[entry], its list at KEYS[list]) off the
+-- list: they booked another way.
+local function drop_waiting(entry, list, eid, identity, status)
+  redis.call("HDEL", KEYS[7], identity)
+  if redis.call("HGET", KEYS[entry], "list") == KEYS[list]
+      and redis.call("ZREM", KEYS[list], eid) == 1 then
+    redis.call("HINCRBY", KEYS[3], "waiting", -1)
   end
-  redis.call("HSET", ek, "status", status)
+  redis.call("HSET", KEYS[entry], "status", status)
 end
 
--- Give up to `quota` pairs at centre `cid` to the oldest entries of the centre's waiting list
--- and its district's list (strict order of joining across both lists). `codes` are fresh
--- booking codes, one per possible assignment. Returns the booking codes assigned.
-local function assign_waitlist(P, cid, district, quota, now, earliest, min_gap, max_gap, codes)
+-- The waiting-list part of a script that frees capacity (cancel, release_slots): which keys
+-- and ids the caller read beforehand. From ARGV[a]:
+--   window (entries read from the head of each list), n, n fresh booking codes,
+--   nc, the nc entry ids read from the centre's list, nd, the nd ids read from the district's
+-- From KEYS[k]:
+--   wl:c:<centre>, wl:d:<district>, then booking:<code j> and msg:wl-<code j> for each code,
+--   then wl:e:<eid> for each id read (centre list first, in the order read).
+-- Returns the table and the ARGV position after the part.
+local function waitlist_args(a, k)
+  local wl = {clist = k, dlist = k + 1, window = tonumber(ARGV[a]), codes = {}, booking = {},
+              msg = {}, cids = {}, dids = {}, entry = {}}
+  local n = tonumber(ARGV[a + 1])
+  for j = 1, n do
+    wl.codes[j] = ARGV[a + 1 + j]
+    wl.booking[j] = k + 2 * j
+    wl.msg[j] = k + 2 * j + 1
+  end
+  local at, key = a + 2 + n, k + 2 + 2 * n
+  for _, ids in ipairs({wl.cids, wl.dids}) do
+    local count = tonumber(ARGV[at])
+    for i = 1, count do
+      local eid = ARGV[at + i]
+      ids[i] = eid
+      wl.entry[eid] = key
+      key = key + 1
+    end
+    at = at + 1 + count
+  end
+  return wl, at
+end
+
+-- Whether both lists still start with what the caller read (nothing joined a list it read
+-- whole, nothing left either head); false means the caller must read again.
+local function waitlist_unchanged(wl)
+  if wl.window == 0 then return true end
+  for _, pair in ipairs({{wl.clist, wl.cids}, {wl.dlist, wl.dids}}) do
+    local now_ids = redis.call("ZRANGE", KEYS[pair[1]], 0, wl.window - 1)
+    if #now_ids ~= #pair[2] then return false end
+    for i = 1, #now_ids do
+      if now_ids[i] ~= pair[2][i] then return false end
+    end
+  end
+  return true
+end
+
+-- Give up to `quota` pairs of the centre cid (its cfree ZSET at KEYS[cfree]) to the oldest
+-- entries of the centre's waiting list and its district's list (strict order of joining
+-- across both lists), using the codes in `wl` (see waitlist_args). Returns the booking codes
+-- assigned.
+local function assign_waitlist(wl, cfree, cid, district, quota, now, earliest, min_gap, max_gap)
   local assigned = {}
-  local clist = P .. "wl:c:" .. cid
-  local dlist = P .. "wl:d:" .. district
-  while #assigned < quota and #assigned < #codes do
-    local c = redis.call("ZRANGE", clist, 0, 0, "WITHSCORES")
-    local d = redis.call("ZRANGE", dlist, 0, 0, "WITHSCORES")
+  while #assigned < quota and #assigned < #wl.codes do
+    local c = redis.call("ZRANGE", KEYS[wl.clist], 0, 0, "WITHSCORES")
+    local d = redis.call("ZRANGE", KEYS[wl.dlist], 0, 0, "WITHSCORES")
     local eid, list
     if #c > 0 and (#d == 0 or tonumber(c[2]) < tonumber(d[2])) then
-      eid, list = c[1], clist
+      eid, list = c[1], wl.clist
     elseif #d > 0 then
-      eid, list = d[1], dlist
+      eid, list = d[1], wl.dlist
     else
       break
     end
-    local first, second = find_pair(P, cid, earliest, "+inf", min_gap, max_gap)
+    local entry = wl.entry[eid]
+    -- Past what the caller read (more skipped entries than its margin): the rest of the
+    -- list waits for the next cancellation or release.
+    if not entry then break end
+    local first, second = find_pair(cfree, earliest, "+inf", min_gap, max_gap)
     if not first then break end
     -- The entry leaves its list in the same atomic step that books it: assigned exactly once.
-    redis.call("ZREM", list, eid)
-    redis.call("HINCRBY", P .. "counts", "waiting", -1)
-    local ek = P .. "wl:e:" .. eid
-    local e = hash(ek)
-    redis.call("HDEL", P .. "wl:identities", e.identity or "")
-    if (e.identity or "") == "" or redis.call("HEXISTS", P .. "identities", e.identity) == 1 then
+    redis.call("ZREM", KEYS[list], eid)
+    redis.call("HINCRBY", KEYS[3], "waiting", -1)
+    local e = hash_at(entry)
+    redis.call("HDEL", KEYS[7], e.identity or "")
+    if (e.identity or "") == "" or redis.call("HEXISTS", KEYS[6], e.identity) == 1 then
       -- booked directly meanwhile: one person, one booking; the pair goes to the next entry
-      redis.call("HSET", ek, "status", "skipped")
+      redis.call("HSET", KEYS[entry], "status", "skipped")
     else
-      local code = codes[#assigned + 1]
-      take(P, first, 1)
-      take(P, second, 1)
-      redis.call("HSET", P .. "booking:" .. code,
+      local j = #assigned + 1
+      local code = wl.codes[j]
+      take(cfree, first, 1)
+      take(cfree, second, 1)
+      redis.call("HSET", KEYS[wl.booking[j]],
         "code", code, "first", first, "second", second, "centre", cid, "district", district,
         "birth", e.birth or "", "name", e.name or "", "channel", e.channel or "",
         "address", e.address or "", "lang", e.lang or "de", "identity", e.identity,
         "invitation", e.invitation or "", "status", "active", "created", now,
         "source", "waitlist")
-      redis.call("HSET", P .. "identities", e.identity, code)
-      count_units(P, cid, "booked", 2)
-      redis.call("HINCRBY", P .. "counts", "bookings", 1)
-      redis.call("HSET", ek, "status", "assigned", "booking", code)
-      redis.call("EXPIRE", ek, 86400)
-      enqueue(P, "wl-" .. code, now, {"kind", "assigned", "channel", e.channel or "",
+      redis.call("HSET", KEYS[6], e.identity, code)
+      count_units(cid, "booked", 2)
+      redis.call("HINCRBY", KEYS[3], "bookings", 1)
+      redis.call("HSET", KEYS[entry], "status", "assigned", "booking", code)
+      redis.call("EXPIRE", KEYS[entry], 86400)
+      enqueue(wl.msg[j], "wl-" .. code, now, {"kind", "assigned", "channel", e.channel or "",
         "address", e.address or "", "lang", e.lang or "de", "booking", code,
         "attempts", 0, "created", now})
       table.insert(assigned, code)

@@ -1,0 +1,63 @@
+-- release_slots-n.lua: add slot capacity at one centre (vaccine arrived, or initial load)
+-- and hand a share of the new pairs to the waiting list in the same atomic step.
+--
+-- The caller reads the heads of the centre's and the district's waiting lists first (a
+-- script may only touch keys it declares) and calls this with them; if either list changed
+-- meanwhile, nothing is written and the caller reads again.
+--
+-- KEYS[1]  free             the deployment's shared keys, as _lib.lua lists them
+-- KEYS[2]  cap
+-- KEYS[3]  counts
+-- KEYS[4]  ccounts
+-- KEYS[5]  holds            (not used here)
+-- KEYS[6]  identities
+-- KEYS[7]  wl:identities
+-- KEYS[8]  outbox
+-- KEYS[9]  outbox:created
+-- KEYS[10] cfree:<centre>
+-- KEYS[11] wl:c:<centre>    the centre's waiting list
+-- KEYS[12] wl:d:<district>  the district's waiting list
+-- KEYS[13..n] for each fresh booking code j = 1 .. n (see ARGV), two keys:
+--   KEYS[11+2j]  booking:<code j>
+--   KEYS[12+2j]  msg:wl-<code j>   the message telling that person
+-- and then wl:e:<eid>, one per entry id in ARGV, in the same order
+-- ARGV[1]  now
+-- ARGV[2]  centre
+-- ARGV[3]  district         of the centre
+-- ARGV[4]  quota            how many pairs go to the waiting list at most
+-- ARGV[5]  earliest first-dose start
+-- ARGV[6]  min_gap
+-- ARGV[7]  max_gap
+-- ARGV[8]  t                pairs of slot and units that follow
+-- ARGV[9..n] in turn:
+--   t pairs: slot id, units to add
+--   window: entries the caller read from the head of each list (0: none)
+--   n, then n fresh booking codes
+--   nc, then the nc entry ids read from the centre's list, in order
+--   nd, then the nd entry ids read from the district's list, in order
+-- Returns outcome:
+--   ok      added = units added, assigned = the booking codes given to waiting entries,
+--           separated by spaces
+--   retry   a waiting list changed since the caller read it: nothing was written
+-- Clock: ARGV now (the app clock).
+--!include _lib.lua
+
+local now, centre, district = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local quota, earliest = tonumber(ARGV[4]), tonumber(ARGV[5])
+local min_gap, max_gap, t = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local wl = waitlist_args(9 + 2 * t, 11)
+-- Race: someone joined or left a list after the caller read it: it reads again.
+if not waitlist_unchanged(wl) then return {"outcome", "retry"} end
+local added = 0
+for i = 9, 8 + 2 * t, 2 do
+  local sid, units = ARGV[i], tonumber(ARGV[i + 1])
+  if slot_parts(sid) == centre and units > 0 then
+    redis.call("HINCRBY", KEYS[2], sid, units)
+    redis.call("HINCRBY", KEYS[3], "capacity", units)
+    redis.call("HINCRBY", KEYS[4], centre .. ":capacity", units)
+    give(10, sid, units)
+    added = added + units
+  end
+end
+local assigned = assign_waitlist(wl, 10, centre, district, quota, now, earliest, min_gap, max_gap)
+return {"outcome", "ok", "added", added, "assigned", table.concat(assigned, " ")}
