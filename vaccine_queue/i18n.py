@@ -146,21 +146,26 @@ def choose_language(request: web.Request) -> str:
 
 
 def request_language(request: web.Request) -> str:
-    """The language chosen for this request (by the middleware, or now)."""
+    """The language of this request, chosen the first time something asks for it (a
+    response without words, such as the gate's status poll, never pays for choosing)."""
     lang = request.get(lang_key)
-    return lang if lang else choose_language(request)
+    if lang is None:
+        lang = request[lang_key] = choose_language(request)
+    return lang
 
 
 def language_middleware(*, secure_cookies: bool) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Choose the language once per request; a `?lang=` choice is remembered in a cookie
-    that the gate's and the booking pages share."""
+    """Remember a `?lang=` choice in a cookie that the gate's and the booking pages share.
+    (The language itself is chosen on demand by `request_language`.)"""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        lang = request[lang_key] = choose_language(request)
         response = await handler(request)
-        if request.query.get("lang") == lang and not response.prepared:
-            remember_language(response, lang, secure=secure_cookies)
+        # The query string is looked at only when there is one: most requests have none.
+        if request.query_string and not response.prepared:
+            lang = request.query.get("lang")
+            if lang in LANGUAGES:
+                remember_language(response, lang, secure=secure_cookies)
         return response
 
     return middleware
