@@ -24,7 +24,7 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -61,6 +61,13 @@ class RoomKeys:
     the KEYS of each script in the order its header names them."""
 
     room: str
+    # KEYS of tick, issue_pass and draw_place (join adds one): built once, sent often.
+    room_script_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "room_script_keys", (
+            self.config, self.state, self.passes, self.seen(0), self.seen(1), self.seen(2),
+            self.skipped, self.returners, self.requeued, self.prequeue, self.drawn))
 
     def _key(self, name: str) -> str:
         return f"{PREFIX}:{{{self.room}}}:{name}"
@@ -107,12 +114,6 @@ class RoomKeys:
 
     def pass_browsers(self, ticket_id: str) -> str:
         return self._key(f"pfp:{ticket_id}")
-
-    @property
-    def room_script_keys(self) -> tuple[str, ...]:
-        """KEYS of tick, issue_pass and draw_place (join adds one)."""
-        return (self.config, self.state, self.passes, self.seen(0), self.seen(1), self.seen(2),
-                self.skipped, self.returners, self.requeued, self.prequeue, self.drawn)
 
     def join_script_keys(self, window: int) -> tuple[str, ...]:
         return (*self.room_script_keys, self.joins(window))
@@ -314,7 +315,6 @@ class RoomStore:
         self._settings = settings
         # None means Redis TIME: the one clock every process on every machine agrees on.
         self._clock = clock
-        self._room_keys = self.keys.room_script_keys
         self._tick = _Script(client, "tick-11.lua")
         self._join = _Script(client, "join-12.lua")
         self._joins: list[_PendingJoin] = []
@@ -342,7 +342,7 @@ class RoomStore:
             s.initial_rate_per_minute, s.initial_mode, s.initial_message,
             s.initial_session_minutes, secrets.token_hex(4), *seen,
         ]
-        return _tick_result(await self._tick(self._room_keys, args))
+        return _tick_result(await self._tick(self.keys.room_script_keys, args))
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
@@ -403,14 +403,14 @@ class RoomStore:
 
     async def issue_pass(self, ticket_id: str, number: int, epoch: str) -> PassResult:
         args: list[str | int | float] = [ticket_id, number, epoch, self._now_arg()]
-        reply = await self._issue_pass(self._room_keys, args)
+        reply = await self._issue_pass(self.keys.room_script_keys, args)
         outcome, value = _outcome_value(reply, _PASS_VALUE)
         return PassResult(cast(PassOutcome, outcome), value)
 
     async def draw_place(self, ticket_id: str, opens_at: int) -> DrawPlace:
         """The number a pre-queue ticket drew at opening (or that the draw is still ahead)."""
         args: list[str | int | float] = [ticket_id, opens_at, self._now_arg()]
-        reply = await self._draw_place(self._room_keys, args)
+        reply = await self._draw_place(self.keys.room_script_keys, args)
         outcome = reply.text("outcome")
         if outcome == "drawn":
             return DrawPlace("drawn", reply.integer("number"), reply.integer("draw_base"))
