@@ -9,8 +9,9 @@ import json
 
 import pytest
 
+from queue_gate.line import Line
 from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, join
-from vaccine_queue.contract import TICKET_COOKIE
+from vaccine_queue.contract import TICKET_COOKIE, Ticket
 from vaccine_queue.i18n import LANG_COOKIE, translator
 
 FORGED = "forged.token.value"
@@ -99,3 +100,23 @@ async def test_api_refusals_speak_the_apps_language(make_gate: GateFactory) -> N
     body = await elsewhere.json()
     assert (elsewhere.status, body["error"], body["message"]) == (
         401, "pass_required", german("err.pass_required"))
+
+
+async def test_an_unexpected_failure_tells_the_visitor_their_place_is_kept(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared words for an internal error speak of a reservation; the gate's of a place."""
+
+    async def broken(self: Line, ticket: Ticket, *, just_joined: bool = False) -> None:
+        raise RuntimeError("a bug")
+
+    ticket = (await join(gate))["ticket"]
+    monkeypatch.setattr(Line, "standing", broken)
+    api = await gate.client.get("/queue/api/status", headers={
+        "Authorization": f"Bearer {ticket}", "Accept-Language": "de"})
+    body = await api.json()
+    assert (api.status, body["error"], body["message"]) == (
+        500, "internal_error", translator("de")("gate.internal_error"))
+    page = await gate.client.get("/queue/wait?lang=en", headers={"Accept": "text/html"})
+    assert page.status == 500
+    assert html.escape(translator("en")("gate.internal_error")) in await page.text()
