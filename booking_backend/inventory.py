@@ -5,7 +5,7 @@ hold (both doses at once), release, confirm, cancel (waiting list first), releas
 slots (share to the waiting list), sweep of expired holds. Where a script needs keys that
 only the data names (expired holds, the head of a waiting list, an owner's previous hold,
 a person's waiting entry), this module reads them first or learns them from the script's
-answer, and the script checks they are still what was read (see store.py).
+first answer, and the script checks they are still what was seen (see store.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from booking_backend.catalogue import Catalogue, Centre
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
 from booking_backend.store import MAX_ATTEMPTS, Store, StoreConflict, parse_centre_counts, text
+from vaccine_queue.lua import Reply
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ Clock = Callable[[], float]
 DAY = 86400
 # Expired holds a hold gives back at once (hold-14.lua reports them), as the sweeper would.
 EXPIRE_WITH_HOLD = 100
-# Waiting entries read beyond a quota, for entries a script skips (the person booked
+# Waiting entries declared beyond a quota, for entries a script skips (the person booked
 # directly meanwhile); more skips than this leave the rest to the next release.
 WAITLIST_MARGIN = 10
 
@@ -120,14 +121,26 @@ class ExpiredHold:
 
 @dataclass(frozen=True, slots=True)
 class WaitingHeads:
-    """The first entries of a centre's and of its district's waiting list, as read before a
-    script that may serve them (it declares their keys, and checks they are still first)."""
+    """The entries a script that may serve up to `quota` waiting pairs expects at the head
+    of a centre's and of its district's waiting list: it declares their keys, and checks
+    that the lists still start with them (cancel-n.lua, release_slots-n.lua)."""
 
     centre: str
     district: str
-    window: int  # entries read from the head of each list; 0: none were read
+    window: int  # how many entries of each list's head count; 0: the lists are not used
     centre_ids: tuple[str, ...]
     district_ids: tuple[str, ...]
+
+    @classmethod
+    def expect_empty(cls, centre: str, district: str, quota: int) -> WaitingHeads:
+        """A first guess: nobody waits. The window reaches `quota` entries and a margin."""
+        return cls(centre, district, quota + WAITLIST_MARGIN if quota > 0 else 0, (), ())
+
+    def found(self, reply: Reply) -> WaitingHeads:
+        """The heads a script's `retry` answer says the lists start with now."""
+        return WaitingHeads(self.centre, self.district, self.window,
+                            tuple(reply.text("centre_ids").split()),
+                            tuple(reply.text("district_ids").split()))
 
     @property
     def count(self) -> int:
@@ -298,8 +311,8 @@ class Inventory:
     async def cancel(self, booking: Booking) -> Outcome:
         """Cancel; the pair goes to the waiting list first (same atomic step)."""
         code = new_code()
+        heads = WaitingHeads.expect_empty(booking.centre, booking.district, 1)
         for _ in range(MAX_ATTEMPTS):
-            heads = await self.waiting_heads(booking.centre, booking.district, 1)
             wl_keys, wl_args = self._waitlist_part(heads, [code])
             earliest, _ = self.first_window()
             reply = await self.store.run(
@@ -311,7 +324,10 @@ class Inventory:
             )
             outcome = reply.text("outcome")
             if outcome == "retry":
-                continue  # Race: a waiting list changed after we read its head: read again.
+                # Race (or the first try, which expects nobody waiting): the lists start
+                # otherwise; declare the entries the script found there, try again.
+                heads = heads.found(reply)
+                continue
             if outcome != "ok":
                 return Outcome(outcome)
             assigned = reply.text("assigned")
@@ -334,8 +350,8 @@ class Inventory:
             return Outcome("ok", "0")
         share = self.settings.waitlist_share if share is None else share
         quota = int(share * (units // 2) + 0.5)  # a pair takes two units
+        heads = WaitingHeads.expect_empty(centre.id, centre.district, quota)
         for _ in range(MAX_ATTEMPTS):
-            heads = await self.waiting_heads(centre.id, centre.district, quota)
             # One code per entry that may be served; the script never assigns more.
             codes = [new_code() for _ in range(min(quota, heads.count))]
             wl_keys, wl_args = self._waitlist_part(heads, codes)
@@ -347,24 +363,13 @@ class Inventory:
                  self.max_gap, len(pairs) // 2, *pairs, *wl_args],
             )
             if reply.text("outcome") == "retry":
-                continue  # Race: a waiting list changed after we read its head: read again.
+                # Race (or the first try, which expects nobody waiting): the lists start
+                # otherwise; declare the entries the script found there, try again.
+                heads = heads.found(reply)
+                continue
             return Outcome("ok", str(reply.integer("added")),
                            tuple(reply.text("assigned").split()))
         raise StoreConflict("release_slots-n.lua: the waiting lists kept changing")
-
-    async def waiting_heads(self, centre: str, district: str, quota: int) -> WaitingHeads:
-        """The entries a script serving up to `quota` pairs may reach: the first `quota`
-        plus a margin (for entries it skips) of the centre's and the district's list."""
-        if quota <= 0:
-            return WaitingHeads(centre, district, 0, (), ())
-        window = quota + WAITLIST_MARGIN
-        async with self.store.guard():
-            pipe = self.store.redis.pipeline(transaction=False)
-            pipe.zrange(self.keys.wl_centre(centre), 0, window - 1)
-            pipe.zrange(self.keys.wl_district(district), 0, window - 1)
-            centre_ids, district_ids = await pipe.execute()
-        return WaitingHeads(centre, district, window, tuple(text(e) for e in centre_ids),
-                            tuple(text(e) for e in district_ids))
 
     def _waitlist_part(
         self, heads: WaitingHeads, codes: Sequence[str]

@@ -114,12 +114,12 @@ local function drop_waiting(entry, list, eid, identity, status)
 end
 
 -- The waiting-list part of a script that frees capacity (cancel, release_slots): which keys
--- and ids the caller read beforehand. From ARGV[a]:
---   window (entries read from the head of each list), n, n fresh booking codes,
---   nc, the nc entry ids read from the centre's list, nd, the nd ids read from the district's
+-- and ids the caller expects at the head of each list. From ARGV[a]:
+--   window (how many entries of each list's head count), n, n fresh booking codes,
+--   nc, the nc entry ids expected in the centre's list, nd, the nd ids of the district's
 -- From KEYS[k]:
 --   wl:c:<centre>, wl:d:<district>, then booking:<code j> and msg:wl-<code j> for each code,
---   then wl:e:<eid> for each id read (centre list first, in the order read).
+--   then wl:e:<eid> for each id expected (centre list first, in list order).
 -- Returns the table and the ARGV position after the part.
 local function waitlist_args(a, k)
   local wl = {clist = k, dlist = k + 1, window = tonumber(ARGV[a]), codes = {}, booking = {},
@@ -144,18 +144,19 @@ local function waitlist_args(a, k)
   return wl, at
 end
 
--- Whether both lists still start with what the caller read (nothing joined a list it read
--- whole, nothing left either head); false means the caller must read again.
-local function waitlist_unchanged(wl)
-  if wl.window == 0 then return true end
-  for _, pair in ipairs({{wl.clist, wl.cids}, {wl.dlist, wl.dids}}) do
-    local now_ids = redis.call("ZRANGE", KEYS[pair[1]], 0, wl.window - 1)
-    if #now_ids ~= #pair[2] then return false end
-    for i = 1, #now_ids do
-      if now_ids[i] ~= pair[2][i] then return false end
-    end
-  end
-  return true
+-- nil when both lists start with exactly what the caller expects (nothing joined a list it
+-- saw whole, nothing left either head); else the reply that tells it what they start with
+-- now: it declares those entries and calls again (a first call expects empty lists).
+local function waitlist_news(wl)
+  if wl.window == 0 then return nil end
+  local c = redis.call("ZRANGE", KEYS[wl.clist], 0, wl.window - 1)
+  local d = redis.call("ZRANGE", KEYS[wl.dlist], 0, wl.window - 1)
+  local same = #c == #wl.cids and #d == #wl.dids
+  for i = 1, #c do same = same and c[i] == wl.cids[i] end
+  for i = 1, #d do same = same and d[i] == wl.dids[i] end
+  if same then return nil end
+  return {"outcome", "retry", "centre_ids", table.concat(c, " "),
+          "district_ids", table.concat(d, " ")}
 end
 
 -- Give up to `quota` pairs of the centre cid (its cfree ZSET at KEYS[cfree]) to the oldest
@@ -176,8 +177,8 @@ local function assign_waitlist(wl, cfree, cid, district, quota, now, earliest, m
       break
     end
     local entry = wl.entry[eid]
-    -- Past what the caller read (more skipped entries than its margin): the rest of the
-    -- list waits for the next cancellation or release.
+    -- Past what the caller declared (more skipped entries than its margin): the rest of
+    -- the list waits for the next cancellation or release.
     if not entry then break end
     local first, second = find_pair(cfree, earliest, "+inf", min_gap, max_gap)
     if not first then break end

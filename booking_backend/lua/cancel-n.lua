@@ -1,8 +1,9 @@
 -- cancel-n.lua: cancel a booking; its units go to the waiting list first, then to everyone.
 --
--- The caller reads the heads of the centre's and the district's waiting lists first (a
--- script may only touch keys it declares) and calls this with them; if either list changed
--- meanwhile, nothing is written and the caller reads again.
+-- A waiting entry the script may serve must be declared, so the caller says which entries
+-- it expects at the head of the centre's and the district's waiting list (none, at first);
+-- if the lists start otherwise, nothing is written and the script answers with their heads
+-- (outcome retry), which the caller declares when it calls again.
 --
 -- KEYS[1]  free             the deployment's shared keys, as _lib.lua lists them
 -- KEYS[2]  cap
@@ -26,16 +27,19 @@
 -- ARGV[4]  max_gap
 -- ARGV[5]  centre           of the booking (KEYS[11])
 -- ARGV[6]  district         of the booking's centre
--- ARGV[7]  window           entries the caller read from the head of each list
+-- ARGV[7]  window           how many entries at the head of each list count (1 + a margin
+--                           for entries skipped because their person booked directly)
 -- ARGV[8]  1                fresh booking codes that follow
 -- ARGV[9]  the new code
--- ARGV[10] nc               entries read from the centre's list
--- ARGV[11..n] the nc entry ids read from the centre's list, in order, then nd (entries
---          read from the district's list), then the nd ids read from it, in order
+-- ARGV[10] nc               entries expected in the centre's list
+-- ARGV[11..n] the nc entry ids expected in the centre's list, in order, then nd (entries
+--          expected in the district's list), then those nd ids, in order
 -- Returns outcome:
 --   ok          assigned = the booking code given to a waiting entry ("" for none)
 --   not_active  the booking was cancelled already (or never existed)
---   retry       a waiting list changed since the caller read it: nothing was written
+--   retry       centre_ids, district_ids = the entry ids at the head of each list, up to
+--               window, separated by spaces: not what the caller expected, nothing was
+--               written; it declares them and calls again
 -- Clock: ARGV now (the app clock): appointments already past are not returned.
 --!include _lib.lua
 
@@ -46,8 +50,9 @@ if b[1] ~= "active" then return {"outcome", "not_active"} end
 -- A booking's centre never changes: a different one is a caller's bug, not a race.
 if b[5] ~= centre then error("cancel-n: booking centre is not " .. centre) end
 local wl = waitlist_args(7, 12)
--- Race: someone joined or left a list after the caller read it: it reads again.
-if not waitlist_unchanged(wl) then return {"outcome", "retry"} end
+-- Race (or a first call): the lists do not start as the caller expects: tell it their heads.
+local news = waitlist_news(wl)
+if news then return news end
 
 redis.call("HSET", KEYS[10], "status", "cancelled", "cancelled_at", now)
 if redis.call("HGET", KEYS[6], b[4]) == b[6] then

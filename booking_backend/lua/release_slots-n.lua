@@ -1,9 +1,10 @@
 -- release_slots-n.lua: add slot capacity at one centre (vaccine arrived, or initial load)
 -- and hand a share of the new pairs to the waiting list in the same atomic step.
 --
--- The caller reads the heads of the centre's and the district's waiting lists first (a
--- script may only touch keys it declares) and calls this with them; if either list changed
--- meanwhile, nothing is written and the caller reads again.
+-- A waiting entry the script may serve must be declared, so the caller says which entries
+-- it expects at the head of the centre's and the district's waiting list (none, at first);
+-- if the lists start otherwise, nothing is written and the script answers with their heads
+-- (outcome retry), which the caller declares when it calls again.
 --
 -- KEYS[1]  free             the deployment's shared keys, as _lib.lua lists them
 -- KEYS[2]  cap
@@ -31,14 +32,17 @@
 -- ARGV[8]  t                pairs of slot and units that follow
 -- ARGV[9..n] in turn:
 --   t pairs: slot id, units to add
---   window: entries the caller read from the head of each list (0: none)
+--   window: how many entries at the head of each list count (quota + a margin for
+--     entries skipped because their person booked directly; 0 when quota is 0)
 --   n, then n fresh booking codes
---   nc, then the nc entry ids read from the centre's list, in order
---   nd, then the nd entry ids read from the district's list, in order
+--   nc, then the nc entry ids expected in the centre's list, in order
+--   nd, then the nd entry ids expected in the district's list, in order
 -- Returns outcome:
 --   ok      added = units added, assigned = the booking codes given to waiting entries,
 --           separated by spaces
---   retry   a waiting list changed since the caller read it: nothing was written
+--   retry   centre_ids, district_ids = the entry ids at the head of each list, up to window,
+--           separated by spaces: not what the caller expected, nothing was written; it
+--           declares them and calls again
 -- Clock: ARGV now (the app clock).
 --!include _lib.lua
 
@@ -46,8 +50,9 @@ local now, centre, district = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local quota, earliest = tonumber(ARGV[4]), tonumber(ARGV[5])
 local min_gap, max_gap, t = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local wl = waitlist_args(9 + 2 * t, 11)
--- Race: someone joined or left a list after the caller read it: it reads again.
-if not waitlist_unchanged(wl) then return {"outcome", "retry"} end
+-- Race (or a first call): the lists do not start as the caller expects: tell it their heads.
+local news = waitlist_news(wl)
+if news then return news end
 local added = 0
 for i = 9, 8 + 2 * t, 2 do
   local sid, units = ARGV[i], tonumber(ARGV[i + 1])

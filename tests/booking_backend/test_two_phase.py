@@ -1,15 +1,18 @@
-"""Steps whose script needs keys only the data names: read first, then the script checks
-that what was read still holds. Races between the read and the script never give a unit
-back twice, never oversell, and serve each waiting entry once."""
+"""Steps whose script needs keys only the data names: read first (or learnt from the
+script's first answer), then the script checks that what was seen still holds. Races
+between the read and the script never give a unit back twice, never oversell, and serve
+each waiting entry once."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import pytest
 
-from booking_backend.inventory import Booking, WaitingHeads
+from booking_backend.inventory import Booking
+from booking_backend.store import Script, Value
 from tests.booking_backend.conftest import (
     CENTRE,
     HOME_POSTCODE,
@@ -18,6 +21,7 @@ from tests.booking_backend.conftest import (
     MakeEnv,
     pair_slots,
 )
+from vaccine_queue.lua import Reply
 
 
 async def hold(env: Env, ticket: str, pair: int) -> tuple[int, Any]:
@@ -85,6 +89,33 @@ async def test_a_hold_confirmed_between_the_read_and_the_sweep_is_not_expired(
     assert stored is not None and stored.status == "active"
 
 
+def after_each_reply(
+    env: Env, monkeypatch: pytest.MonkeyPatch, script: str,
+    action: Callable[[Reply], Awaitable[None]],
+) -> list[str]:
+    """Run `action` after every reply of `script` (outside of it: its own calls are not
+    watched), as another process would between two calls; returns the outcomes seen."""
+    store = env.backend.store
+    run = store.run
+    outcomes: list[str] = []
+    busy = False
+
+    async def watched(called: Script, keys: Sequence[str], args: Iterable[Value]) -> Reply:
+        nonlocal busy
+        reply = await run(called, keys, args)
+        if called.name == script and not busy:
+            outcomes.append(reply.text("outcome"))
+            busy = True
+            try:
+                await action(reply)
+            finally:
+                busy = False
+        return reply
+
+    monkeypatch.setattr(store, "run", watched)
+    return outcomes
+
+
 async def test_an_entry_served_between_the_read_and_a_cancellation_is_served_once(
     make_env: MakeEnv, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -96,26 +127,21 @@ async def test_an_entry_served_between_the_read_and_a_cancellation_is_served_onc
         status, _ = await join(env, f"w{i}", f"+491510000008{i}")
         assert status == 201
     inventory = env.backend.inventory
-    read = inventory.waiting_heads
-    reads = 0
 
-    async def racing_read(centre: str, district: str, quota: int) -> WaitingHeads:
-        """The first read of the first cancellation; then the other one runs whole."""
-        nonlocal reads
-        heads = await read(centre, district, quota)
-        reads += 1
-        if reads == 1:
+    async def other_cancellation(reply: Reply) -> None:
+        """Once the first cancellation knows the heads (w0, w1), another one serves w0."""
+        if reply.text("outcome") == "retry" and reply.text("district_ids").count(" ") == 1:
             other = await inventory.booking(second["booking_code"])
             assert other is not None
-            assert len((await inventory.cancel(other)).extra) == 1  # serves w0
-        return heads
+            assert len((await inventory.cancel(other)).extra) == 1
 
-    monkeypatch.setattr(inventory, "waiting_heads", racing_read)
+    outcomes = after_each_reply(env, monkeypatch, "cancel-n.lua", other_cancellation)
     booking = await inventory.booking(first["booking_code"])
     assert isinstance(booking, Booking)
     outcome = await inventory.cancel(booking)
-    # The first script found w0 gone from the head it read: read again and served w1.
-    assert reads == 3 and outcome.status == "ok" and len(outcome.extra) == 1
+    # expected nobody, then w0 and w1 (w0 served meanwhile), then w1 alone: served
+    assert outcomes == ["retry", "retry", "ok"]
+    assert outcome.status == "ok" and len(outcome.extra) == 1
     counts = await env.backend.store.counts()
     assert (counts["waiting"], counts["bookings"], counts["free"]) == (0, 2, 0)
     await env.deliver()
@@ -126,24 +152,19 @@ async def test_an_entry_served_between_the_read_and_a_cancellation_is_served_onc
 async def test_a_release_reads_the_lists_again_when_someone_joins_meanwhile(
     env: Env, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    inventory = env.backend.inventory
-    read = inventory.waiting_heads
-    reads = 0
+    assert (await join(env, "early", "+4915100000087"))[0] == 201
 
-    async def racing_read(centre: str, district: str, quota: int) -> WaitingHeads:
-        nonlocal reads
-        heads = await read(centre, district, quota)
-        reads += 1
-        if reads == 1:
-            assert heads.count == 0
+    async def late_join(reply: Reply) -> None:
+        """Between the release's first answer and its next call, a second person joins."""
+        if reply.text("outcome") == "retry" and reply.text("district_ids").count(" ") == 0:
             assert (await join(env, "late", "+4915100000089"))[0] == 201
-        return heads
 
-    monkeypatch.setattr(inventory, "waiting_heads", racing_read)
-    await env.add_pairs(1, share=1.0)
-    assert reads == 2  # the script saw the list grow and wrote nothing the first time
+    outcomes = after_each_reply(env, monkeypatch, "release_slots-n.lua", late_join)
+    await env.add_pairs(2, share=1.0)
+    # expected nobody, then the early one (the list grew meanwhile), then both: served
+    assert outcomes == ["retry", "retry", "ok"]
     counts = await env.backend.store.counts()
-    assert (counts["waiting"], counts["bookings"], counts["capacity"]) == (0, 1, 2)
+    assert (counts["waiting"], counts["bookings"], counts["capacity"]) == (0, 2, 4)
 
 
 async def test_one_visitor_choosing_many_pairs_at_once_keeps_one_hold(env: Env) -> None:
