@@ -1,12 +1,15 @@
 # One image for both services: `queue-gate` (default) and `booking-backend` (compose.yaml
 # sets the command). Build: docker build -t vaccine-queue .
+# Dependencies at the exact versions CI tested (constraints/production.txt, see bin/lock).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml setup.cfg README.md ./
+COPY pyproject.toml README.md ./
+COPY constraints ./constraints
 COPY queue_gate ./queue_gate
 COPY booking_backend ./booking_backend
+COPY vaccine_queue ./vaccine_queue
 COPY templates ./templates
-RUN pip install --no-cache-dir --disable-pip-version-check --prefix=/install .
+RUN pip install --no-cache-dir --disable-pip-version-check --prefix=/install -c constraints/production.txt .
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \

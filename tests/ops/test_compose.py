@@ -227,12 +227,15 @@ def test_the_image_is_python_slim_installed_with_pip_as_a_non_root_user() -> Non
     assert users and users[-1].split(":")[0] not in ("root", "0")
     # Everything `pip install .` reads is copied in.
     copied = " ".join(re.findall(r"^COPY\s+(?!--from)(.+)$", dockerfile, re.M))
-    for needed in ("setup.cfg", "pyproject.toml", "README.md", "queue_gate", "booking_backend",
-                   "templates"):
+    for needed in ("pyproject.toml", "README.md", "constraints", "queue_gate", "booking_backend",
+                   "vaccine_queue", "templates"):
         assert needed in copied, needed
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", "tests", ".env"} <= set(ignored)
-    assert not {"queue_gate", "booking_backend", "templates", "setup.cfg"} & set(ignored)
+    assert not {"queue_gate", "booking_backend", "vaccine_queue", "templates", "constraints",
+                "pyproject.toml"} & set(ignored)
+    # Installed at the versions CI tested.
+    assert re.search(r"^RUN pip install .*-c constraints/production\.txt", dockerfile, re.M)
 
 
 def test_the_schema_check_would_catch_a_broken_file(compose: dict[str, Any]) -> None:
