@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 DAY = 86400
-# Expired holds a hold gives back at once (hold-14.lua reports them), as the sweeper would.
+# Expired holds a hold gives back at once (hold-10.lua reports them), as the sweeper would.
 EXPIRE_WITH_HOLD = 100
 # Waiting entries declared beyond a quota, for entries a script skips (the person booked
 # directly meanwhile); more skips than this leave the rest to the next release.
@@ -167,7 +167,7 @@ class Inventory:
     async def offers(self, centres: Iterable[Centre]) -> list[Offer]:
         """For each centre, the earliest first-dose slots each with the earliest second-dose
         slot inside the interval: one read-only script for all centres (offers-n.lua).
-        Showing is not holding: a shown pair can be gone a moment later, and hold-14.lua
+        Showing is not holding: a shown pair can be gone a moment later, and hold-10.lua
         says so."""
         earliest, latest = self.first_window()
         listed = list(centres)
@@ -189,7 +189,7 @@ class Inventory:
     async def hold(
         self, first: Slot, second: Slot, owner: str, fields: Mapping[str, str]
     ) -> Outcome:
-        """Hold both slots at once (hold-14.lua); the owner's previous hold is given back."""
+        """Hold both slots at once (hold-10.lua); the owner's previous hold is given back."""
         hid = secrets.token_urlsafe(16)
         flat: list[str] = []
         for key, value in fields.items():
@@ -203,7 +203,7 @@ class Inventory:
             earliest, latest = self.first_window()
             reply = await self.store.run(
                 self.store.hold_script,
-                [*keys.shared, keys.hold(hid), keys.cfree(first.centre), keys.owner(owner),
+                [*keys.inventory, keys.hold(hid), keys.cfree(first.centre), keys.owner(owner),
                  keys.hold(previous or hid), keys.cfree(previous_centre)],
                 [now, hid, first.id, second.id, expires, owner, self.min_gap, self.max_gap,
                  earliest, latest, previous, *flat],
@@ -225,11 +225,11 @@ class Inventory:
                     swept = True
                     continue
             if outcome == "ok":
-                return Outcome("ok", hid, (str(reply.integer("expires")),))
+                return Outcome("ok", hid, (str(expires),))
             if outcome == "invalid":
                 return Outcome("invalid", "", (reply.text("why"),))
             return Outcome(outcome)
-        raise StoreConflict("hold-14.lua: the owner's hold kept changing")
+        raise StoreConflict("hold-10.lua: the owner's hold kept changing")
 
     async def get_hold(self, hid: str, owner: str) -> Hold | None:
         if not hid or len(hid) > 64:
@@ -246,13 +246,13 @@ class Inventory:
                     raw.get("booking", ""), raw)
 
     async def release(self, hid: str, owner: str) -> bool:
-        """Give a live hold back (release-12.lua); False when it was not live or not theirs."""
+        """Give a live hold back (release-8.lua); False when it was not live or not theirs."""
         centre = await self.store.hget(self.keys.hold(hid), "centre")
         if centre is None:
             return False
         reply = await self.store.run(
             self.store.release_script,
-            [*self.keys.shared, self.keys.hold(hid), self.keys.owner(owner),
+            [*self.keys.inventory, self.keys.hold(hid), self.keys.owner(owner),
              self.keys.cfree(centre)],
             [hid, owner, centre],
         )
@@ -280,7 +280,7 @@ class Inventory:
             hold = keys.hold(hid)
             reply = await self.store.run(
                 self.store.confirm_script,
-                [*keys.shared, hold, keys.verif(hold_verification(hid)), keys.booking(code),
+                [*keys.booking_shared, hold, keys.verif(hold_verification(hid)), keys.booking(code),
                  keys.msg(f"bk-{code}"), keys.owner(owner), keys.invitations,
                  keys.cfree(centre) if centre else hold,
                  keys.wl_entry(entry) if entry else hold, entry_list or hold],
@@ -317,7 +317,7 @@ class Inventory:
             earliest, _ = self.first_window()
             reply = await self.store.run(
                 self.store.cancel_script,
-                [*self.keys.shared, self.keys.booking(booking.code),
+                [*self.keys.booking_shared, self.keys.booking(booking.code),
                  self.keys.cfree(booking.centre), *wl_keys],
                 [self.now(), earliest, self.min_gap, self.max_gap, booking.centre,
                  booking.district, *wl_args],
@@ -358,7 +358,7 @@ class Inventory:
             earliest, _ = self.first_window()
             reply = await self.store.run(
                 self.store.release_slots_script,
-                [*self.keys.shared, self.keys.cfree(centre.id), *wl_keys],
+                [*self.keys.booking_shared, self.keys.cfree(centre.id), *wl_keys],
                 [self.now(), centre.id, centre.district, quota, earliest, self.min_gap,
                  self.max_gap, len(pairs) // 2, *pairs, *wl_args],
             )
@@ -411,7 +411,7 @@ class Inventory:
         another sweeper since the read is no longer live, so its units come back once."""
         if not holds:
             return 0
-        keys: list[str] = list(self.keys.shared)
+        keys: list[str] = self.keys.inventory
         args: list[str | int] = [now]
         for found in holds:
             hold = self.keys.hold(found.hid)

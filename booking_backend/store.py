@@ -95,10 +95,15 @@ class Keys:
         self.demo_lock = p + "demo-lock"  # STRING: one process loads the demo data
 
     @property
-    def shared(self) -> list[str]:
+    def inventory(self) -> list[str]:
         """The first KEYS of every script that includes `lua/_lib.lua`, in its order."""
-        return [self.free, self.cap, self.counts, self.centre_counts, self.holds,
-                self.identities, self.wl_identities, self.outbox, self.outbox_created]
+        return [self.free, self.cap, self.counts, self.centre_counts, self.holds]
+
+    @property
+    def booking_shared(self) -> list[str]:
+        """The first KEYS of the scripts that book (confirm, cancel, release_slots)."""
+        return [*self.inventory, self.identities, self.wl_identities, self.outbox,
+                self.outbox_created]
 
     def cfree(self, centre: str) -> str:
         return f"{self.prefix}cfree:{centre}"  # ZSET slots with free units by start
@@ -152,8 +157,8 @@ class Store:
         def load(name: str) -> Script:
             return Script(name, register(client, "booking_backend", name))
 
-        self.hold_script = load("hold-14.lua")
-        self.release_script = load("release-12.lua")
+        self.hold_script = load("hold-10.lua")
+        self.release_script = load("release-8.lua")
         self.hold_details_script = load("hold_details-2.lua")
         self.code_request_script = load("code_request-7.lua")
         self.code_check_script = load("code_check-3.lua")

@@ -3,25 +3,32 @@
 -- (Redis Lua has no modules).
 --
 -- No key is built here, nor in any script: Redis Cluster routes a script by its declared
--- keys. Every script that includes this file declares the deployment's shared keys first,
--- in this order, and the helpers use them by position:
+-- keys. Every script that includes this file declares the deployment's inventory keys
+-- first, in this order, and the helpers use them by position:
 -- KEYS[1] free             HASH slot -> free units (never < 0)
 -- KEYS[2] cap              HASH slot -> capacity units
 -- KEYS[3] counts           HASH capacity/free/held/booked units, bookings, waiting entries,
 --                          and two counters that only grow: holds_expired, codes_expired
 -- KEYS[4] ccounts          HASH "<centre>:capacity|free|held|booked" units per centre
 -- KEYS[5] holds            ZSET hold id by expiry
+-- Scripts that book (confirm, cancel, release_slots) declare four more keys after them,
+-- used by enqueue, drop_waiting and assign_waitlist:
 -- KEYS[6] identities       HASH identity HMAC -> booking code
 -- KEYS[7] wl:identities    HASH identity HMAC -> waiting-list entry id
 -- KEYS[8] outbox           ZSET message id by due time
 -- KEYS[9] outbox:created   ZSET pending message id by queuing time (the backlog's age)
--- KEYS[10..n] keys of one centre, hold, booking, message or waiting entry: each script
---              says which; a helper takes the position of such a key, never a name
+-- KEYS[6..n]   then the script's own keys (from KEYS[10] in scripts that book): of one
+--              centre, hold, booking, message or waiting entry, each script says which; a
+--              helper takes the position of such a key, never a name
 -- ARGV[1..n]   each script's own; waitlist_args reads the waiting-list part of them
 --
 -- Inventory model: a slot `<centre>@<start epoch s>` has `cap` units (people per slot);
 -- a centre's `cfree:<centre>` ZSET (slot by start) holds exactly its slots with free > 0.
 -- A unit is free, or held by exactly one hold, or booked by exactly one booking.
+
+-- Positions of the keys above, by name.
+local FREE, CAP, COUNTS, CCOUNTS, HOLDS = 1, 2, 3, 4, 5
+local IDENTITIES, WL_IDENTITIES, OUTBOX, OUTBOX_CREATED = 6, 7, 8, 9
 
 -- The HASH at KEYS[i] as a table.
 local function hash_at(i)
@@ -39,29 +46,29 @@ end
 -- Take n units of slot sid, whose centre's cfree ZSET is KEYS[cfree], if that many are
 -- free; false otherwise (capacity never < 0).
 local function take(cfree, sid, n)
-  local free = tonumber(redis.call("HGET", KEYS[1], sid) or "0")
+  local free = tonumber(redis.call("HGET", KEYS[FREE], sid) or "0")
   if free < n then return false end
-  free = redis.call("HINCRBY", KEYS[1], sid, -n)
+  free = redis.call("HINCRBY", KEYS[FREE], sid, -n)
   if free <= 0 then redis.call("ZREM", KEYS[cfree], sid) end
-  redis.call("HINCRBY", KEYS[3], "free", -n)
-  redis.call("HINCRBY", KEYS[4], slot_parts(sid) .. ":free", -n)
+  redis.call("HINCRBY", KEYS[COUNTS], "free", -n)
+  redis.call("HINCRBY", KEYS[CCOUNTS], slot_parts(sid) .. ":free", -n)
   return true
 end
 
 -- Return n units to a slot (a slot the operator deleted meanwhile takes nothing back).
 local function give(cfree, sid, n)
-  if redis.call("HEXISTS", KEYS[2], sid) == 0 then return end
-  local free = redis.call("HINCRBY", KEYS[1], sid, n)
+  if redis.call("HEXISTS", KEYS[CAP], sid) == 0 then return end
+  local free = redis.call("HINCRBY", KEYS[FREE], sid, n)
   local cid, start = slot_parts(sid)
   if free > 0 then redis.call("ZADD", KEYS[cfree], start, sid) end
-  redis.call("HINCRBY", KEYS[3], "free", n)
-  redis.call("HINCRBY", KEYS[4], cid .. ":free", n)
+  redis.call("HINCRBY", KEYS[COUNTS], "free", n)
+  redis.call("HINCRBY", KEYS[CCOUNTS], cid .. ":free", n)
 end
 
 -- Add n units (n < 0: remove) to state held or booked, in total and at centre cid.
 local function count_units(cid, state, n)
-  redis.call("HINCRBY", KEYS[3], state, n)
-  redis.call("HINCRBY", KEYS[4], cid .. ":" .. state, n)
+  redis.call("HINCRBY", KEYS[COUNTS], state, n)
+  redis.call("HINCRBY", KEYS[CCOUNTS], cid .. ":" .. state, n)
 end
 
 -- End the live hold hid at KEYS[hold] (its owner's STRING at KEYS[owner], its centre's cfree
@@ -74,8 +81,8 @@ local function release_hold(hold, owner, cfree, hid, new_status)
   give(cfree, h[1], 1)
   give(cfree, h[2], 1)
   count_units(slot_parts(h[1]), "held", -2)
-  if new_status == "expired" then redis.call("HINCRBY", KEYS[3], "holds_expired", 1) end
-  redis.call("ZREM", KEYS[5], hid)
+  if new_status == "expired" then redis.call("HINCRBY", KEYS[COUNTS], "holds_expired", 1) end
+  redis.call("ZREM", KEYS[HOLDS], hid)
   redis.call("HSET", KEYS[hold], "status", new_status)
   redis.call("EXPIRE", KEYS[hold], 3600)
   if redis.call("GET", KEYS[owner]) == hid then redis.call("DEL", KEYS[owner]) end
@@ -98,17 +105,17 @@ end
 -- Put message mid (its HASH at KEYS[msg]) into the outbox; the worker renders and delivers it.
 local function enqueue(msg, mid, due, fields)
   redis.call("HSET", KEYS[msg], unpack(fields))
-  redis.call("ZADD", KEYS[8], due, mid)
-  redis.call("ZADD", KEYS[9], due, mid)
+  redis.call("ZADD", KEYS[OUTBOX], due, mid)
+  redis.call("ZADD", KEYS[OUTBOX_CREATED], due, mid)
 end
 
 -- Take a person's waiting entry eid (HASH at KEYS[entry], its list at KEYS[list]) off the
 -- list: they booked another way.
 local function drop_waiting(entry, list, eid, identity, status)
-  redis.call("HDEL", KEYS[7], identity)
+  redis.call("HDEL", KEYS[WL_IDENTITIES], identity)
   if redis.call("HGET", KEYS[entry], "list") == KEYS[list]
       and redis.call("ZREM", KEYS[list], eid) == 1 then
-    redis.call("HINCRBY", KEYS[3], "waiting", -1)
+    redis.call("HINCRBY", KEYS[COUNTS], "waiting", -1)
   end
   redis.call("HSET", KEYS[entry], "status", status)
 end
@@ -184,10 +191,10 @@ local function assign_waitlist(wl, cfree, cid, district, quota, now, earliest, m
     if not first then break end
     -- The entry leaves its list in the same atomic step that books it: assigned exactly once.
     redis.call("ZREM", KEYS[list], eid)
-    redis.call("HINCRBY", KEYS[3], "waiting", -1)
+    redis.call("HINCRBY", KEYS[COUNTS], "waiting", -1)
     local e = hash_at(entry)
-    redis.call("HDEL", KEYS[7], e.identity or "")
-    if (e.identity or "") == "" or redis.call("HEXISTS", KEYS[6], e.identity) == 1 then
+    redis.call("HDEL", KEYS[WL_IDENTITIES], e.identity or "")
+    if (e.identity or "") == "" or redis.call("HEXISTS", KEYS[IDENTITIES], e.identity) == 1 then
       -- booked directly meanwhile: one person, one booking; the pair goes to the next entry
       redis.call("HSET", KEYS[entry], "status", "skipped")
     else
@@ -201,9 +208,9 @@ local function assign_waitlist(wl, cfree, cid, district, quota, now, earliest, m
         "address", e.address or "", "lang", e.lang or "de", "identity", e.identity,
         "invitation", e.invitation or "", "status", "active", "created", now,
         "source", "waitlist")
-      redis.call("HSET", KEYS[6], e.identity, code)
+      redis.call("HSET", KEYS[IDENTITIES], e.identity, code)
       count_units(cid, "booked", 2)
-      redis.call("HINCRBY", KEYS[3], "bookings", 1)
+      redis.call("HINCRBY", KEYS[COUNTS], "bookings", 1)
       redis.call("HSET", KEYS[entry], "status", "assigned", "booking", code)
       redis.call("EXPIRE", KEYS[entry], 86400)
       enqueue(wl.msg[j], "wl-" .. code, now, {"kind", "assigned", "channel", e.channel or "",

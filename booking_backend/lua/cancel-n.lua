@@ -5,7 +5,8 @@
 -- if the lists start otherwise, nothing is written and the script answers with their heads
 -- (outcome retry), which the caller declares when it calls again.
 --
--- KEYS[1]  free             the deployment's shared keys, as _lib.lua lists them
+-- KEYS[1]  free             the deployment's inventory and booking keys, as _lib.lua
+--                           lists them
 -- KEYS[2]  cap
 -- KEYS[3]  counts
 -- KEYS[4]  ccounts
@@ -55,11 +56,11 @@ local news = waitlist_news(wl)
 if news then return news end
 
 redis.call("HSET", KEYS[10], "status", "cancelled", "cancelled_at", now)
-if redis.call("HGET", KEYS[6], b[4]) == b[6] then
-  redis.call("HDEL", KEYS[6], b[4])
+if redis.call("HGET", KEYS[IDENTITIES], b[4]) == b[6] then
+  redis.call("HDEL", KEYS[IDENTITIES], b[4])
 end
 count_units(centre, "booked", -2)
-redis.call("HINCRBY", KEYS[3], "bookings", -1)
+redis.call("HINCRBY", KEYS[COUNTS], "bookings", -1)
 for _, sid in ipairs({b[2], b[3]}) do
   local _, start = slot_parts(sid)
   if start > now then give(11, sid, 1) end

@@ -1,6 +1,7 @@
 -- confirm-18.lua: turn a verified live hold into a booking; a retry returns the same booking.
 --
--- KEYS[1]  free             the deployment's shared keys, as _lib.lua lists them
+-- KEYS[1]  free             the deployment's inventory and booking keys, as _lib.lua
+--                           lists them
 -- KEYS[2]  cap
 -- KEYS[3]  counts
 -- KEYS[4]  ccounts
@@ -53,13 +54,13 @@ local v = redis.call("HMGET", KEYS[11], "status", "subject")
 if v[1] ~= "verified" or v[2] ~= hid then return {"outcome", "unverified"} end
 if not h.identity or h.identity == "" then return {"outcome", "no_details"} end
 -- Checked inside the booking step: two holds of one person confirming at once book once.
-if redis.call("HEXISTS", KEYS[6], h.identity) == 1 then
+if redis.call("HEXISTS", KEYS[IDENTITIES], h.identity) == 1 then
   return {"outcome", "already_booked"}
 end
 if (h.invitation or "") ~= "" and redis.call("HEXISTS", KEYS[15], h.invitation) == 0 then
   return {"outcome", "invitation_invalid"}
 end
-local waiting = redis.call("HGET", KEYS[7], h.identity) or ""
+local waiting = redis.call("HGET", KEYS[WL_IDENTITIES], h.identity) or ""
 -- Race: the person joined or left the waiting list after the caller looked: it declares
 -- the entry it finds now and calls again.
 if waiting ~= ARGV[7] then return {"outcome", "waiting", "entry", waiting} end
@@ -70,13 +71,13 @@ redis.call("HSET", KEYS[12],
   "channel", h.channel or "", "address", h.address or "", "lang", h.lang or "de",
   "identity", h.identity, "invitation", h.invitation or "", "status", "active",
   "created", now, "source", source)
-redis.call("HSET", KEYS[6], h.identity, code)
+redis.call("HSET", KEYS[IDENTITIES], h.identity, code)
 redis.call("HSET", KEYS[10], "status", "confirmed", "booking", code)
-redis.call("ZREM", KEYS[5], hid)
+redis.call("ZREM", KEYS[HOLDS], hid)
 if redis.call("GET", KEYS[14]) == hid then redis.call("DEL", KEYS[14]) end
 count_units(h.centre, "held", -2)
 count_units(h.centre, "booked", 2)
-redis.call("HINCRBY", KEYS[3], "bookings", 1)
+redis.call("HINCRBY", KEYS[COUNTS], "bookings", 1)
 -- Whoever booked directly no longer waits: their waiting-list place is freed.
 if waiting ~= "" then drop_waiting(17, 18, waiting, h.identity, "booked") end
 -- The booking code also goes to the person's phone or mailbox, in the same step.

@@ -12,7 +12,7 @@
 --          its window)
 -- Returns one field per centre, named by its key (the name in KEYS): the start epochs of its pairs,
 -- first and second alternating, separated by spaces ("" for none). Read-only: showing is
--- not holding, hold-14.lua checks again.
+-- not holding, hold-10.lua checks again.
 -- Clock: none (the window comes in ARGV).
 --
 -- One script instead of a pipeline of one ZRANGEBYSCORE per candidate: the launch

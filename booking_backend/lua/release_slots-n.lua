@@ -6,7 +6,8 @@
 -- if the lists start otherwise, nothing is written and the script answers with their heads
 -- (outcome retry), which the caller declares when it calls again.
 --
--- KEYS[1]  free             the deployment's shared keys, as _lib.lua lists them
+-- KEYS[1]  free             the deployment's inventory and booking keys, as _lib.lua
+--                           lists them
 -- KEYS[2]  cap
 -- KEYS[3]  counts
 -- KEYS[4]  ccounts
@@ -57,9 +58,9 @@ local added = 0
 for i = 9, 8 + 2 * t, 2 do
   local sid, units = ARGV[i], tonumber(ARGV[i + 1])
   if slot_parts(sid) == centre and units > 0 then
-    redis.call("HINCRBY", KEYS[2], sid, units)
-    redis.call("HINCRBY", KEYS[3], "capacity", units)
-    redis.call("HINCRBY", KEYS[4], centre .. ":capacity", units)
+    redis.call("HINCRBY", KEYS[CAP], sid, units)
+    redis.call("HINCRBY", KEYS[COUNTS], "capacity", units)
+    redis.call("HINCRBY", KEYS[CCOUNTS], centre .. ":capacity", units)
     give(10, sid, units)
     added = added + units
   end

@@ -4,33 +4,29 @@
 -- (a script may only touch keys it declares), then calls this with them; each hold is
 -- checked again here, under the script's atomicity.
 --
--- KEYS[1]  free             the deployment's shared keys, as _lib.lua lists them
+-- KEYS[1]  free             the deployment's inventory keys, as _lib.lua lists them
 -- KEYS[2]  cap
 -- KEYS[3]  counts
 -- KEYS[4]  ccounts
 -- KEYS[5]  holds
--- KEYS[6]  identities       (not used here)
--- KEYS[7]  wl:identities    (not used here)
--- KEYS[8]  outbox           (not used here)
--- KEYS[9]  outbox:created   (not used here)
--- KEYS[10..n] three keys for each hold i = 1, 2, ...:
---   KEYS[7+3i]  hold:<hid i>
---   KEYS[8+3i]  owner:<owner i>   (KEYS[7+3i] again when the hold's HASH was gone)
---   KEYS[9+3i]  cfree:<centre i>  (KEYS[7+3i] again when the hold's HASH was gone)
+-- KEYS[6..n] three keys for each hold i = 1, 2, ...:
+--   KEYS[3+3i]  hold:<hid i>
+--   KEYS[4+3i]  owner:<owner i>   (KEYS[3+3i] again when the hold's HASH was gone)
+--   KEYS[5+3i]  cfree:<centre i>  (KEYS[3+3i] again when the hold's HASH was gone)
 -- ARGV[1]  now
 -- ARGV[2..n] three values for each hold i, in the order of KEYS:
 --   ARGV[3i-1]  hid i
 --   ARGV[3i]    owner i, as the caller read it ("" when the HASH was gone)
 --   ARGV[3i+1]  centre i, as the caller read it ("" when the HASH was gone)
 -- Returns expired = the number of holds this call ended (each counted in holds_expired).
--- Clock: ARGV now (the app clock). hold-14.lua reports expired holds to its caller, who
+-- Clock: ARGV now (the app clock). hold-10.lua reports expired holds to its caller, who
 -- sweeps them at once, so capacity comes back even when no sweeper runs.
 --!include _lib.lua
 
 local now = tonumber(ARGV[1])
 local expired = 0
-for i = 1, (#KEYS - 9) / 3 do
-  local hold, owner, cfree = 7 + 3 * i, 8 + 3 * i, 9 + 3 * i
+for i = 1, (#KEYS - 5) / 3 do
+  local hold, owner, cfree = 3 + 3 * i, 4 + 3 * i, 5 + 3 * i
   local hid = ARGV[3 * i - 1]
   local h = redis.call("HMGET", KEYS[hold], "status", "expires", "owner", "centre")
   if h[1] == "held" then
@@ -43,7 +39,7 @@ for i = 1, (#KEYS - 9) / 3 do
     end
   else
     -- Not live any more (or its HASH expired): only its entry in the index is left, if any.
-    redis.call("ZREM", KEYS[5], hid)
+    redis.call("ZREM", KEYS[HOLDS], hid)
   end
 end
 return {"expired", expired}

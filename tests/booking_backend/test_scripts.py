@@ -25,9 +25,9 @@ from vaccine_queue.lua import Reply
 
 # script -> outcome -> the fields that come with it (besides "outcome")
 OUTCOMES: dict[str, dict[str, set[str]]] = {
-    "hold-14.lua": {"ok": {"expires", "expired_holds"}, "gone": {"expired_holds"},
+    "hold-10.lua": {"ok": {"expired_holds"}, "gone": {"expired_holds"},
                     "invalid": {"why"}, "previous": {"previous"}},
-    "release-12.lua": {"released": set(), "not_live": set()},
+    "release-8.lua": {"released": set(), "not_live": set()},
     "hold_details-2.lua": {"ok": set(), "confirmed": {"booking"}},
     "code_request-7.lua": {"ok": {"sends"}, "previous": {"message"}, "wait": {"seconds"}},
     "code_check-3.lua": {"ok": set(), "wrong": {"remaining"}},
