@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: private servers, and a clean Redis database per test.
+"""Fixtures shared by every test: private servers, a clean Redis database per test, and a
+fresh PostgreSQL database per test (a copy of a migrated template).
 
 The servers come from the one launcher, `devtools.servers`: started by the tests on free
 loopback ports and stopped afterwards, so a test never touches (or flushes) a server that
@@ -7,12 +8,18 @@ someone else runs. `DEVTOOLS_SERVERS=pip` makes them the pip packages' binaries.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from booking_backend.migrations import migrate
 from devtools.servers import private_postgres, private_redis
+
+TEMPLATE_DB = "booking_template"
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +34,46 @@ def postgres_server_url() -> Iterator[str]:
     """One throwaway PostgreSQL cluster for the whole run, started on first use (fsync off)."""
     with private_postgres() as url:
         yield url
+
+
+def database_url_of(server_url: str, name: str) -> str:
+    """The URL of database `name` on the server of `server_url`."""
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server_url: str) -> str:
+    """A database with every migration applied, created once per run: each test's database
+    is a copy of it (CREATE DATABASE ... TEMPLATE copies files: fast)."""
+
+    async def create() -> None:
+        conn = await asyncpg.connect(postgres_server_url)
+        try:
+            await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+        finally:
+            await conn.close()
+        await migrate(database_url_of(postgres_server_url, TEMPLATE_DB))
+
+    asyncio.run(create())
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+async def database_url(postgres_server_url: str, postgres_template: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of our private server for this test, dropped afterwards
+    (only databases the tests created are ever dropped)."""
+    name = f"test_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(postgres_server_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
+    finally:
+        await conn.close()
+    yield database_url_of(postgres_server_url, name)
+    conn = await asyncpg.connect(postgres_server_url)
+    try:
+        await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

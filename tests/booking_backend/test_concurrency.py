@@ -47,7 +47,7 @@ async def test_thousand_attempts_at_ten_pairs_book_exactly_ten(env: Env) -> None
         assert len({body["booking_code"] for _, body in pair_results}) == 1
         codes.add(pair_results[0][1]["booking_code"])
     assert len(codes) == 10
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert counts == {"capacity": 20, "free": 0, "held": 0, "booked": 20, "bookings": 10,
                       "waiting": 0}
 
@@ -76,7 +76,7 @@ async def test_cancellation_under_concurrency_reaches_exactly_one_waiting_entry(
     assert sorted(status for status, _ in cancel_results) == [200] + [409] * 9
     # The waiting list comes first: the freed pair never reached a direct booker.
     assert {status for status, _ in hold_results} == {409}
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert counts["bookings"] == 1 and counts["waiting"] == 4 and counts["free"] == 0
     await env.deliver()
     assigned = [m for m in env.sender.messages if m.kind == "assigned"]

@@ -39,7 +39,7 @@ async def test_demo_loads_data_on_startup(
     await aiohttp_client(admin_app)
     backend = app[keys.backend_key]
     assert isinstance(backend.sender, ConsoleSender)
-    counts = await backend.store.counts()
+    counts = await backend.counts()
     # 7 days from Saturday 9 January 2021: 6 open days, 8:00-18:00 every 30 min, 2 people.
     assert counts["capacity"] == 50 * 6 * 20 * 2
     assert counts["free"] == counts["capacity"]

@@ -116,7 +116,7 @@ async def test_every_process_reports_the_same_deployment_wide_count(env: Env) ->
     await env.backend.inventory.sweep()
     other = Metrics(CollectorRegistry())
     assert other.registry.get_sample_value("booking_holds_expired_total") is None  # unread
-    other.observe(await env.backend.store.levels(), env.clock())
+    other.observe(await env.backend.levels(), env.clock())
     assert other.registry.get_sample_value("booking_holds_expired_total") == 1
     assert await expired_holds(env) == 1
     assert "# TYPE booking_holds_expired_total counter" in await scrape(env)

@@ -148,7 +148,7 @@ async def walk_every_path(env: Env) -> None:
     await env.deliver()
     status, body = await confirm(env, hid, "w1", env.sender.last_code("+4915100000092"))
     assert status == 201, body
-    assert (await env.backend.store.counts())["waiting"] == 1
+    assert (await env.backend.counts())["waiting"] == 1
 
     # Cancelled: the pair goes to the first waiting person; a second cancel does nothing.
     cancelled = await env.backend.inventory.booking(booking["booking_code"])
@@ -174,7 +174,7 @@ async def walk_every_path(env: Env) -> None:
     status, body = await confirm(env, hid, "e", env.sender.last_code("+4915100000094"))
     assert (status, body["error"]) == (410, "hold_expired")
     assert (await hold(env, "g", other[2][0].id, other[2][1].id))[0] == 201
-    assert (await env.backend.store.counts())["held"] == 2  # only g's pair
+    assert (await env.backend.counts())["held"] == 2  # only g's pair
     env.clock.advance(env.settings.code_validity_seconds)
     assert await env.backend.verifier.expire_codes() == 1  # e's code, never used
 

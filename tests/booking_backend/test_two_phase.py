@@ -38,7 +38,7 @@ async def join(env: Env, ticket: str, contact: str) -> tuple[int, Any]:
 
 
 async def expired_count(env: Env) -> int:
-    return (await env.backend.store.levels()).counts["holds_expired"]
+    return (await env.backend.levels()).counts["holds_expired"]
 
 
 async def test_two_sweepers_over_the_same_expired_holds_give_each_unit_back_once(
@@ -56,7 +56,7 @@ async def test_two_sweepers_over_the_same_expired_holds_give_each_unit_back_once
     assert len(first_read) == len(second_read) == 3
     assert await inventory.expire(first_read, now) == 3
     assert await inventory.expire(second_read, now) == 0
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["free"], counts["held"], counts["capacity"]) == (6, 0, 6)
     assert await expired_count(env) == 3
 
@@ -82,7 +82,7 @@ async def test_a_hold_confirmed_between_the_read_and_the_sweep_is_not_expired(
                                     json={"code": env.sender.last_code("+4915100000070")})
     assert status == 201, booking
     assert await inventory.expire(found, later) == 0
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["free"], counts["held"], counts["booked"]) == (0, 0, 2)
     assert await expired_count(env) == 0
     stored = await inventory.booking(booking["booking_code"])
@@ -142,7 +142,7 @@ async def test_an_entry_served_between_the_read_and_a_cancellation_is_served_onc
     # expected nobody, then w0 and w1 (w0 served meanwhile), then w1 alone: served
     assert outcomes == ["retry", "retry", "ok"]
     assert outcome.status == "ok" and len(outcome.extra) == 1
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["waiting"], counts["bookings"], counts["free"]) == (0, 2, 0)
     await env.deliver()
     assigned = sorted(m.contact.address for m in env.sender.messages if m.kind == "assigned")
@@ -163,7 +163,7 @@ async def test_a_release_reads_the_lists_again_when_someone_joins_meanwhile(
     await env.add_pairs(2, share=1.0)
     # expected nobody, then the early one (the list grew meanwhile), then both: served
     assert outcomes == ["retry", "retry", "ok"]
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["waiting"], counts["bookings"], counts["capacity"]) == (0, 2, 4)
 
 
@@ -180,7 +180,7 @@ async def test_one_visitor_choosing_many_pairs_at_once_keeps_one_hold(env: Env) 
         _, body = await env.api("GET", f"/api/v1/holds/{hid}", "same")
         statuses.append(body["status"])
     assert statuses.count("held") == 1
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["held"], counts["free"]) == (2, 10)
 
 
@@ -188,7 +188,7 @@ async def test_one_person_joining_twice_at_once_waits_once(env: Env) -> None:
     results = await asyncio.gather(*(join(env, "w", "+4915100000088") for _ in range(4)))
     assert sorted(status for status, _ in results) == [200, 200, 200, 201]  # 200: waiting
     assert {body["position"] for _, body in results} == {1}
-    assert (await env.backend.store.counts())["waiting"] == 1
+    assert (await env.backend.counts())["waiting"] == 1
 
 
 async def test_two_resends_at_once_leave_one_code_on_its_way(env: Env) -> None:
