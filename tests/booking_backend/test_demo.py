@@ -29,9 +29,9 @@ def test_demo_catalogue_has_fifty_centres_in_every_district() -> None:
 
 
 async def test_demo_loads_data_on_startup(
-    aiohttp_client: AiohttpClient, redis_url: str, caplog: pytest.LogCaptureFixture,
+    aiohttp_client: AiohttpClient, database_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = Settings(demo=True, redis_url=redis_url, secrets=(SECRET,), demo_days=7,
+    settings = Settings(demo=True, database_url=database_url, secrets=(SECRET,), demo_days=7,
                         deployment="demo", sweep_seconds=3600)
     app = create_app(settings, clock=FakeClock(), registry=CollectorRegistry())
     admin_app = create_admin_app(public_app=app)

@@ -60,7 +60,7 @@ async def test_a_hold_freed_by_the_next_hold_is_counted_once(env: Env) -> None:
     assert await expired_holds(env) == 0
     await hold(env, "a", 0)
     env.clock.advance(env.settings.hold_seconds)
-    await hold(env, "b", 1)  # hold-10.lua reports the expired hold, given back at once
+    await hold(env, "b", 1)  # the next hold finds the expired one and gives it back
     assert await expired_holds(env) == 1
     assert await env.backend.inventory.sweep() == 0  # nothing left for the sweeper
     await hold(env, "c", 0)

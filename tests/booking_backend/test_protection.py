@@ -75,10 +75,11 @@ async def test_dev_mode_without_pass_works(make_env: MakeEnv) -> None:
         assert resp.status == 200
 
 
-async def test_redis_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
+async def test_database_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
     from devtools.processes import free_port
 
-    env = await make_env(catalogue=False, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    env = await make_env(catalogue=False,
+                         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
     async with env.client.get("/", headers=env.headers()) as resp:
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "30"
