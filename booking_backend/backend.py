@@ -22,8 +22,8 @@ from booking_backend.db import Database, StoreUnavailable
 from booking_backend.identity import IdentityHasher
 from booking_backend.inventory import Inventory, generate_slots
 from booking_backend.invitations import Invitations
-from booking_backend.metrics import Metrics
 from booking_backend.levels import Levels, counts, read_levels
+from booking_backend.metrics import Metrics
 from booking_backend.migrations import migrate
 from booking_backend.service import Service
 from booking_backend.settings import Settings

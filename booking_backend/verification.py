@@ -340,7 +340,8 @@ class Outbox:
                 # code entered before the gateway's answer came back is used up already.
                 await conn.execute(
                     "UPDATE verifications SET delivered = $3, counting_until ="
-                    " CASE WHEN status IN ('verified', 'locked') THEN NULL ELSE $3::bigint + $4::bigint END"
+                    " CASE WHEN status IN ('verified', 'locked') THEN NULL"
+                    " ELSE $3::bigint + $4::bigint END"
                     " WHERE id = $1 AND message = $2 AND delivered IS NULL",
                     vid, mid, now, validity)
 
