@@ -229,16 +229,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8082, help="public app port")
     parser.add_argument("--admin-host", default="127.0.0.1", help="admin app host")
     parser.add_argument("--admin-port", type=int, default=8083, help="admin app port")
+    parser.add_argument("--migrate", action="store_true",
+                        help="apply the schema migrations before serving")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
-        if args.command == "migrate":
+        if args.command == "migrate" or args.migrate:
             applied = asyncio.run(migrate(settings.database_url))
             log.info("migrations applied: %s", ", ".join(applied) or "none, up to date")
-            return
+            if args.command == "migrate":
+                return
         settings.check_startable()
     except SettingsError as exc:
         parser.exit(2, f"booking-backend: {exc}\n")

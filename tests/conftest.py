@@ -9,6 +9,7 @@ someone else runs. `DEVTOOLS_SERVERS=pip` makes them the pip packages' binaries.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,8 +19,6 @@ import redis.asyncio as aioredis
 
 from booking_backend.migrations import migrate
 from devtools.servers import private_postgres, private_redis
-
-TEMPLATE_DB = "booking_template"
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +30,13 @@ def redis_server_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
-    """One throwaway PostgreSQL cluster for the whole run, started on first use (fsync off)."""
+    """One throwaway PostgreSQL cluster for the whole run, started on first use (fsync off);
+    or the server of BOOKING_DATABASE_URL when set, where the tests only ever create and
+    drop databases of their own."""
+    given = os.environ.get("BOOKING_DATABASE_URL")
+    if given:
+        yield given
+        return
     with private_postgres() as url:
         yield url
 
@@ -42,20 +47,26 @@ def database_url_of(server_url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_template(postgres_server_url: str) -> str:
+def postgres_template(postgres_server_url: str) -> Iterator[str]:
     """A database with every migration applied, created once per run: each test's database
     is a copy of it (CREATE DATABASE ... TEMPLATE copies files: fast)."""
+    name = f"booking_template_{secrets.token_hex(4)}"
 
     async def create() -> None:
-        conn = await asyncpg.connect(postgres_server_url)
-        try:
-            await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
-        finally:
-            await conn.close()
-        await migrate(database_url_of(postgres_server_url, TEMPLATE_DB))
+        await _admin(postgres_server_url, f"CREATE DATABASE {name}")
+        await migrate(database_url_of(postgres_server_url, name))
 
     asyncio.run(create())
-    return TEMPLATE_DB
+    yield name
+    asyncio.run(_admin(postgres_server_url, f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -63,17 +74,9 @@ async def database_url(postgres_server_url: str, postgres_template: str) -> Asyn
     """A fresh, migrated database of our private server for this test, dropped afterwards
     (only databases the tests created are ever dropped)."""
     name = f"test_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(postgres_server_url)
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
-    finally:
-        await conn.close()
+    await _admin(postgres_server_url, f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
     yield database_url_of(postgres_server_url, name)
-    conn = await asyncpg.connect(postgres_server_url)
-    try:
-        await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    await _admin(postgres_server_url, f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture
