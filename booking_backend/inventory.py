@@ -464,6 +464,15 @@ class Inventory:
 
         return await self.db.transaction(work)
 
+    async def forget_ended(self, older_than: int = 3600) -> int:
+        """Name and contact leave holds that ended more than `older_than` seconds ago: a
+        booking keeps its own copy, and an ended hold needs none."""
+        status = await self.db.execute(
+            "UPDATE holds SET name = NULL, channel = NULL, address = NULL"
+            " WHERE status <> 'held' AND ended < $1 AND name IS NOT NULL",
+            self.now() - older_than)
+        return int(status.rsplit(" ", 1)[-1])
+
     async def is_empty(self) -> bool:
         return not await self.db.fetchval("SELECT EXISTS (SELECT 1 FROM slots)")
 

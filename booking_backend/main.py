@@ -136,7 +136,8 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def sweep_forever(backend: Backend, stop: asyncio.Event) -> None:
     """Return the units of expired holds even when nobody books (a hold whose pair is gone
-    also does it), count codes that expired unused, forget old sessions, and keep the gauges
+    also does it), count codes that expired unused, forget old sessions and the details of
+    ended holds, and keep the gauges
     fresh. Each expiry is counted in the transaction that makes it, so several sweeping
     processes count each one once."""
     while not stop.is_set():
@@ -144,6 +145,7 @@ async def sweep_forever(backend: Backend, stop: asyncio.Event) -> None:
             await backend.inventory.sweep()
             await backend.verifier.expire_codes()
             await sessions.forget_expired(backend.db, int(backend.clock()))
+            await backend.inventory.forget_ended()
             backend.metrics.observe(await read_levels(backend.db), backend.clock())
         except StoreUnavailable as exc:
             log.warning("sweeper: store unavailable: %s", exc)

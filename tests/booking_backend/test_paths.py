@@ -175,3 +175,14 @@ async def test_no_statement_can_oversell_a_slot(env: Env) -> None:
         await env.backend.db.execute(
             "UPDATE slots SET booked = booked + 2 WHERE centre = $1 AND start_at = $2",
             CENTRE, first.start)
+
+
+async def test_ended_holds_forget_name_and_contact(env: Env) -> None:
+    await walk_every_path(env)
+    env.clock.advance(3601)
+    assert await env.backend.inventory.forget_ended() > 0
+    assert await env.backend.db.fetchval(
+        "SELECT count(*) FROM holds WHERE status <> 'held' AND name IS NOT NULL") == 0
+    # The bookings keep theirs: a person must be reachable about their appointment.
+    assert await env.backend.db.fetchval(
+        "SELECT count(*) FROM bookings WHERE name IS NULL OR address IS NULL") == 0
