@@ -179,8 +179,10 @@ def base_settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def make_env(
-    aiohttp_client: AiohttpClient, base_settings: Settings, clock: FakeClock
+    base_settings: Settings, aiohttp_client: AiohttpClient, clock: FakeClock
 ) -> MakeEnv:
+    """Apps on a fresh database; `base_settings` (and so the database) comes first, so the
+    apps are torn down, their pools closed, before the database is dropped."""
     async def make(catalogue: bool = True, **overrides: Any) -> Env:
         settings = dataclasses.replace(base_settings, **overrides)
         sender = RecordingSender()

@@ -29,7 +29,7 @@ def test_demo_catalogue_has_fifty_centres_in_every_district() -> None:
 
 
 async def test_demo_loads_data_on_startup(
-    aiohttp_client: AiohttpClient, database_url: str, caplog: pytest.LogCaptureFixture,
+    database_url: str, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = Settings(demo=True, database_url=database_url, secrets=(SECRET,), demo_days=7,
                         deployment="demo", sweep_seconds=3600)

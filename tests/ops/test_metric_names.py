@@ -50,7 +50,7 @@ async def gate_exposition(aiohttp_client: ClientFactory, redis_url: str) -> str:
 
 
 @pytest.fixture
-async def booking_exposition(aiohttp_client: ClientFactory, database_url: str) -> str:
+async def booking_exposition(database_url: str, aiohttp_client: ClientFactory) -> str:
     settings = BookingSettings(database_url=database_url, secrets=(SECRET,),
                                admin_token="token", identity_key="identity-key",
                                dev=True)  # dev: the console sender may start
