@@ -9,6 +9,7 @@ statement timeout, so a hung query never hangs a request forever.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,6 +27,7 @@ else:
     Connection = asyncpg.pool.PoolConnectionProxy
 # How often a transaction that lost a deadlock or serialization race is run again.
 TX_ATTEMPTS = 5
+CLOSE_TIMEOUT_S = 10.0
 
 # What "the database is not there" looks like to asyncpg: a refused or dropped connection,
 # a server shutting down or starting up, a statement timeout, a pool that stayed busy.
@@ -79,10 +81,12 @@ class Database:
             await self._pool
 
     async def close(self) -> None:
+        """Close the pool; a connection that does not close in time (a server gone away
+        mid-statement) is cut, so shutting down never hangs."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
-                await pool.close()
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
             except UNAVAILABLE as exc:
                 log.warning("database pool closed uncleanly: %s", exc)
                 pool.terminate()
