@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
+from prometheus_client import CollectorRegistry
+from pytest_aiohttp import AiohttpClient
 
-from booking_backend.main import create_app
+from booking_backend.main import AccessLogger, create_app
 from booking_backend.settings import Settings
 from tests.booking_backend.conftest import Env, MakeEnv
 from vaccine_queue.config import SettingsError
@@ -89,3 +92,16 @@ async def test_database_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
     assert (status, body["error"]) == (503, "store_unavailable")
     async with env.admin.get("/healthz") as resp:
         assert resp.status == 503
+
+
+async def test_access_log_has_no_query_string_nor_address(
+    base_settings: Settings, aiohttp_client: AiohttpClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(dataclasses.replace(base_settings, dev=True), registry=CollectorRegistry())
+    client = await aiohttp_client(app, server_kwargs={"access_log_class": AccessLogger})
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    async with client.get("/api/v1/centres?postcode=38100") as resp:
+        await resp.read()
+    assert '"GET /api/v1/centres"' in caplog.text
+    assert "38100" not in caplog.text and "127.0.0.1" not in caplog.text
