@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry
-from pytest_aiohttp import AiohttpClient
 
 from booking_backend.main import AccessLogger, create_app
 from booking_backend.settings import Settings
+from devtools.processes import free_port
 from tests.booking_backend.conftest import Env, MakeEnv
 from vaccine_queue.config import SettingsError
 from vaccine_queue.contract import PASS_COOKIE, PASS_HEADER, AdmissionPass, PassCodec
@@ -95,13 +97,20 @@ async def test_database_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
 
 
 async def test_access_log_has_no_query_string_nor_address(
-    base_settings: Settings, aiohttp_client: AiohttpClient,
-    caplog: pytest.LogCaptureFixture,
+    base_settings: Settings, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """As `booking-backend` serves: through AccessLogger."""
     app = create_app(dataclasses.replace(base_settings, dev=True), registry=CollectorRegistry())
-    client = await aiohttp_client(app, server_kwargs={"access_log_class": AccessLogger})
-    caplog.set_level(logging.INFO, logger="aiohttp.access")
-    async with client.get("/api/v1/centres?postcode=38100") as resp:
-        await resp.read()
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    port = free_port()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        caplog.set_level(logging.INFO, logger="aiohttp.access")
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/api/v1/centres?postcode=38100") as resp:
+            await resp.read()
+    finally:
+        await runner.cleanup()
     assert '"GET /api/v1/centres"' in caplog.text
     assert "38100" not in caplog.text and "127.0.0.1" not in caplog.text
