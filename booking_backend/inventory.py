@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from booking_backend.catalogue import Catalogue, Centre
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
-from booking_backend.store import MAX_ATTEMPTS, Store, StoreConflict, parse_centre_counts, text
+from booking_backend.store import (
+    MAX_ATTEMPTS,
+    Store,
+    StoreConflict,
+    StoreUnavailable,
+    parse_centre_counts,
+    text,
+)
 from vaccine_queue.lua import Reply
 
 log = logging.getLogger(__name__)
@@ -220,7 +227,7 @@ class Inventory:
             if outcome in ("ok", "gone") and reply.flag("expired_holds"):
                 # Holds whose time ran out give their units back now, even if the sweeper
                 # lags; a gone pair may be among them, so it is tried once more.
-                expired = await self.sweep(EXPIRE_WITH_HOLD)
+                expired = await self._sweep_quietly()
                 if outcome == "gone" and expired and not swept:
                     swept = True
                     continue
@@ -389,6 +396,15 @@ class Inventory:
         """Expire holds whose time ran out; returns how many this call ended."""
         now = self.now()
         return await self.expire(await self.expired_holds(now, limit), now)
+
+    async def _sweep_quietly(self) -> int:
+        """A sweep on a hold's way: the hold's answer stands even if this one fails (the
+        sweeper will return those units)."""
+        try:
+            return await self.sweep(EXPIRE_WITH_HOLD)
+        except StoreUnavailable as exc:
+            log.warning("sweep after a hold failed: %s", exc)
+            return 0
 
     async def expired_holds(self, now: int, limit: int) -> list[ExpiredHold]:
         """A sweep's first step, a read: up to `limit` holds the expiry index lists as run
