@@ -181,8 +181,11 @@ def _reachable_by(programs: PostgresPrograms, user: str) -> PostgresPrograms:
     venv under root's private home: its 700 mode keeps `user` out)."""
     if _others_may_enter(programs.bindir):
         return programs
-    digest = hashlib.sha256(str(programs.root).encode()).hexdigest()[:12]
-    cache = Path(tempfile.gettempdir()) / f"devtools-postgres-{os.geteuid()}-{digest}"
+    # Named for the installation and its postgres build, so an upgrade makes a new copy.
+    built = programs.postgres.stat()
+    digest = hashlib.sha256(f"{programs.root}:{built.st_size}:{built.st_mtime_ns}".encode())
+    digest_hex = digest.hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / f"devtools-postgres-{os.geteuid()}-{digest_hex}"
     if not ((cache / ".complete").exists() and _ours_alone(cache)):
         staging = Path(tempfile.mkdtemp(prefix=cache.name + "-", dir=cache.parent))
         for folder in programs.folders:
