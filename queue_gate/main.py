@@ -113,11 +113,11 @@ def create_app(
         # Two clients: visitors' requests share a large pool and give up after a second
         # (they get "busy, retry"); the ticker and the admin API have a small pool of their
         # own, so admission and operators keep working when a rush has drained the first.
-        visitors = connect(settings.redis_url, max_connections=VISITOR_POOL, wait_s=1.0)
-        control = connect(settings.redis_url, max_connections=CONTROL_POOL, wait_s=5.0)
-        app[control_redis_key] = control
-        store = app[store_key] = RoomStore(visitors, settings, clock=clock)
-        view = app[room_view_key] = RoomView(RoomStore(control, settings, clock=clock),
+        visitors = connect(settings, max_connections=VISITOR_POOL, wait_s=1.0)
+        control = connect(settings, max_connections=CONTROL_POOL, wait_s=5.0)
+        app[control_redis_key] = control.client
+        store = app[store_key] = RoomStore(visitors.client, settings, clock=clock)
+        view = app[room_view_key] = RoomView(RoomStore(control.client, settings, clock=clock),
                                              settings, metrics)
         # The visitor's path: arrival -> line (where a ticket stands) -> pass.
         signer, now = app[signer_key], app[clock_key]

@@ -165,3 +165,19 @@ def test_programs_another_account_cannot_reach_are_copied_once(tmp_path: Path) -
         assert servers._reachable_by(programs, "nobody") == copied
     finally:
         shutil.rmtree(copied.root)
+
+
+async def test_private_redis_cluster_spreads_slots_and_is_gone_afterwards() -> None:
+    with servers.private_redis_cluster(masters=3, replicas=0) as cluster:
+        client = aioredis.RedisCluster.from_url(cluster.url, decode_responses=True)
+        try:
+            await client.set("{a}:x", "1")  # the client learns the slots on first use
+            masters = {node.name for node in client.get_primaries()}
+            assert len(masters) == 3
+            # Slots are split in thirds by redis-cli: these six tags land on all three.
+            nodes = [client.get_node_from_key(f"{{{room}}}:x") for room in "abcdef"]
+            assert {node.name for node in nodes if node is not None} == masters
+        finally:
+            await client.aclose()
+        ports = [int(server.url.rsplit(":", 1)[1].split("/")[0]) for server in cluster.servers]
+    assert not any(port_is_open(port) for port in ports)
