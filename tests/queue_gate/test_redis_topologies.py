@@ -98,6 +98,8 @@ async def test_rooms_on_every_shard_of_a_cluster(
     gates = {room: await make_gate(redis_url=cluster.url, redis_cluster=True, room=room,
                                    initial_rate_per_minute=600) for room in rooms}
     for room, gate in gates.items():
+        # Every master has a replica: the start-up check finds the cluster durable.
+        assert gate.registry.get_sample_value("queuegate_redis_durable", {"room": room}) == 1
         await gate.tick()
         for _ in range(3):
             await admit_and_proxy(gate, clock)
@@ -141,6 +143,8 @@ async def test_a_gate_through_sentinel(sentinel: LocalSentinel, make_gate: GateF
         await master.flushall()
         gate = await make_gate(redis_sentinels=sentinel.sentinels,
                                redis_master=sentinel.master_name, room="through-sentinel")
+        assert gate.registry.get_sample_value("queuegate_redis_durable",
+                                              {"room": "through-sentinel"}) == 1  # a replica
         await gate.tick()
         await admit_and_proxy(gate, clock)
         # The room lives on the master Sentinel named, and its replica has it too.
