@@ -39,7 +39,9 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         token = request.app[keys.settings_key].admin_token
         given = request.headers.get("Authorization", "")
         # No token configured means no admin access at all, never "anyone".
-        if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        # The bytes as sent: a header that is not UTF-8 arrives with surrogate escapes.
+        sent = given.encode("utf-8", "surrogateescape")
+        if not token or not hmac.compare_digest(sent, f"Bearer {token}".encode()):
             response = _error("unauthorized", "A valid admin bearer token is required.", 401)
             response.headers["WWW-Authenticate"] = 'Bearer realm="booking-admin"'
             return response

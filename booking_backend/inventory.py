@@ -21,7 +21,7 @@ import asyncpg
 
 from booking_backend import outbox, waitlist
 from booking_backend.catalogue import Catalogue, Centre
-from booking_backend.db import Connection, Database
+from booking_backend.db import Connection, Database, StoreUnavailable
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
 from booking_backend.slots import take_pair
@@ -236,7 +236,12 @@ class Inventory:
                     continue
                 return Outcome("gone")
             if expired_waiting:
-                await self.sweep(EXPIRE_WITH_HOLD)  # as the sweeper would, without its lag
+                # As the sweeper would, without its lag; best effort: the hold is made, and a
+                # failure here leaves the expired holds to the sweeper.
+                try:
+                    await self.sweep(EXPIRE_WITH_HOLD)
+                except StoreUnavailable as exc:
+                    log.warning("sweep after a hold failed, left to the sweeper: %s", exc)
             return Outcome("ok", hid, (str(expires),))
         return Outcome("gone")
 

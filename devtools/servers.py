@@ -6,9 +6,12 @@ ever touches (or flushes) a server that someone else runs. Their programs come f
 
     with private_redis() as url: ...        # redis://127.0.0.1:PORT/0
     with private_postgres() as dsn: ...     # postgresql://postgres@127.0.0.1:PORT/postgres
+    with private_redis_cluster() as cluster: ...   # cluster.url names one node of three masters
+    with private_sentinel() as sentinel: ...       # sentinel.sentinels, sentinel.master_name
 
 `redis_server()` and `postgres_server()` yield a `LocalServer` instead, whose `process`
-a fault test may `kill()`; a PostgreSQL server can be `restart()`ed on its data afterwards.
+a fault test may `kill()`; a cluster's and a Sentinel set-up's servers are theirs to kill too,
+and a PostgreSQL server can be `restart()`ed on its data afterwards.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.binaries import PostgresPrograms, find_postgres, find_redis_server
+import redis
+
+from devtools.binaries import (
+    PostgresPrograms,
+    RedisProgram,
+    ServerNotFound,
+    find_postgres,
+    find_redis_server,
+)
 from devtools.processes import HOST, ManagedProcess, free_port
 
 log = logging.getLogger(__name__)
@@ -50,28 +61,37 @@ class LocalServer:
     restart: Callable[[], None] | None = None
 
 
+def _start_redis(program: RedisProgram, workdir: Path, args: Sequence[str],
+                 name: str = "redis-server") -> tuple[LocalServer, int]:
+    """One Redis process on a free loopback port in `workdir`, listening when this returns."""
+    port = free_port()
+    argv = [str(program.path), "--port", str(port), "--bind", HOST, "--save", "",
+            "--dir", str(workdir), "--daemonize", "no", *args]
+    process = ManagedProcess.start(name, argv, log_path=workdir / "redis.log")
+    try:
+        process.wait_for_port(port, timeout_s=START_TIMEOUT_S)
+    except RuntimeError:
+        process.stop()
+        raise
+    log.info("private %s at 127.0.0.1:%s (pid %s) from %s", name, port, process.pid,
+             program.origin)
+    return LocalServer(f"redis://{HOST}:{port}/0", process, program.origin), port
+
+
 @contextlib.contextmanager
 def redis_server(*, appendonly: bool = False, maxmemory: str | None = None,
                  extra_args: Sequence[str] = ()) -> Iterator[LocalServer]:
     """Start a throwaway Redis (or Valkey) on loopback without persistence; stop it after."""
     program = find_redis_server()
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="devtools-redis-") as tmp:
-        workdir = Path(tmp)
-        argv = [str(program.path), "--port", str(port), "--bind", HOST, "--save", "",
-                "--appendonly", "yes" if appendonly else "no", "--dir", str(workdir),
-                "--daemonize", "no"]
+        args = ["--appendonly", "yes" if appendonly else "no"]
         if maxmemory is not None:
-            argv += ["--maxmemory", maxmemory]
-        argv += list(extra_args)
-        process = ManagedProcess.start("redis-server", argv, log_path=workdir / "redis.log")
+            args += ["--maxmemory", maxmemory]
+        server, _ = _start_redis(program, Path(tmp), [*args, *extra_args])
         try:
-            process.wait_for_port(port, timeout_s=START_TIMEOUT_S)
-            log.info("private Redis at 127.0.0.1:%s (pid %s) from %s", port, process.pid,
-                     program.origin)
-            yield LocalServer(f"redis://{HOST}:{port}/0", process, program.origin)
+            yield server
         finally:
-            process.stop()
+            server.process.stop()
 
 
 @contextlib.contextmanager
@@ -81,6 +101,193 @@ def private_redis(*, appendonly: bool = False, maxmemory: str | None = None,
     with redis_server(appendonly=appendonly, maxmemory=maxmemory,
                       extra_args=extra_args) as server:
         yield server.url
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A Redis Cluster we started: every node (masters and replicas, as `redis-cli` paired
+    them; roles change after a failover), and a URL naming one of them."""
+
+    servers: tuple[LocalServer, ...]
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+
+@contextlib.contextmanager
+def private_redis_cluster(*, masters: int = 3, replicas: int = 1,
+                          node_timeout_ms: int = 2000) -> Iterator[LocalCluster]:
+    """A throwaway Redis Cluster on loopback: `masters` masters with `replicas` replicas
+    each, no persistence, slots spread by `redis-cli --cluster create`; stopped afterwards.
+
+    `node_timeout_ms` is how long a silent master takes to be failed over (short here, so a
+    fault test's failover completes in a few seconds)."""
+    program = find_redis_server()
+    cli = _redis_cli(program)
+    started: list[LocalServer] = []
+    with tempfile.TemporaryDirectory(prefix="devtools-redis-cluster-") as tmp:
+        try:
+            ports = []
+            for index in range(masters * (1 + replicas)):
+                workdir = Path(tmp) / f"node{index}"
+                workdir.mkdir()
+                server, port = _start_redis(program, workdir, [
+                    "--appendonly", "no", "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(workdir / "nodes.conf"),
+                    # Its bus on a free port of its own (the default, port + 10000, may be
+                    # taken or beyond 65535).
+                    "--cluster-port", str(free_port()),
+                    "--cluster-node-timeout", str(node_timeout_ms)], name="redis-cluster-node")
+                started.append(server)
+                ports.append(port)
+            _run_quietly([str(cli), "--cluster", "create",
+                          *(f"{HOST}:{port}" for port in ports),
+                          "--cluster-replicas", str(replicas), "--cluster-yes"],
+                         Path(tmp) / "create.log")
+            cluster = LocalCluster(tuple(started))
+            _wait_for_cluster(cluster, masters * (1 + replicas))
+            log.info("private Redis Cluster of %d masters, %d replicas each, at %s", masters,
+                     replicas, ", ".join(str(port) for port in ports))
+            yield cluster
+        finally:
+            for server in started:
+                server.process.stop()
+
+
+def _wait_for_cluster(cluster: LocalCluster, nodes: int) -> None:
+    """Until every node says the cluster is ok and knows all the others."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    pending = list(cluster.servers)
+    while pending and time.monotonic() < deadline:
+        with redis.Redis.from_url(pending[0].url, decode_responses=True) as client:
+            info = client.execute_command("CLUSTER", "INFO")
+            text = info if isinstance(info, str) else str(info)
+            known = len(str(client.execute_command("CLUSTER", "NODES")).strip().splitlines())
+        if "cluster_state:ok" in text and known == nodes:
+            pending.pop(0)
+        else:
+            time.sleep(0.05)
+    if pending:
+        raise RuntimeError(f"Redis Cluster not ready within {START_TIMEOUT_S:g} s:\n"
+                           f"{pending[0].process.log_tail()}")
+
+
+@dataclass(frozen=True)
+class LocalSentinel:
+    """A master, its replica and three Sentinels watching them, all started by us."""
+
+    master_name: str
+    master: LocalServer
+    replica: LocalServer
+    sentinel_servers: tuple[LocalServer, ...]
+
+    @property
+    def sentinels(self) -> tuple[str, ...]:
+        """`host:port` of each Sentinel, as QUEUE_GATE_REDIS_SENTINELS lists them."""
+        return tuple(server.url.removeprefix("redis://").removesuffix("/0")
+                     for server in self.sentinel_servers)
+
+
+@contextlib.contextmanager
+def private_sentinel(*, master_name: str = "gate", sentinels: int = 3, quorum: int = 2,
+                     down_after_ms: int = 1000, failover_timeout_ms: int = 5000,
+                     appendonly: bool = False) -> Iterator[LocalSentinel]:
+    """A throwaway master, one replica and `sentinels` Sentinels (`redis-server --sentinel`)
+    on loopback, ready when this yields: the replica in sync, every Sentinel knowing the
+    replica and the other Sentinels (so a failover can be agreed). Stopped afterwards.
+
+    `down_after_ms` is how long a silent master takes to be judged down (short here, so a
+    fault test's failover completes in a few seconds)."""
+    program = find_redis_server()
+    started: list[LocalServer] = []
+    with tempfile.TemporaryDirectory(prefix="devtools-redis-sentinel-") as tmp:
+        root = Path(tmp)
+        persistence = ["--appendonly", "yes" if appendonly else "no"]
+        try:
+            (root / "master").mkdir()
+            master, master_port = _start_redis(program, root / "master", persistence)
+            started.append(master)
+            (root / "replica").mkdir()
+            replica, _ = _start_redis(program, root / "replica", [
+                *persistence, "--replicaof", HOST, str(master_port)], name="redis-replica")
+            started.append(replica)
+            watchers = []
+            for index in range(sentinels):
+                workdir = root / f"sentinel{index}"
+                workdir.mkdir()
+                port = free_port()
+                config = workdir / "sentinel.conf"
+                config.write_text(
+                    f"port {port}\nbind {HOST}\ndir {workdir}\n"
+                    f"sentinel monitor {master_name} {HOST} {master_port} {quorum}\n"
+                    f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
+                    f"sentinel failover-timeout {master_name} {failover_timeout_ms}\n"
+                    f"sentinel parallel-syncs {master_name} 1\n")
+                process = ManagedProcess.start(
+                    "redis-sentinel", [str(program.path), str(config), "--sentinel"],
+                    log_path=workdir / "sentinel.log")
+                watcher = LocalServer(f"redis://{HOST}:{port}/0", process, program.origin)
+                started.append(watcher)
+                process.wait_for_port(port, timeout_s=START_TIMEOUT_S)
+                watchers.append(watcher)
+            setup = LocalSentinel(master_name, master, replica, tuple(watchers))
+            _wait_for_sentinels(setup)
+            log.info("private Sentinel set-up %r: master %s, replica %s, sentinels %s",
+                     master_name, master.url, replica.url, ", ".join(setup.sentinels))
+            yield setup
+        finally:
+            for server in reversed(started):
+                server.process.stop()
+
+
+def _wait_for_sentinels(setup: LocalSentinel) -> None:
+    """Until the replica is in sync and every Sentinel knows it and all other Sentinels."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    others = len(setup.sentinel_servers) - 1
+    while time.monotonic() < deadline:
+        with redis.Redis.from_url(setup.master.url, decode_responses=True) as client:
+            replication = client.info("replication")
+        ready = replication.get("connected_slaves") == 1 and \
+            "online" in str(replication.get("slave0", ""))
+        for server in setup.sentinel_servers:
+            with redis.Redis.from_url(server.url, decode_responses=True) as client:
+                state = client.execute_command("SENTINEL", "MASTER", setup.master_name)
+            fields = _pairs(state)
+            ready = ready and fields.get("num-slaves") == "1" and \
+                fields.get("num-other-sentinels") == str(others)
+        if ready:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"Sentinels not ready within {START_TIMEOUT_S:g} s:\n"
+                       f"{setup.sentinel_servers[0].process.log_tail()}")
+
+
+def _pairs(reply: object) -> dict[str, str]:
+    """A reply as a dict: RESP2 sends name/value lists, some clients parse them already."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    items = [str(item) for item in reply] if isinstance(reply, list) else []
+    return dict(zip(items[::2], items[1::2], strict=False))
+
+
+def _redis_cli(program: RedisProgram) -> Path:
+    """The command-line client that came with the server (`redis-cli` or `valkey-cli`)."""
+    cli = program.path.with_name(program.path.name.replace("-server", "-cli"))
+    if not cli.is_file():
+        raise ServerNotFound(f"{cli.name} is not beside {program.path} ({program.origin}): "
+                             "it is needed to create a Redis Cluster")
+    return cli
+
+
+def _run_quietly(argv: Sequence[str], log_path: Path) -> None:
+    """Run a tool to its end, its output kept for the error message."""
+    with log_path.open("ab") as logfile:
+        result = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=logfile,
+                                stderr=subprocess.STDOUT, check=False, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} failed with code {result.returncode}:\n"
+                           f"{log_path.read_text(errors='replace')[-2000:]}")
 
 
 @contextlib.contextmanager
@@ -204,8 +411,11 @@ def _reachable_by(programs: PostgresPrograms, user: str) -> PostgresPrograms:
     venv under root's private home: its 700 mode keeps `user` out)."""
     if _others_may_enter(programs.bindir):
         return programs
-    digest = hashlib.sha256(str(programs.root).encode()).hexdigest()[:12]
-    cache = Path(tempfile.gettempdir()) / f"devtools-postgres-{os.geteuid()}-{digest}"
+    # Named for the installation and its postgres build, so an upgrade makes a new copy.
+    built = programs.postgres.stat()
+    digest = hashlib.sha256(f"{programs.root}:{built.st_size}:{built.st_mtime_ns}".encode())
+    digest_hex = digest.hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / f"devtools-postgres-{os.geteuid()}-{digest_hex}"
     if not ((cache / ".complete").exists() and _ours_alone(cache)):
         staging = Path(tempfile.mkdtemp(prefix=cache.name + "-", dir=cache.parent))
         for folder in programs.folders:

@@ -77,7 +77,9 @@ class AddressPolicy:
 def browser_fingerprint(request: web.Request, address: str | None) -> str:
     prefix = _prefix(address, v4_bits=24) if address is not None else "-"
     agent = request.headers.get("User-Agent", "")
-    return hashlib.sha256(f"{prefix}|{agent}".encode()).hexdigest()[:16]
+    # The agent's own bytes: one that is not UTF-8 arrives with surrogate escapes.
+    return hashlib.sha256(f"{prefix}|{agent}".encode("utf-8", "surrogateescape")
+                          ).hexdigest()[:16]
 
 
 def _packed(address: str) -> bytes | None:
@@ -86,7 +88,7 @@ def _packed(address: str) -> bytes | None:
     raw = address.strip("[]")
     try:
         return socket.inet_pton(socket.AF_INET6 if ":" in raw else socket.AF_INET, raw)
-    except OSError:
+    except (OSError, UnicodeEncodeError):  # not an address; bytes not UTF-8 among them
         return None
 
 

@@ -54,7 +54,9 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         token = request.app[gate_app_key][settings_key].admin_token
         auth = request.headers.get("Authorization", "")
         given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        # The bytes as sent: a header that is not UTF-8 arrives with surrogate escapes.
+        sent = given.encode("utf-8", "surrogateescape")
+        if not given or not hmac.compare_digest(sent, token.encode()):
             return json_error(401, "unauthorized", "Send 'Authorization: Bearer <admin token>'.")
     try:
         return await handler(request)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from queue_gate.addresses import AddressPolicy
@@ -15,7 +14,7 @@ from queue_gate.line import Line
 from queue_gate.metrics import GateMetrics
 from queue_gate.passes import Passes
 from queue_gate.settings import Settings
-from queue_gate.store import Clock, RoomStore
+from queue_gate.store import Clock, RedisClient, RoomStore
 from queue_gate.tickets import TicketSigner
 from vaccine_queue.pages import Pages
 
@@ -25,7 +24,7 @@ metrics_key = web.AppKey("metrics", GateMetrics)
 pages_key = web.AppKey("pages", Pages)
 signer_key = web.AppKey("signer", TicketSigner)
 address_policy_key = web.AppKey("address_policy", AddressPolicy)
-control_redis_key = web.AppKey("control_redis", aioredis.Redis)
+control_redis_key: web.AppKey[RedisClient] = web.AppKey("control_redis")
 store_key = web.AppKey("store", RoomStore)
 room_view_key = web.AppKey("room_view", RoomView)
 # The visitor's path, built on the store and the room view once Redis is open.

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from queue_gate import admission
+from queue_gate import admission, durability
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admin import create_admin_app
 from queue_gate.admission import RoomView
@@ -107,17 +107,17 @@ def create_app(
                                    ticket_max_age_s=settings.ticket_max_age_s,
                                    clock=app[clock_key])
 
-    # Order matters: Redis first, then the backend client, then the ticker, so the ticker
-    # stops before Redis closes.
+    # Order matters: Redis first (and whether it keeps data), then the backend client, then
+    # the ticker, so the ticker stops before Redis closes.
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         # Two clients: visitors' requests share a large pool and give up after a second
         # (they get "busy, retry"); the ticker and the admin API have a small pool of their
         # own, so admission and operators keep working when a rush has drained the first.
-        visitors = connect(settings.redis_url, max_connections=VISITOR_POOL, wait_s=1.0)
-        control = connect(settings.redis_url, max_connections=CONTROL_POOL, wait_s=5.0)
-        app[control_redis_key] = control
-        store = app[store_key] = RoomStore(visitors, settings, clock=clock)
-        view = app[room_view_key] = RoomView(RoomStore(control, settings, clock=clock),
+        visitors = connect(settings, max_connections=VISITOR_POOL, wait_s=1.0)
+        control = connect(settings, max_connections=CONTROL_POOL, wait_s=5.0)
+        app[control_redis_key] = control.client
+        store = app[store_key] = RoomStore(visitors.client, settings, clock=clock)
+        view = app[room_view_key] = RoomView(RoomStore(control.client, settings, clock=clock),
                                              settings, metrics)
         # The visitor's path: arrival -> line (where a ticket stands) -> pass.
         signer, now = app[signer_key], app[clock_key]
@@ -129,6 +129,25 @@ def create_app(
         yield
         await visitors.aclose()
         await control.aclose()
+
+    async def durability_ctx(app: web.Application) -> AsyncIterator[None]:
+        # Before the room is touched: a gate that must not run on a Redis that forgets
+        # stops here, having created nothing.
+        try:
+            durable: bool | None = durability.report(
+                settings.room, await durability.check(app[control_redis_key]))
+        except GateUnavailable as exc:
+            log.error("room %s: could not ask Redis whether it keeps data (%s)",
+                      settings.room, exc)
+            durable = None
+        if durable is not None:
+            metrics.redis_durable.labels(settings.room).set(int(durable))
+        if settings.require_durable_redis and not durable:
+            raise durability.RedisNotDurable(
+                "QUEUE_GATE_REQUIRE_DURABLE_REDIS is set and Redis "
+                + ("could not be asked whether it keeps data" if durable is None else
+                   "has neither persistence (appendonly, RDB) nor a replica"))
+        yield
 
     async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
         session = backend_session(settings.backend_max_connections, settings.backend_timeout_s)
@@ -151,7 +170,7 @@ def create_app(
             app[ticker_key] = task
             yield
 
-    app.cleanup_ctx.extend([redis_ctx, backend_ctx, ticker_ctx])
+    app.cleanup_ctx.extend([redis_ctx, durability_ctx, backend_ctx, ticker_ctx])
     setup_routes(app)
     return app
 
@@ -215,4 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if settings.demo:
         log.warning("DEMO MODE: secrets and admin token are generated for this run only; "
                     "admin token: %s", settings.admin_token)
-    asyncio.run(serve(settings, args.host, args.port, args.admin_host, args.admin_port))
+    try:
+        asyncio.run(serve(settings, args.host, args.port, args.admin_host, args.admin_port))
+    except durability.RedisNotDurable as exc:
+        sys.exit(f"queue-gate: {exc}")

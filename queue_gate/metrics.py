@@ -61,6 +61,11 @@ class GateMetrics:
         self.redis_errors = Counter(
             name("redis_errors"), "Redis operations that failed, by operation",
             ["room", "operation"], registry=registry)
+        self.redis_durable = Gauge(
+            name("redis_durable"),
+            "1 if every Redis master of the room keeps data through a restart (append-only "
+            "file, RDB snapshots or a replica), 0 if one keeps nothing; checked at start",
+            ["room"], registry=registry)
         # Room-wide values, as the last tick saw them.
         self.waiting = Gauge(
             name("visitors_waiting"), "Visitors in line and not yet admitted",

@@ -46,7 +46,15 @@ _POSITIVE = {
 class Settings:
     """Everything a gate deployment configures; comments name the environment variable."""
 
+    # A single Redis; with Sentinel, the master's database and password (its host is ignored);
+    # with Cluster, any node of the cluster.
     redis_url: str = "redis://127.0.0.1:6379/0"  # REDIS_URL
+    # host:port of each Sentinel watching the master named QUEUE_GATE_REDIS_MASTER.
+    redis_sentinels: tuple[str, ...] = ()  # QUEUE_GATE_REDIS_SENTINELS
+    redis_master: str = ""  # QUEUE_GATE_REDIS_MASTER
+    redis_cluster: bool = False  # QUEUE_GATE_REDIS_CLUSTER
+    # Refuse to start on a Redis with neither persistence (AOF or RDB) nor a replica.
+    require_durable_redis: bool = False  # QUEUE_GATE_REQUIRE_DURABLE_REDIS
     # QUEUE_GATE_SECRETS, newest first: the newest signs, all of them verify.
     secrets: tuple[str, ...] = field(default=(), repr=False)
     admin_token: str = field(default="", repr=False)  # QUEUE_GATE_ADMIN_TOKEN
@@ -86,6 +94,7 @@ class Settings:
         if not ROOM_NAME.match(self.room):
             raise SettingsError(f"QUEUE_GATE_ROOM must be 1-40 lowercase letters, digits, "
                                 f"'-' or '_', starting with a letter or digit, not {self.room!r}")
+        self._check_redis()
         if self.initial_mode not in MODES:
             raise SettingsError(f"QUEUE_GATE_MODE must be one of {', '.join(MODES)}, "
                                 f"not {self.initial_mode!r}")
@@ -127,6 +136,28 @@ class Settings:
         if not self.admin_token:
             raise SettingsError("QUEUE_GATE_ADMIN_TOKEN is required; demo mode generates one")
 
+    def _check_redis(self) -> None:
+        """One way to reach Redis, fully named."""
+        if self.redis_sentinels and self.redis_cluster:
+            raise SettingsError("QUEUE_GATE_REDIS_SENTINELS and QUEUE_GATE_REDIS_CLUSTER "
+                                "exclude each other: Sentinel watches one master, a cluster "
+                                "has many")
+        if bool(self.redis_sentinels) != bool(self.redis_master):
+            raise SettingsError("QUEUE_GATE_REDIS_SENTINELS and QUEUE_GATE_REDIS_MASTER go "
+                                "together: the Sentinels and the name of the master they "
+                                "watch")
+        for address in self.redis_sentinels:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise SettingsError(f"QUEUE_GATE_REDIS_SENTINELS: {address!r} is not "
+                                    "host:port (e.g. sentinel-1:26379)")
+
+    @property
+    def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        """(host, port) of each Sentinel (checked at construction)."""
+        return tuple((host.strip("[]"), int(port)) for host, _, port in
+                     (address.rpartition(":") for address in self.redis_sentinels))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
                  **overrides: object) -> Settings:
@@ -135,6 +166,11 @@ class Settings:
         demo = env.flag("QUEUE_GATE_DEMO", cls.demo)
         found: dict[str, object] = {
             "redis_url": env.text("REDIS_URL", cls.redis_url),
+            "redis_sentinels": env.items("QUEUE_GATE_REDIS_SENTINELS"),
+            "redis_master": env.text("QUEUE_GATE_REDIS_MASTER"),
+            "redis_cluster": env.flag("QUEUE_GATE_REDIS_CLUSTER", cls.redis_cluster),
+            "require_durable_redis": env.flag("QUEUE_GATE_REQUIRE_DURABLE_REDIS",
+                                              cls.require_durable_redis),
             "secrets": env.items("QUEUE_GATE_SECRETS"),
             "admin_token": env.text("QUEUE_GATE_ADMIN_TOKEN"),
             "backend_url": env.text("BACKEND_URL", cls.backend_url),

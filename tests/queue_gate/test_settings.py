@@ -59,6 +59,17 @@ def test_reads_every_variable() -> None:
         ({"QUEUE_GATE_TRUSTED_PROXIES": "10.0.0.0/8, proxy"}, "QUEUE_GATE_TRUSTED_PROXIES",
          "not a network"),
         ({"QUEUE_GATE_TIMEZONE": "Europe/Nowhere"}, "QUEUE_GATE_TIMEZONE", "unknown time zone"),
+        ({"QUEUE_GATE_REDIS_SENTINELS": "s1:26379"}, "QUEUE_GATE_REDIS_MASTER", "together"),
+        ({"QUEUE_GATE_REDIS_MASTER": "gate"}, "QUEUE_GATE_REDIS_SENTINELS", "together"),
+        ({"QUEUE_GATE_REDIS_SENTINELS": "s1", "QUEUE_GATE_REDIS_MASTER": "gate"},
+         "QUEUE_GATE_REDIS_SENTINELS", "host:port"),
+        ({"QUEUE_GATE_REDIS_SENTINELS": "s1:99999", "QUEUE_GATE_REDIS_MASTER": "gate"},
+         "QUEUE_GATE_REDIS_SENTINELS", "host:port"),
+        ({"QUEUE_GATE_REDIS_SENTINELS": "s1:1", "QUEUE_GATE_REDIS_MASTER": "gate",
+          "QUEUE_GATE_REDIS_CLUSTER": "1"}, "QUEUE_GATE_REDIS_CLUSTER", "exclude each other"),
+        ({"QUEUE_GATE_REDIS_CLUSTER": "maybe"}, "QUEUE_GATE_REDIS_CLUSTER", "true/false"),
+        ({"QUEUE_GATE_REQUIRE_DURABLE_REDIS": "2"}, "QUEUE_GATE_REQUIRE_DURABLE_REDIS",
+         "true/false"),
     ],
 )
 def test_a_settings_error_names_the_variable(env: dict[str, str], variable: str,
@@ -67,6 +78,20 @@ def test_a_settings_error_names_the_variable(env: dict[str, str], variable: str,
         Settings.from_env({"QUEUE_GATE_SECRETS": "s", "QUEUE_GATE_ADMIN_TOKEN": "t", **env})
     assert variable in str(refused.value)
     assert what in str(refused.value)
+
+
+def test_three_ways_to_reach_redis() -> None:
+    base = {"QUEUE_GATE_SECRETS": "s", "QUEUE_GATE_ADMIN_TOKEN": "t"}
+    single = Settings.from_env(base)
+    assert (single.redis_sentinels, single.redis_master, single.redis_cluster,
+            single.require_durable_redis) == ((), "", False, False)
+    sentinel = Settings.from_env({**base, "QUEUE_GATE_REDIS_MASTER": "gate",
+                                  "QUEUE_GATE_REDIS_SENTINELS": "s1:26379, [::1]:26380,",
+                                  "QUEUE_GATE_REQUIRE_DURABLE_REDIS": "yes"})
+    assert sentinel.redis_sentinels == ("s1:26379", "[::1]:26380")
+    assert sentinel.sentinel_addresses == (("s1", 26379), ("::1", 26380))
+    assert (sentinel.redis_master, sentinel.require_durable_redis) == ("gate", True)
+    assert Settings.from_env({**base, "QUEUE_GATE_REDIS_CLUSTER": "on"}).redis_cluster
 
 
 def test_empty_means_default_and_flags_read_alike() -> None:
