@@ -30,10 +30,11 @@ TX_ATTEMPTS = 5
 CLOSE_TIMEOUT_S = 10.0
 
 # What "the database is not there" looks like to asyncpg: a refused or dropped connection,
-# a server shutting down or starting up, a statement timeout, a pool that stayed busy.
+# a server shutting down or starting up, a statement or lock timeout, a pool that stayed
+# busy.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.LockNotAvailableError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.InternalClientError,
 )

@@ -44,3 +44,22 @@ async def test_a_pool_busy_past_its_timeout_answers_503_with_retry_after(
     assert env.backend.registry.get_sample_value("booking_store_errors_total") == 1
     status, _ = await env.api("GET", "/api/v1/centres?postcode=38100")
     assert status == 200
+
+
+async def test_a_statement_stuck_behind_a_lock_answers_503_not_forever(
+    make_env: MakeEnv,
+) -> None:
+    """A statement waits for a lock at most the statement timeout: a stuck transaction
+    elsewhere makes a 503 with Retry-After, never a hung request or a 500."""
+    env = await make_env(database_statement_timeout=0.5)
+    ((first, second),) = await env.add_pairs(1)
+    async with env.backend.db.connection() as conn, conn.transaction():
+        await conn.execute("SELECT * FROM slots WHERE start_at = $1 FOR UPDATE", first.start)
+        status, body = await env.api("POST", "/api/v1/holds", "stuck", json={
+            "birth_date": OLD, "postcode": HOME_POSTCODE, "first_slot": first.id,
+            "second_slot": second.id})
+        assert (status, body["error"]) == (503, "store_unavailable")
+    status, _ = await env.api("POST", "/api/v1/holds", "stuck", json={
+        "birth_date": OLD, "postcode": HOME_POSTCODE, "first_slot": first.id,
+        "second_slot": second.id})
+    assert status == 201
