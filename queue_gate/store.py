@@ -55,6 +55,10 @@ WALK_LIMIT = 2000
 JOIN_BATCH_MAX = 256
 # How long a place, a pass or an admission waits for a replica to confirm it.
 REPLICA_WAIT_MS = 200
+# Numbers added to a lost room's last known `seq` when a gate re-creates it: joins other
+# processes handed out after that snapshot. A number nobody holds is never seen polling and
+# is passed over without using an admission.
+RESEED_MARGIN = 1000
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -134,7 +138,7 @@ class RoomKeys:
         return (*self.room_script_keys, self.joins(window))
 
     def check_pass_script_keys(self, ticket_id: str) -> tuple[str, ...]:
-        return (self.passes, self.pass_browsers(ticket_id))
+        return (self.passes, self.pass_browsers(ticket_id), self.state)
 
     @property
     def end_pass_script_keys(self) -> tuple[str, ...]:
@@ -173,6 +177,8 @@ class TickResult:
     draw_base: int = 0
     draw_count: int = 0
     passes_ended: int = 0
+    # When Redis last lost the room and a gate re-created it from its snapshot.
+    reseeded_at: float | None = None
 
     @property
     def waiting(self) -> int:
@@ -216,7 +222,7 @@ class _PendingJoin:
     result: asyncio.Future[JoinResult]
 
 
-# The field that goes with each outcome of issue_pass-11.lua and check_pass-2.lua.
+# The field that goes with each outcome of issue_pass-11.lua and check_pass-3.lua.
 _PASS_VALUE: dict[str, str | None] = {
     "issued": "expires_at", "again": "expires_at", "spent": "expires_at",
     "waiting": "frontier", "requeued": "returners_ahead", "full": None, "stale": None,
@@ -257,6 +263,7 @@ def _tick_result(reply: Reply) -> TickResult:
         draw_base=reply.integer("draw_base"),
         draw_count=reply.integer("draw_count"),
         passes_ended=reply.integer("passes_ended"),
+        reseeded_at=reply.optional_number("reseeded_at"),
     )
 
 
@@ -439,8 +446,12 @@ class RoomStore:
         *,
         room: str | None = None,
         clock: Clock | None = None,
+        seed: Callable[[], TickResult | None] | None = None,
     ) -> None:
         self.client = client
+        # The room as this process last saw it, to re-create it from if Redis loses it.
+        self._last: TickResult | None = None
+        self._seed = seed or (lambda: self._last)
         self.room = room or settings.room
         self.keys = RoomKeys(self.room)
         self._settings = settings
@@ -454,7 +465,7 @@ class RoomStore:
         self._flushes: set[asyncio.Task[None]] = set()
         self._issue_pass = _Script(client, "issue_pass-11.lua", replicas)
         self._draw_place = _Script(client, "draw_place-11.lua")
-        self._check_pass = _Script(client, "check_pass-2.lua")
+        self._check_pass = _Script(client, "check_pass-3.lua")
         self._end_pass = _Script(client, "end_pass-2.lua")
         self._configure = _Script(client, "configure-1.lua")
 
@@ -472,11 +483,27 @@ class RoomStore:
         s = self._settings
         args: list[str | int | float] = [
             self._now_arg(), MAX_CREDITED_ELAPSED_S, s.ticket_max_age_s, s.abandon_grace_s,
-            s.draw_grace_s, WALK_LIMIT,
-            s.initial_rate_per_minute, s.initial_mode, s.initial_message,
-            s.initial_session_minutes, secrets.token_hex(4), *seen,
+            s.draw_grace_s, WALK_LIMIT, *self._creation_args(), *seen,
         ]
-        return _tick_result(await self._tick(self.keys.room_script_keys, args, replicated=True))
+        result = _tick_result(await self._tick(self.keys.room_script_keys, args,
+                                               replicated=True))
+        self._last = result
+        return result
+
+    def _creation_args(self) -> list[str | int | float]:
+        """How tick-11.lua creates the room if it does not exist: from the settings for a
+        new room; from this process's last snapshot for a room Redis lost (same epoch and
+        operators' configuration, the line kept ahead of newcomers)."""
+        seed = self._seed()
+        if seed is None:
+            s = self._settings
+            return [s.initial_rate_per_minute, s.initial_mode, s.initial_message,
+                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, ""]
+        config = seed.config
+        return [config.rate_per_minute, config.mode, config.message, config.session_minutes,
+                seed.epoch, seed.seq + RESEED_MARGIN, seed.frontier,
+                config.max_active_sessions,
+                "" if config.opens_at is None else math.ceil(config.opens_at)]
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
@@ -554,10 +581,17 @@ class RoomStore:
             return DrawPlace("stale", 0, 0)
         raise ScriptError(f"unknown outcome in {reply!r}")
 
-    async def check_pass(self, ticket_id: str, fingerprint: str) -> tuple[str, int]:
-        """("ok", expiry), ("ended", 0) or ("shared", browsers): see lua/check_pass-2.lua."""
+    async def check_pass(self, ticket_id: str, fingerprint: str,
+                         expires_at: int) -> tuple[str, int]:
+        """("ok", expiry), ("ended", 0) or ("shared", browsers): see lua/check_pass-3.lua.
+        `expires_at` is the pass's signed expiry: a pass Redis lost with the room is
+        honoured (and recorded again) if it was issued before the loss."""
+        seed = self._seed()
+        session_minutes = seed.config.session_minutes if seed is not None else \
+            self._settings.initial_session_minutes
         args: list[str | int | float] = [
-            ticket_id, fingerprint, self._settings.pass_max_browsers, self._now_arg()]
+            ticket_id, fingerprint, self._settings.pass_max_browsers, self._now_arg(),
+            expires_at, session_minutes * 60]
         reply = await self._check_pass(self.keys.check_pass_script_keys(ticket_id), args)
         return _outcome_value(reply, _CHECK_VALUE)
 
