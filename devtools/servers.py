@@ -192,13 +192,19 @@ class LocalSentinel:
 @contextlib.contextmanager
 def private_sentinel(*, master_name: str = "gate", sentinels: int = 3, quorum: int = 2,
                      down_after_ms: int = 1000, failover_timeout_ms: int = 5000,
-                     appendonly: bool = False) -> Iterator[LocalSentinel]:
+                     appendonly: bool = False,
+                     master_link: Callable[[int], int] | None = None
+                     ) -> Iterator[LocalSentinel]:
     """A throwaway master, one replica and `sentinels` Sentinels (`redis-server --sentinel`)
     on loopback, ready when this yields: the replica in sync, every Sentinel knowing the
     replica and the other Sentinels (so a failover can be agreed). Stopped afterwards.
 
     `down_after_ms` is how long a silent master takes to be judged down (short here, so a
-    fault test's failover completes in a few seconds)."""
+    fault test's failover completes in a few seconds). `master_link`, given the master's
+    port, returns the port by which the replica and the Sentinels (and so their clients)
+    reach it: a relay a fault test controls, e.g. to make the replica lag (Sentinel would
+    "fix" a replica that replicates from an address other than the one it watches); the
+    master's own port by default."""
     program = find_redis_server()
     started: list[LocalServer] = []
     with tempfile.TemporaryDirectory(prefix="devtools-redis-sentinel-") as tmp:
@@ -209,8 +215,9 @@ def private_sentinel(*, master_name: str = "gate", sentinels: int = 3, quorum: i
             master, master_port = _start_redis(program, root / "master", persistence)
             started.append(master)
             (root / "replica").mkdir()
+            upstream = master_link(master_port) if master_link else master_port
             replica, _ = _start_redis(program, root / "replica", [
-                *persistence, "--replicaof", HOST, str(master_port)], name="redis-replica")
+                *persistence, "--replicaof", HOST, str(upstream)], name="redis-replica")
             started.append(replica)
             watchers = []
             for index in range(sentinels):
@@ -220,7 +227,7 @@ def private_sentinel(*, master_name: str = "gate", sentinels: int = 3, quorum: i
                 config = workdir / "sentinel.conf"
                 config.write_text(
                     f"port {port}\nbind {HOST}\ndir {workdir}\n"
-                    f"sentinel monitor {master_name} {HOST} {master_port} {quorum}\n"
+                    f"sentinel monitor {master_name} {HOST} {upstream} {quorum}\n"
                     f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
                     f"sentinel failover-timeout {master_name} {failover_timeout_ms}\n"
                     f"sentinel parallel-syncs {master_name} 1\n")

@@ -99,6 +99,14 @@ class RoomView:
 
     def _record(self, result: TickResult) -> None:
         previous = self.snapshot
+        if result.reseeded_at is not None and (
+                previous is None or previous.reseeded_at != result.reseeded_at):
+            if previous is not None:
+                log.warning("room %s: Redis lost the room; re-created from a gate's last "
+                            "snapshot (epoch %s, line from %d)", self.store.room,
+                            result.epoch, result.seq)
+            # Presence marks went with the room: send every visitor's again.
+            self._marked, self._marked_bucket = bytearray(), -1
         if (
             result.waiting == 0
             or result.config.mode != "queue"

@@ -116,7 +116,9 @@ def create_app(
         visitors = connect(settings, max_connections=VISITOR_POOL, wait_s=1.0)
         control = connect(settings, max_connections=CONTROL_POOL, wait_s=5.0)
         app[control_redis_key] = control.client
-        store = app[store_key] = RoomStore(visitors.client, settings, clock=clock)
+        # Joins re-create a lost room from the ticker's last snapshot, as the ticker does.
+        store = app[store_key] = RoomStore(visitors.client, settings, clock=clock,
+                                           seed=lambda: app[room_view_key].snapshot)
         view = app[room_view_key] = RoomView(RoomStore(control.client, settings, clock=clock),
                                              settings, metrics)
         # The visitor's path: arrival -> line (where a ticket stands) -> pass.

@@ -110,6 +110,10 @@ class GateMetrics:
         self.estimated_wait = Gauge(
             name("estimated_wait_seconds"), "Estimated wait of a visitor joining now",
             ["room"], registry=registry)
+        self.reseeded_at = Gauge(
+            name("room_reseeded_at_timestamp_seconds"),
+            "When Redis last lost the room and a gate re-created it from its last snapshot "
+            "(absent if never)", ["room"], registry=registry)
         self.mode = Gauge(
             name("room_mode"), "1 for the room's current mode, 0 for the others",
             ["room", "mode"], registry=registry)
@@ -129,6 +133,8 @@ class GateMetrics:
                 self.opens_at.remove(room)
         else:
             self.opens_at.labels(room).set(tick.config.opens_at)
+        if tick.reseeded_at is not None:
+            self.reseeded_at.labels(room).set(tick.reseeded_at)
         self.rate_configured.labels(room).set(tick.config.rate_per_minute)
         self.rate_measured.labels(room).set(float("nan") if measured is None else measured)
         rate = measured or tick.config.rate_per_minute

@@ -71,7 +71,8 @@ async def check_pass(request: web.Request) -> AdmissionPass | None:
         policy = app[address_policy_key]
         fingerprint = browser_fingerprint(request, policy.client_address(request))
         try:
-            outcome, _ = await app[store_key].check_pass(admission.ticket_id, fingerprint)
+            outcome, _ = await app[store_key].check_pass(admission.ticket_id, fingerprint,
+                                                         admission.expires_at)
         except GateUnavailable:
             # Redis is briefly away: the signature and expiry were checked, let the admitted
             # visitor finish rather than break their booking; only an early end is missed.

@@ -8,6 +8,8 @@ frontier moves at the operators' rate) -> pass (`passes.py`) -> proxy (`proxy.py
 
 from __future__ import annotations
 
+import datetime as dt
+
 from aiohttp import web
 
 from queue_gate import proxy, waiting
@@ -25,9 +27,15 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /queue/healthz: for load balancers; 503 when this process's view is stale."""
-    fresh = request.app[room_view_key].fresh
-    return web.json_response({"ok": fresh}, status=200 if fresh else 503)
+    """GET /queue/healthz: for load balancers; 503 when this process's view is stale. Says
+    when Redis last lost the room (re-created from a gate's snapshot), if it ever did."""
+    view = request.app[room_view_key]
+    snapshot = view.snapshot
+    lost = snapshot.reseeded_at if snapshot is not None else None
+    return web.json_response(
+        {"ok": view.fresh, "room_lost_at": None if lost is None else
+         dt.datetime.fromtimestamp(lost, dt.UTC).isoformat()},
+        status=200 if view.fresh else 503)
 
 
 async def not_found(request: web.Request) -> web.Response:

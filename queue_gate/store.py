@@ -16,6 +16,10 @@ two slots: only `SADD` and `SMEMBERS` touch it.
 Three ways to reach Redis, each with redis-py's own client (`connect`): one instance
 (`REDIS_URL`), a master found through Sentinel, or a Redis Cluster.
 
+A place, a pass or an admission is handed out only once a replica has it (when the master
+has one): a failover must not lose what visitors were given (`_Script._run_replicated`,
+docs/architecture.md "Failover").
+
 Redis errors are turned into `GateUnavailable` here, at the boundary, so views decide what
 a visitor sees.
 """
@@ -35,7 +39,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from queue_gate.settings import MODES, Settings
 from vaccine_queue.lua import Reply, ScriptError, register
@@ -49,6 +53,12 @@ MAX_CREDITED_ELAPSED_S = 5.0
 WALK_LIMIT = 2000
 # Most joins sent in one script call.
 JOIN_BATCH_MAX = 256
+# How long a place, a pass or an admission waits for a replica to confirm it.
+REPLICA_WAIT_MS = 200
+# Numbers added to a lost room's last known `seq` when a gate re-creates it: joins other
+# processes handed out after that snapshot. A number nobody holds is never seen polling and
+# is passed over without using an admission.
+RESEED_MARGIN = 1000
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -128,7 +138,7 @@ class RoomKeys:
         return (*self.room_script_keys, self.joins(window))
 
     def check_pass_script_keys(self, ticket_id: str) -> tuple[str, ...]:
-        return (self.passes, self.pass_browsers(ticket_id))
+        return (self.passes, self.pass_browsers(ticket_id), self.state)
 
     @property
     def end_pass_script_keys(self) -> tuple[str, ...]:
@@ -167,6 +177,8 @@ class TickResult:
     draw_base: int = 0
     draw_count: int = 0
     passes_ended: int = 0
+    # When Redis last lost the room and a gate re-created it from its snapshot.
+    reseeded_at: float | None = None
 
     @property
     def waiting(self) -> int:
@@ -210,7 +222,7 @@ class _PendingJoin:
     result: asyncio.Future[JoinResult]
 
 
-# The field that goes with each outcome of issue_pass-11.lua and check_pass-2.lua.
+# The field that goes with each outcome of issue_pass-11.lua and check_pass-3.lua.
 _PASS_VALUE: dict[str, str | None] = {
     "issued": "expires_at", "again": "expires_at", "spent": "expires_at",
     "waiting": "frontier", "requeued": "returners_ahead", "full": None, "stale": None,
@@ -251,6 +263,7 @@ def _tick_result(reply: Reply) -> TickResult:
         draw_base=reply.integer("draw_base"),
         draw_count=reply.integer("draw_count"),
         passes_ended=reply.integer("passes_ended"),
+        reseeded_at=reply.optional_number("reseeded_at"),
     )
 
 
@@ -276,22 +289,80 @@ def _join_results(reply: Reply, count: int) -> list[JoinResult]:
     return results
 
 
+class NotReplicated(GateUnavailable):
+    """The master has a replica, and it did not confirm the write in time: the caller must
+    not hand out what the write promised (a place, a pass), which a failover could lose."""
+
+
+@dataclass(slots=True)
+class _Replicas:
+    """How many replicas the master had at the last look (ROLE after each confirmed
+    write); None before the first. WAIT is sent only when there were some: on a master
+    without replicas it would block for its whole timeout."""
+
+    connected: int | None = None
+
+
 class _Script:
     """One script of lua/, run by EVALSHA, its reply read by name."""
 
-    __slots__ = ("_script", "name")
+    __slots__ = ("_client", "_replicas", "_script", "name")
 
-    def __init__(self, client: RedisClient, name: str) -> None:
+    def __init__(self, client: RedisClient, name: str,
+                 replicas: _Replicas | None = None) -> None:
         self.name = name
+        self._client = client
+        self._replicas = replicas or _Replicas()
         # A cluster client registers scripts the same way (EVALSHA routed by the first key).
         self._script = register(cast(aioredis.Redis, client), "queue_gate", name)
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Reply:
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float], *,
+                       replicated: bool = False) -> Reply:
+        """Run the script. `replicated`: the write must be on a replica before this returns
+        (see `_run_replicated`); raises `NotReplicated` when it is not."""
         try:
-            raw = await self._script(keys=keys, args=args)
+            if replicated and isinstance(self._client, aioredis.Redis):
+                raw = await self._run_replicated(self._client, keys, args)
+            else:
+                raw = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise GateUnavailable(str(exc)) from exc
         return Reply(raw, self.name)
+
+    async def _run_replicated(self, client: aioredis.Redis, keys: Sequence[str],
+                              args: Sequence[str | int | float]) -> Any:
+        """The script, then `WAIT 1` and `ROLE`, in one round trip on one connection (WAIT
+        counts the acknowledgements of this connection's writes). A master with a replica
+        that has not confirmed within `REPLICA_WAIT_MS` is a failover away from losing the
+        write: `NotReplicated`. A master with none connected cannot do better: the write
+        stands (the start-up check reports such a Redis)."""
+        if self._replicas.connected is None:  # once per store: WAIT only if there are some
+            role = await client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+            self._replicas.connected = len(_replicas_of(role))
+        waiting = self._replicas.connected > 0
+        for attempt in range(2):
+            # EVALSHA straight into the pipeline: registering the script with it would cost
+            # a SCRIPT EXISTS round trip on every call.
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+                if waiting:
+                    pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+                pipe.execute_command("ROLE")
+                try:
+                    raw, *acknowledged, role = await pipe.execute()
+                    break
+                except NoScriptError:
+                    if attempt:
+                        raise
+            # A Redis that has not seen the script (restarted, or a new master).
+            await client.script_load(self._script.script)
+        replicas = _replicas_of(role)
+        self._replicas.connected = len(replicas)
+        # Race: a replica that connected after our last look gets a full copy when it syncs.
+        if replicas and not (acknowledged and int(acknowledged[0]) >= 1):
+            raise NotReplicated(f"{self.name}: no replica confirmed within "
+                                f"{REPLICA_WAIT_MS} ms")
+        return raw
 
 
 SOCKET_TIMEOUT_S = 5.0
@@ -317,6 +388,12 @@ class RedisConnection:
         if self._sentinel is not None:
             for watcher in self._sentinel.sentinels:
                 await watcher.aclose()
+
+
+def _replicas_of(role: Any) -> list[Any]:
+    """The replicas ROLE lists for a master (none for a replica or an odd answer)."""
+    return list(role[2]) if isinstance(role, list | tuple) and len(role) > 2 and \
+        isinstance(role[2], list | tuple) else []
 
 
 def connect(settings: Settings, *, max_connections: int, wait_s: float) -> RedisConnection:
@@ -369,20 +446,26 @@ class RoomStore:
         *,
         room: str | None = None,
         clock: Clock | None = None,
+        seed: Callable[[], TickResult | None] | None = None,
     ) -> None:
         self.client = client
+        # The room as this process last saw it, to re-create it from if Redis loses it.
+        self._last: TickResult | None = None
+        self._seed = seed or (lambda: self._last)
         self.room = room or settings.room
         self.keys = RoomKeys(self.room)
         self._settings = settings
         # None means Redis TIME: the one clock every process on every machine agrees on.
         self._clock = clock
-        self._tick = _Script(client, "tick-11.lua")
-        self._join = _Script(client, "join-12.lua")
+        # The scripts whose writes must reach a replica share what they learn of it.
+        replicas = _Replicas()
+        self._tick = _Script(client, "tick-11.lua", replicas)
+        self._join = _Script(client, "join-12.lua", replicas)
         self._joins: list[_PendingJoin] = []
         self._flushes: set[asyncio.Task[None]] = set()
-        self._issue_pass = _Script(client, "issue_pass-11.lua")
+        self._issue_pass = _Script(client, "issue_pass-11.lua", replicas)
         self._draw_place = _Script(client, "draw_place-11.lua")
-        self._check_pass = _Script(client, "check_pass-2.lua")
+        self._check_pass = _Script(client, "check_pass-3.lua")
         self._end_pass = _Script(client, "end_pass-2.lua")
         self._configure = _Script(client, "configure-1.lua")
 
@@ -400,11 +483,27 @@ class RoomStore:
         s = self._settings
         args: list[str | int | float] = [
             self._now_arg(), MAX_CREDITED_ELAPSED_S, s.ticket_max_age_s, s.abandon_grace_s,
-            s.draw_grace_s, WALK_LIMIT,
-            s.initial_rate_per_minute, s.initial_mode, s.initial_message,
-            s.initial_session_minutes, secrets.token_hex(4), *seen,
+            s.draw_grace_s, WALK_LIMIT, *self._creation_args(), *seen,
         ]
-        return _tick_result(await self._tick(self.keys.room_script_keys, args))
+        result = _tick_result(await self._tick(self.keys.room_script_keys, args,
+                                               replicated=True))
+        self._last = result
+        return result
+
+    def _creation_args(self) -> list[str | int | float]:
+        """How tick-11.lua creates the room if it does not exist: from the settings for a
+        new room; from this process's last snapshot for a room Redis lost (same epoch and
+        operators' configuration, the line kept ahead of newcomers)."""
+        seed = self._seed()
+        if seed is None:
+            s = self._settings
+            return [s.initial_rate_per_minute, s.initial_mode, s.initial_message,
+                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, ""]
+        config = seed.config
+        return [config.rate_per_minute, config.mode, config.message, config.session_minutes,
+                seed.epoch, seed.seq + RESEED_MARGIN, seed.frontier,
+                config.max_active_sessions,
+                "" if config.opens_at is None else math.ceil(config.opens_at)]
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
@@ -446,10 +545,10 @@ class RoomStore:
             args += [join.ticket_id, repr(draw_key),
                      s.join_limit if join.address is not None else 0, join.address or "-"]
         try:
-            reply = await self._join(keys, args)
+            reply = await self._join(keys, args, replicated=True)
             if reply.text("outcome") == "missing":
                 await self.tick()
-                reply = await self._join(keys, args)
+                reply = await self._join(keys, args, replicated=True)
             if reply.text("outcome") == "missing":
                 # The room's keys vanished between the tick and the retry (a flushed Redis).
                 raise GateUnavailable(f"room {self.room} missing after creating it")
@@ -465,7 +564,7 @@ class RoomStore:
 
     async def issue_pass(self, ticket_id: str, number: int, epoch: str) -> PassResult:
         args: list[str | int | float] = [ticket_id, number, epoch, self._now_arg()]
-        reply = await self._issue_pass(self.keys.room_script_keys, args)
+        reply = await self._issue_pass(self.keys.room_script_keys, args, replicated=True)
         outcome, value = _outcome_value(reply, _PASS_VALUE)
         return PassResult(cast(PassOutcome, outcome), value)
 
@@ -482,10 +581,17 @@ class RoomStore:
             return DrawPlace("stale", 0, 0)
         raise ScriptError(f"unknown outcome in {reply!r}")
 
-    async def check_pass(self, ticket_id: str, fingerprint: str) -> tuple[str, int]:
-        """("ok", expiry), ("ended", 0) or ("shared", browsers): see lua/check_pass-2.lua."""
+    async def check_pass(self, ticket_id: str, fingerprint: str,
+                         expires_at: int) -> tuple[str, int]:
+        """("ok", expiry), ("ended", 0) or ("shared", browsers): see lua/check_pass-3.lua.
+        `expires_at` is the pass's signed expiry: a pass Redis lost with the room is
+        honoured (and recorded again) if it was issued before the loss."""
+        seed = self._seed()
+        session_minutes = seed.config.session_minutes if seed is not None else \
+            self._settings.initial_session_minutes
         args: list[str | int | float] = [
-            ticket_id, fingerprint, self._settings.pass_max_browsers, self._now_arg()]
+            ticket_id, fingerprint, self._settings.pass_max_browsers, self._now_arg(),
+            expires_at, session_minutes * 60]
         reply = await self._check_pass(self.keys.check_pass_script_keys(ticket_id), args)
         return _outcome_value(reply, _CHECK_VALUE)
 

@@ -6,7 +6,8 @@
 --                                  epoch, opens_at, max_active
 --   KEYS[2]  qg:{room}:state      hash: seq, frontier, credit, last_tick, admitted, skipped,
 --                                  passes_issued, passes_ended, seen_bucket, draw_opens_at,
---                                  draw_base, draw_count, draw_time
+--                                  draw_base, draw_count, draw_time, reseeded_at (when
+--                                  a gate last re-created the room Redis had lost)
 --   KEYS[3]  qg:{room}:passes     zset: ticket id -> pass expiry (unix seconds)
 --   KEYS[4]  qg:{room}:seen:0     bitmap: bit n set = ticket n was seen in that time bucket
 --   KEYS[5]  qg:{room}:seen:1     the same, for the next bucket (buckets take turns)

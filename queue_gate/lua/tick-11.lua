@@ -29,8 +29,12 @@
 -- ARGV[8]   initial mode             | a room is created by its first tick
 -- ARGV[9]   initial message          |
 -- ARGV[10]  initial session_minutes  |
--- ARGV[11]  new epoch                |
--- ARGV[12..] ticket numbers seen by this process since its last tick
+-- ARGV[11]  epoch                    |
+-- ARGV[12]  seq to start from        | (0 for a new room; a gate that knew the room
+-- ARGV[13]  frontier to start from   |  before Redis lost it re-seeds it from its last
+-- ARGV[14]  max_active               |  snapshot: the same epoch, configuration and line,
+-- ARGV[15]  opens_at, "" for none    |  seq with a margin for joins it did not see)
+-- ARGV[16..] ticket numbers seen by this process since its last tick
 -- Returns   named fields, each always present ("" for none):
 --           the configuration: mode, rate_per_minute, message, session_minutes, epoch,
 --             max_active, opens_at (unix seconds, or "" when no opening is set);
@@ -38,7 +42,8 @@
 --             admitted, skipped, prequeue_size;
 --           passes: passes_active, passes_issued, passes_ended;
 --           the last draw: draw_opens_at ("" before the first), draw_base, draw_count;
---           now: the time this tick used (unix seconds, six decimals).
+--           now: the time this tick used (unix seconds, six decimals);
+--           reseeded_at: when the room was last re-created from a gate's snapshot ("" never).
 -- Clock     ARGV[1]: Redis TIME in production, so every process credits the same elapsed
 --           time; an injected clock in tests.
 --!include _clock.lua
@@ -49,7 +54,16 @@ local grace = tonumber(ARGV[4])
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'rate_per_minute', ARGV[7], 'mode', ARGV[8], 'message', ARGV[9],
-             'session_minutes', ARGV[10], 'epoch', ARGV[11], 'max_active', 0)
+             'session_minutes', ARGV[10], 'epoch', ARGV[11], 'max_active', ARGV[14])
+  if ARGV[15] ~= '' then
+    redis.call('HSET', KEYS[1], 'opens_at', ARGV[15])
+  end
+  local seed_seq = tonumber(ARGV[12]) or 0
+  if seed_seq > 0 then
+    -- Redis lost the room: every number handed out stays valid and ahead of newcomers.
+    redis.call('HSET', KEYS[2], 'seq', seed_seq, 'frontier', tonumber(ARGV[13]) or 0,
+               'reseeded_at', string.format('%.6f', now))
+  end
 end
 
 local st = redis.call('HMGET', KEYS[2], 'last_tick')
@@ -68,7 +82,7 @@ local max_active = tonumber(cfg[6]) or 0
 
 local seen = seen_index(now, grace)
 if seen then
-  for i = 12, #ARGV do
+  for i = 16, #ARGV do
     redis.call('SETBIT', KEYS[seen], ARGV[i], 1)
   end
 end
@@ -150,5 +164,6 @@ return {
   'passes_active', active, 'passes_issued', tonumber(counters[1]) or 0,
   'passes_ended', tonumber(counters[3]) or 0,
   'draw_opens_at', counters[2] or '', 'draw_base', draw_base, 'draw_count', draw_count,
-  'now', string.format('%.6f', now)
+  'now', string.format('%.6f', now),
+  'reseeded_at', redis.call('HGET', KEYS[2], 'reseeded_at') or ''
 }

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from queue_gate.settings import Settings
-from queue_gate.store import ROOMS_KEY, RoomKeys, RoomMissing, RoomStore
+from queue_gate.store import RESEED_MARGIN, ROOMS_KEY, RoomKeys, RoomMissing, RoomStore
 from tests.queue_gate.conftest import FakeClock
 from vaccine_queue.lua import Reply, register, script_source
 
@@ -31,7 +31,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "join-12.lua": KEYS.join_script_keys(2_999_999),
     "issue_pass-11.lua": KEYS.room_script_keys,
     "draw_place-11.lua": KEYS.room_script_keys,
-    "check_pass-2.lua": KEYS.check_pass_script_keys("t-1"),
+    "check_pass-3.lua": KEYS.check_pass_script_keys("t-1"),
     "end_pass-2.lua": KEYS.end_pass_script_keys,
     "configure-1.lua": (KEYS.config,),
     "_room.lua": KEYS.room_script_keys,
@@ -40,6 +40,7 @@ TICK_FIELDS = {
     "mode", "rate_per_minute", "message", "session_minutes", "epoch", "max_active",
     "opens_at", "seq", "frontier", "admitted", "skipped", "prequeue_size", "passes_active",
     "passes_issued", "passes_ended", "draw_opens_at", "draw_base", "draw_count", "now",
+    "reseeded_at",
 }
 _HEADER_KEY = re.compile(r"^--\s+KEYS\[(\d+)\]\s+((?:<[^>]*>|\S)+)")
 
@@ -116,9 +117,10 @@ async def test_tick_answers_every_field_it_promises(client: aioredis.Redis,
                                                     clock: FakeClock) -> None:
     tick = register(client, "queue_gate", "tick-11.lua")
     # now, most credited, spent passes kept, grace, draw grace, walk limit, a new room's
-    # rate, mode, message, session minutes and epoch, then two numbers seen
+    # rate, mode, message, session minutes and epoch, no seed (seq, frontier, max active,
+    # opening), then two numbers seen
     args: list[str | int] = [repr(clock.now), 5, 3600, 300, 30, 2000,
-                             60, "queue", "Hello", 15, "e1", 3, 4]
+                             60, "queue", "Hello", 15, "e1", 0, 0, 0, "", 3, 4]
     reply = Reply(await tick(keys=KEYS.room_script_keys, args=args), "tick-11.lua")
     assert set(reply) == TICK_FIELDS
     assert (reply.text("mode"), reply.integer("rate_per_minute"), reply.text("message"),
@@ -221,9 +223,36 @@ async def test_check_pass_outcomes(make_store: Callable[..., RoomStore],
     store = make_store(pass_max_browsers=1)
     snapshot = await store.tick()
     place = await store.join("t-1")
-    assert await store.check_pass("t-1", "browser-a") == ("ended", 0)
+    later = int(clock.now) + 600
+    assert await store.check_pass("t-1", "browser-a", later) == ("ended", 0)
     clock.advance(2)
     await store.tick()
     issued = await store.issue_pass("t-1", place.number, snapshot.epoch)
-    assert await store.check_pass("t-1", "browser-a") == ("ok", issued.value)
-    assert await store.check_pass("t-1", "browser-b") == ("shared", 1)
+    assert await store.check_pass("t-1", "browser-a", issued.value) == ("ok", issued.value)
+    assert await store.check_pass("t-1", "browser-b", issued.value) == ("shared", 1)
+
+
+async def test_a_room_redis_lost_comes_back_from_the_last_snapshot(
+    make_store: Callable[..., RoomStore], client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """tick-11.lua re-creates a lost room from the caller's snapshot (same epoch and
+    configuration, seq with a margin), and check_pass-3.lua honours a pass issued before."""
+    store = make_store(initial_rate_per_minute=60)
+    await store.tick()
+    await store.update_config({"rate_per_minute": 120, "mode": "queue", "message": "Hi",
+                               "max_active": 50})
+    places = [await store.join(f"t-{i}") for i in range(5)]
+    clock.advance(2)
+    before = await store.tick()
+    issued = await store.issue_pass("t-0", places[0].number, before.epoch)
+    await client.flushall()  # the test's own private Redis loses everything
+    clock.advance(1)
+    after = await store.tick()
+    assert (after.epoch, after.config) == (before.epoch, before.config)
+    assert after.seq == before.seq + RESEED_MARGIN and after.frontier >= before.frontier
+    assert after.reseeded_at == clock.now
+    assert (await store.join("t-new")).number == after.seq + 1  # behind everyone before
+    assert await store.check_pass("t-0", "browser-a", issued.value) == ("ok", issued.value)
+    # A pass that expires more than a session after the loss was not issued before it.
+    late = int(clock.now) + 15 * 60 + 60
+    assert await store.check_pass("t-1", "browser-a", late) == ("ended", 0)

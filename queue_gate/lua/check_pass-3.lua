@@ -1,15 +1,22 @@
--- check_pass-2.lua: is this pass still on record, and not spread over too many browsers?
+-- check_pass-3.lua: is this pass still on record, and not spread over too many browsers?
 --
 -- A pass is meant for the visitor it was issued to. Each request names a fingerprint of
 -- its browser (a hash of the network prefix and the user agent); a pass may be used from
 -- a few (a phone moving from Wi-Fi to mobile data, a relative's laptop), not from many.
 --
+-- A pass issued before Redis lost the room has no record in the re-created room: its
+-- signature (checked by the gate) and its expiry stand, and it is recorded again, if it
+-- could have been issued before the loss (it expires within one session of it).
+--
 -- KEYS[1]  qg:{room}:passes          zset: ticket id -> pass expiry (unix seconds)
 -- KEYS[2]  qg:{room}:pfp:<ticket id> set of fingerprints that used this pass
+-- KEYS[3]  qg:{room}:state           hash: reseeded_at, when the room was re-created
 -- ARGV[1]  ticket id
 -- ARGV[2]  fingerprint of this request
 -- ARGV[3]  most fingerprints per pass
 -- ARGV[4]  now in unix seconds from an injected clock, or "" for Redis TIME
+-- ARGV[5]  the pass's signed expiry (unix seconds)
+-- ARGV[6]  the room's session length, seconds
 -- Returns  named fields: outcome, and the field that goes with it:
 --            "ok", expires_at     the pass is valid until then (unix seconds);
 --            "ended"              expired, ended early or never issued;
@@ -21,6 +28,14 @@
 
 local now = room_now(ARGV[4])
 local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if not expires then
+  local reseeded = tonumber(redis.call('HGET', KEYS[3], 'reseeded_at'))
+  local signed = tonumber(ARGV[5])
+  if reseeded and signed > now and signed <= reseeded + tonumber(ARGV[6]) then
+    redis.call('ZADD', KEYS[1], 'NX', signed, ARGV[1])
+    expires = signed
+  end
+end
 if not expires or expires <= now then
   return {'outcome', 'ended'}
 end
