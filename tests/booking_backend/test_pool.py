@@ -51,9 +51,11 @@ async def test_a_statement_stuck_behind_a_lock_answers_503_not_forever(
 ) -> None:
     """A statement waits for a lock at most the statement timeout: a stuck transaction
     elsewhere makes a 503 with Retry-After, never a hung request or a 500."""
-    env = await make_env(database_statement_timeout=0.5)
-    ((first, second),) = await env.add_pairs(1)
-    async with env.backend.db.connection() as conn, conn.transaction():
+    setup = await make_env()
+    ((first, second),) = await setup.add_pairs(1)
+    # A second process on the same database whose statements give up after 2 s.
+    env = await make_env(catalogue=False, database_statement_timeout=2.0)
+    async with setup.backend.db.connection() as conn, conn.transaction():
         await conn.execute("SELECT * FROM slots WHERE start_at = $1 FOR UPDATE", first.start)
         status, body = await env.api("POST", "/api/v1/holds", "stuck", json={
             "birth_date": OLD, "postcode": HOME_POSTCODE, "first_slot": first.id,
