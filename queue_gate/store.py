@@ -226,6 +226,7 @@ class _PendingJoin:
 _PASS_VALUE: dict[str, str | None] = {
     "issued": "expires_at", "again": "expires_at", "spent": "expires_at",
     "waiting": "frontier", "requeued": "returners_ahead", "full": None, "stale": None,
+    "missing": None,
 }
 _CHECK_VALUE: dict[str, str | None] = {"ok": "expires_at", "shared": "browsers", "ended": None}
 
@@ -491,19 +492,19 @@ class RoomStore:
         return result
 
     def _creation_args(self) -> list[str | int | float]:
-        """How tick-11.lua creates the room if it does not exist: from the settings for a
-        new room; from this process's last snapshot for a room Redis lost (same epoch and
-        operators' configuration, the line kept ahead of newcomers)."""
+        """How tick-11.lua creates the room if it does not exist, and what its line may not
+        be behind: from the settings for a new room; from this process's last snapshot for
+        a room Redis lost or that came back behind (same epoch and operators'
+        configuration; seq and frontier at least the snapshot's, seq with a margin)."""
         seed = self._seed()
         if seed is None:
             s = self._settings
             return [s.initial_rate_per_minute, s.initial_mode, s.initial_message,
-                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, ""]
+                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, "", 0]
         config = seed.config
         return [config.rate_per_minute, config.mode, config.message, config.session_minutes,
-                seed.epoch, seed.seq + RESEED_MARGIN, seed.frontier,
-                config.max_active_sessions,
-                "" if config.opens_at is None else math.ceil(config.opens_at)]
+                seed.epoch, seed.seq, seed.frontier, config.max_active_sessions,
+                "" if config.opens_at is None else math.ceil(config.opens_at), RESEED_MARGIN]
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
@@ -565,7 +566,13 @@ class RoomStore:
     async def issue_pass(self, ticket_id: str, number: int, epoch: str) -> PassResult:
         args: list[str | int | float] = [ticket_id, number, epoch, self._now_arg()]
         reply = await self._issue_pass(self.keys.room_script_keys, args, replicated=True)
+        if reply.text("outcome") == "missing":
+            await self.tick()  # Redis lost the room: re-create it from the last snapshot
+            args[3] = self._now_arg()
+            reply = await self._issue_pass(self.keys.room_script_keys, args, replicated=True)
         outcome, value = _outcome_value(reply, _PASS_VALUE)
+        if outcome == "missing":
+            raise GateUnavailable(f"room {self.room} missing after creating it")
         return PassResult(cast(PassOutcome, outcome), value)
 
     async def draw_place(self, ticket_id: str, opens_at: int) -> DrawPlace:

@@ -117,10 +117,10 @@ async def test_tick_answers_every_field_it_promises(client: aioredis.Redis,
                                                     clock: FakeClock) -> None:
     tick = register(client, "queue_gate", "tick-11.lua")
     # now, most credited, spent passes kept, grace, draw grace, walk limit, a new room's
-    # rate, mode, message, session minutes and epoch, no seed (seq, frontier, max active,
-    # opening), then two numbers seen
+    # rate, mode, message, session minutes and epoch, no snapshot (seq, frontier, max
+    # active, opening, margin), then two numbers seen
     args: list[str | int] = [repr(clock.now), 5, 3600, 300, 30, 2000,
-                             60, "queue", "Hello", 15, "e1", 0, 0, 0, "", 3, 4]
+                             60, "queue", "Hello", 15, "e1", 0, 0, 0, "", 0, 3, 4]
     reply = Reply(await tick(keys=KEYS.room_script_keys, args=args), "tick-11.lua")
     assert set(reply) == TICK_FIELDS
     assert (reply.text("mode"), reply.integer("rate_per_minute"), reply.text("message"),
