@@ -216,6 +216,22 @@ class DrawPlace:
 
 
 @dataclass(slots=True)
+class LineMemory:
+    """The highest number this process knows was handed out in the room's epoch: its own
+    joins and its snapshots. A room that comes back with a lower `seq` is raised above it
+    (a promoted replica that lacks the last joins must not give those numbers again)."""
+
+    epoch: str = ""
+    seq: int = 0
+
+    def saw(self, epoch: str, number: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.seq = epoch, number
+        elif number > self.seq:
+            self.seq = number
+
+
+@dataclass(slots=True)
 class _PendingJoin:
     ticket_id: str
     address: str | None
@@ -448,8 +464,11 @@ class RoomStore:
         room: str | None = None,
         clock: Clock | None = None,
         seed: Callable[[], TickResult | None] | None = None,
+        memory: LineMemory | None = None,
     ) -> None:
         self.client = client
+        # Shared by a process's stores: numbers its visitors were given, and its snapshots.
+        self._memory = memory or LineMemory()
         # The room as this process last saw it, to re-create it from if Redis loses it.
         self._last: TickResult | None = None
         self._seed = seed or (lambda: self._last)
@@ -489,6 +508,7 @@ class RoomStore:
         result = _tick_result(await self._tick(self.keys.room_script_keys, args,
                                                replicated=True))
         self._last = result
+        self._memory.saw(result.epoch, result.seq)
         return result
 
     def _creation_args(self) -> list[str | int | float]:
@@ -502,8 +522,10 @@ class RoomStore:
             return [s.initial_rate_per_minute, s.initial_mode, s.initial_message,
                     s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, "", 0]
         config = seed.config
+        handed_out = self._memory.seq if self._memory.epoch == seed.epoch else 0
         return [config.rate_per_minute, config.mode, config.message, config.session_minutes,
-                seed.epoch, seed.seq, seed.frontier, config.max_active_sessions,
+                seed.epoch, max(seed.seq, handed_out), seed.frontier,
+                config.max_active_sessions,
                 "" if config.opens_at is None else math.ceil(config.opens_at), RESEED_MARGIN]
 
     async def register_room(self) -> None:
@@ -560,6 +582,8 @@ class RoomStore:
                     join.result.set_exception(type(exc)(str(exc)))
             return
         for join, result in zip(batch, results, strict=True):
+            if result.number:
+                self._memory.saw(result.epoch, result.number)
             if not join.result.done():  # its request may have been cancelled meanwhile
                 join.result.set_result(result)
 

@@ -256,3 +256,22 @@ async def test_a_room_redis_lost_comes_back_from_the_last_snapshot(
     # A pass that expires more than a session after the loss was not issued before it.
     late = int(clock.now) + 15 * 60 + 60
     assert await store.check_pass("t-1", "browser-a", late) == ("ended", 0)
+
+
+async def test_a_room_that_came_back_behind_is_raised_above_what_was_handed_out(
+    make_store: Callable[..., RoomStore], client: aioredis.Redis
+) -> None:
+    """A promoted replica that lacks the last joins: seq comes back below numbers this
+    process gave after its last snapshot; the next tick raises it above them."""
+    store = make_store()
+    await store.tick()
+    for i in range(5):
+        await store.join(f"t-{i}")
+    snapshot = await store.tick()
+    later = [await store.join(f"u-{i}") for i in range(3)]  # after the snapshot: 6, 7, 8
+    assert [place.number for place in later] == [6, 7, 8]
+    await client.hset(KEYS.state, mapping={"seq": 4, "frontier": 0})  # the replica's view
+    raised = await store.tick()
+    assert (raised.epoch, raised.seq) == (snapshot.epoch, 8 + RESEED_MARGIN)
+    assert raised.reseeded_at is not None
+    assert (await store.join("v-1")).number == 8 + RESEED_MARGIN + 1
