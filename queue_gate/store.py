@@ -375,8 +375,9 @@ class _Script:
             await client.script_load(self._script.script)
         replicas = _replicas_of(role)
         self._replicas.connected = len(replicas)
-        # Race: a replica that connected after our last look gets a full copy when it syncs.
-        if replicas and not (acknowledged and int(acknowledged[0]) >= 1):
+        # Race: a replica that connected after our last look (no WAIT sent) gets a full copy
+        # of the data, this write included, when it syncs.
+        if waiting and replicas and not (acknowledged and int(acknowledged[0]) >= 1):
             raise NotReplicated(f"{self.name}: no replica confirmed within "
                                 f"{REPLICA_WAIT_MS} ms")
         return raw
