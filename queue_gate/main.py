@@ -42,7 +42,7 @@ from queue_gate.proxy import UpstreamBroken, backend_session
 from queue_gate.responses import is_api
 from queue_gate.routes import setup_routes
 from queue_gate.settings import Settings
-from queue_gate.store import Clock, GateUnavailable, RoomStore, connect
+from queue_gate.store import Clock, GateUnavailable, LineMemory, RoomStore, connect
 from queue_gate.tickets import TicketSigner
 from vaccine_queue.config import SettingsError
 from vaccine_queue.i18n import language_middleware
@@ -116,11 +116,14 @@ def create_app(
         visitors = connect(settings, max_connections=VISITOR_POOL, wait_s=1.0)
         control = connect(settings, max_connections=CONTROL_POOL, wait_s=5.0)
         app[control_redis_key] = control.client
-        # Joins re-create a lost room from the ticker's last snapshot, as the ticker does.
+        # Joins re-create a lost room from the ticker's last snapshot, as the ticker does,
+        # and neither lets it come back below a number this process handed out.
+        memory = LineMemory()
         store = app[store_key] = RoomStore(visitors.client, settings, clock=clock,
-                                           seed=lambda: app[room_view_key].snapshot)
-        view = app[room_view_key] = RoomView(RoomStore(control.client, settings, clock=clock),
-                                             settings, metrics)
+                                           seed=lambda: app[room_view_key].snapshot,
+                                           memory=memory)
+        view = app[room_view_key] = RoomView(
+            RoomStore(control.client, settings, clock=clock, memory=memory), settings, metrics)
         # The visitor's path: arrival -> line (where a ticket stands) -> pass.
         signer, now = app[signer_key], app[clock_key]
         app[arrival_key] = Arrival(settings=settings, store=store, signer=signer, view=view,

@@ -216,6 +216,22 @@ class DrawPlace:
 
 
 @dataclass(slots=True)
+class LineMemory:
+    """The highest number this process knows was handed out in the room's epoch: its own
+    joins and its snapshots. A room that comes back with a lower `seq` is raised above it
+    (a promoted replica that lacks the last joins must not give those numbers again)."""
+
+    epoch: str = ""
+    seq: int = 0
+
+    def saw(self, epoch: str, number: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.seq = epoch, number
+        elif number > self.seq:
+            self.seq = number
+
+
+@dataclass(slots=True)
 class _PendingJoin:
     ticket_id: str
     address: str | None
@@ -226,6 +242,7 @@ class _PendingJoin:
 _PASS_VALUE: dict[str, str | None] = {
     "issued": "expires_at", "again": "expires_at", "spent": "expires_at",
     "waiting": "frontier", "requeued": "returners_ahead", "full": None, "stale": None,
+    "missing": None,
 }
 _CHECK_VALUE: dict[str, str | None] = {"ok": "expires_at", "shared": "browsers", "ended": None}
 
@@ -358,8 +375,9 @@ class _Script:
             await client.script_load(self._script.script)
         replicas = _replicas_of(role)
         self._replicas.connected = len(replicas)
-        # Race: a replica that connected after our last look gets a full copy when it syncs.
-        if replicas and not (acknowledged and int(acknowledged[0]) >= 1):
+        # Race: a replica that connected after our last look (no WAIT sent) gets a full copy
+        # of the data, this write included, when it syncs.
+        if waiting and replicas and not (acknowledged and int(acknowledged[0]) >= 1):
             raise NotReplicated(f"{self.name}: no replica confirmed within "
                                 f"{REPLICA_WAIT_MS} ms")
         return raw
@@ -447,8 +465,11 @@ class RoomStore:
         room: str | None = None,
         clock: Clock | None = None,
         seed: Callable[[], TickResult | None] | None = None,
+        memory: LineMemory | None = None,
     ) -> None:
         self.client = client
+        # Shared by a process's stores: numbers its visitors were given, and its snapshots.
+        self._memory = memory or LineMemory()
         # The room as this process last saw it, to re-create it from if Redis loses it.
         self._last: TickResult | None = None
         self._seed = seed or (lambda: self._last)
@@ -488,22 +509,25 @@ class RoomStore:
         result = _tick_result(await self._tick(self.keys.room_script_keys, args,
                                                replicated=True))
         self._last = result
+        self._memory.saw(result.epoch, result.seq)
         return result
 
     def _creation_args(self) -> list[str | int | float]:
-        """How tick-11.lua creates the room if it does not exist: from the settings for a
-        new room; from this process's last snapshot for a room Redis lost (same epoch and
-        operators' configuration, the line kept ahead of newcomers)."""
+        """How tick-11.lua creates the room if it does not exist, and what its line may not
+        be behind: from the settings for a new room; from this process's last snapshot for
+        a room Redis lost or that came back behind (same epoch and operators'
+        configuration; seq and frontier at least the snapshot's, seq with a margin)."""
         seed = self._seed()
         if seed is None:
             s = self._settings
             return [s.initial_rate_per_minute, s.initial_mode, s.initial_message,
-                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, ""]
+                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, "", 0]
         config = seed.config
+        handed_out = self._memory.seq if self._memory.epoch == seed.epoch else 0
         return [config.rate_per_minute, config.mode, config.message, config.session_minutes,
-                seed.epoch, seed.seq + RESEED_MARGIN, seed.frontier,
+                seed.epoch, max(seed.seq, handed_out), seed.frontier,
                 config.max_active_sessions,
-                "" if config.opens_at is None else math.ceil(config.opens_at)]
+                "" if config.opens_at is None else math.ceil(config.opens_at), RESEED_MARGIN]
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
@@ -559,13 +583,21 @@ class RoomStore:
                     join.result.set_exception(type(exc)(str(exc)))
             return
         for join, result in zip(batch, results, strict=True):
+            if result.number:
+                self._memory.saw(result.epoch, result.number)
             if not join.result.done():  # its request may have been cancelled meanwhile
                 join.result.set_result(result)
 
     async def issue_pass(self, ticket_id: str, number: int, epoch: str) -> PassResult:
         args: list[str | int | float] = [ticket_id, number, epoch, self._now_arg()]
         reply = await self._issue_pass(self.keys.room_script_keys, args, replicated=True)
+        if reply.text("outcome") == "missing":
+            await self.tick()  # Redis lost the room: re-create it from the last snapshot
+            args[3] = self._now_arg()
+            reply = await self._issue_pass(self.keys.room_script_keys, args, replicated=True)
         outcome, value = _outcome_value(reply, _PASS_VALUE)
+        if outcome == "missing":
+            raise GateUnavailable(f"room {self.room} missing after creating it")
         return PassResult(cast(PassOutcome, outcome), value)
 
     async def draw_place(self, ticket_id: str, opens_at: int) -> DrawPlace:

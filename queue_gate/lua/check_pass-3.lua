@@ -6,7 +6,8 @@
 --
 -- A pass issued before Redis lost the room has no record in the re-created room: its
 -- signature (checked by the gate) and its expiry stand, and it is recorded again, if it
--- could have been issued before the loss (it expires within one session of it).
+-- could have been issued before the loss (it expires within one session of it). Between
+-- the loss and the room's re-creation (no state at all) the signed pass stands as it is.
 --
 -- KEYS[1]  qg:{room}:passes          zset: ticket id -> pass expiry (unix seconds)
 -- KEYS[2]  qg:{room}:pfp:<ticket id> set of fingerprints that used this pass
@@ -28,6 +29,14 @@
 
 local now = room_now(ARGV[4])
 local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if not expires and redis.call('EXISTS', KEYS[3]) == 0 then
+  -- The room is gone and not yet re-created: as when Redis does not answer, the signature
+  -- and expiry (checked by the gate) stand.
+  if tonumber(ARGV[5]) > now then
+    return {'outcome', 'ok', 'expires_at', math.floor(tonumber(ARGV[5]))}
+  end
+  return {'outcome', 'ended'}
+end
 if not expires then
   local reseeded = tonumber(redis.call('HGET', KEYS[3], 'reseeded_at'))
   local signed = tonumber(ARGV[5])

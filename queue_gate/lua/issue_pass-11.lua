@@ -28,7 +28,9 @@
 --             "requeued", returners_ahead  passed over while away, now among the returners;
 --             "full"                   the room's cap on active sessions is reached (retry);
 --             "spent", expires_at      its pass has expired or was ended;
---             "stale"                  the ticket is from an earlier epoch of the room.
+--             "stale"                  the ticket is from an earlier epoch of the room;
+--             "missing"                the room does not exist (Redis lost it: the caller
+--                                      ticks, which re-creates it, and asks again).
 -- Clock     ARGV[4]: Redis TIME in production, the same clock the tick uses for the
 --           session cap; an injected clock in tests.
 --!include _clock.lua
@@ -36,6 +38,9 @@
 
 local now = room_now(ARGV[4])
 local cfg = redis.call('HMGET', KEYS[1], 'epoch', 'session_minutes')
+if not cfg[1] then
+  return {'outcome', 'missing'}
+end
 if cfg[1] ~= ARGV[3] then
   return {'outcome', 'stale'}
 end

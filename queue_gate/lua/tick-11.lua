@@ -25,16 +25,17 @@
 --           using an admission (0 turns this off)
 -- ARGV[5]   how long after the draw its numbers count as present without a poll, seconds
 -- ARGV[6]   most numbers examined in one tick (bounds the script's run time)
--- ARGV[7]   initial rate_per_minute  | used only when the room does not exist yet:
--- ARGV[8]   initial mode             | a room is created by its first tick
--- ARGV[9]   initial message          |
--- ARGV[10]  initial session_minutes  |
+-- ARGV[7]   rate_per_minute          | used only when the room does not exist: a room is
+-- ARGV[8]   mode                     | created by its first tick, from the settings, or
+-- ARGV[9]   message                  | from the caller's last snapshot if Redis lost it
+-- ARGV[10]  session_minutes          | (same epoch, the operators' configuration)
 -- ARGV[11]  epoch                    |
--- ARGV[12]  seq to start from        | (0 for a new room; a gate that knew the room
--- ARGV[13]  frontier to start from   |  before Redis lost it re-seeds it from its last
--- ARGV[14]  max_active               |  snapshot: the same epoch, configuration and line,
--- ARGV[15]  opens_at, "" for none    |  seq with a margin for joins it did not see)
--- ARGV[16..] ticket numbers seen by this process since its last tick
+-- ARGV[12]  seq of the caller's last snapshot, 0 for none   | in a room of that epoch
+-- ARGV[13]  frontier of the caller's last snapshot          | neither may be behind them
+-- ARGV[14]  max_active               | (creation, as ARGV[7..11])
+-- ARGV[15]  opens_at, "" for none    |
+-- ARGV[16]  margin added to a seq found behind: joins the caller did not see
+-- ARGV[17..] ticket numbers seen by this process since its last tick
 -- Returns   named fields, each always present ("" for none):
 --           the configuration: mode, rate_per_minute, message, session_minutes, epoch,
 --             max_active, opens_at (unix seconds, or "" when no opening is set);
@@ -58,11 +59,20 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[1], 'opens_at', ARGV[15])
   end
-  local seed_seq = tonumber(ARGV[12]) or 0
-  if seed_seq > 0 then
-    -- Redis lost the room: every number handed out stays valid and ahead of newcomers.
-    redis.call('HSET', KEYS[2], 'seq', seed_seq, 'frontier', tonumber(ARGV[13]) or 0,
+end
+
+-- Redis lost the room, or a promoted replica lacks its last writes: the numbers the caller
+-- saw handed out stay taken (plus a margin for those it did not see), so they stay ahead of
+-- newcomers, and the numbers it saw admitted stay admitted.
+local floor_seq = tonumber(ARGV[12]) or 0
+if floor_seq > 0 and redis.call('HGET', KEYS[1], 'epoch') == ARGV[11] then
+  local line = redis.call('HMGET', KEYS[2], 'seq', 'frontier')
+  if (tonumber(line[1]) or 0) < floor_seq then
+    redis.call('HSET', KEYS[2], 'seq', floor_seq + tonumber(ARGV[16]),
                'reseeded_at', string.format('%.6f', now))
+  end
+  if (tonumber(line[2]) or 0) < tonumber(ARGV[13]) then
+    redis.call('HSET', KEYS[2], 'frontier', tonumber(ARGV[13]))
   end
 end
 
@@ -82,13 +92,13 @@ local max_active = tonumber(cfg[6]) or 0
 
 local seen = seen_index(now, grace)
 if seen then
-  for i = 16, #ARGV do
+  for i = 17, #ARGV do
     redis.call('SETBIT', KEYS[seen], ARGV[i], 1)
   end
 end
 
 st = redis.call('HMGET', KEYS[2], 'seq', 'frontier', 'credit', 'admitted', 'skipped',
-                'draw_base', 'draw_count', 'draw_time')
+                'draw_base', 'draw_count', 'draw_time', 'reseeded_at')
 local seq = tonumber(st[1]) or 0
 local frontier = tonumber(st[2]) or 0
 local credit = tonumber(st[3]) or 0
@@ -98,9 +108,12 @@ local draw_base = tonumber(st[6]) or 0
 local draw_count = tonumber(st[7]) or 0
 local draw_time = tonumber(st[8]) or 0
 local draw_fresh = now < draw_time + tonumber(ARGV[5])
+-- The presence marks went with a lost room: for one grace period after it was re-created
+-- everybody counts as present (the gates send their visitors' marks again meanwhile).
+local reseed_fresh = now < (tonumber(st[9]) or -math.huge) + grace
 
 local function present(n)
-  if grace <= 0 then return true end
+  if grace <= 0 or reseed_fresh then return true end
   if draw_fresh and n > draw_base and n <= draw_base + draw_count then return true end
   return redis.call('GETBIT', KEYS[4], n) == 1 or redis.call('GETBIT', KEYS[5], n) == 1
       or redis.call('GETBIT', KEYS[6], n) == 1

@@ -7,12 +7,24 @@ The loss is a FLUSHALL of the tests' own private Redis."""
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+import asyncio
+import logging
+import time
+from pathlib import Path
 
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+
+from bench.procs import SECRET, stack
+from devtools.servers import private_redis
 from queue_gate.keys import room_view_key
 from queue_gate.store import RESEED_MARGIN
 from tests.queue_gate.conftest import FakeClock, GateFactory, join, status
+from tests.queue_gate.rush_under_fault import Rush
 from vaccine_queue.contract import PASS_HEADER
+
+log = logging.getLogger(__name__)
 
 
 async def test_a_room_that_comes_back_empty_keeps_its_line(
@@ -66,3 +78,38 @@ async def test_a_room_that_comes_back_empty_keeps_its_line(
     assert health["ok"] and health["room_lost_at"]
     assert gates[1].registry.get_sample_value(
         "queuegate_room_reseeded_at_timestamp_seconds", {"room": "default"}) is not None
+
+
+async def test_redis_flushed_mid_rush_loses_nobody(
+    tmp_path: Path, backend: TestServer
+) -> None:
+    """Real processes: two gate processes on a private Redis, 2,000 visitors joining over
+    4 s, FLUSHALL at 2 s (the Redis comes back empty at once)."""
+    with private_redis() as url, stack(tmp_path / "logs", url) as running:
+        gates = [running.gate(f"gate-{i}", "flushed", rate_per_minute=12_000,
+                              backend_url=str(backend.make_url("/")),
+                              extra_env={"QUEUE_GATE_JOIN_LIMIT": "0"}) for i in range(2)]
+        rush = Rush([gate.url for gate in gates], SECRET, visitors=2000, arrival_s=4.0)
+        client = aioredis.Redis.from_url(url)
+
+        async def fault() -> None:
+            await asyncio.sleep(2.0)
+            rush.fault_at = time.monotonic()
+            await client.flushall()  # our own private Redis
+            rush.recovered_at = time.monotonic()
+            await asyncio.sleep(1.0)
+            rush.done.set()
+
+        try:
+            async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=256),
+                    timeout=aiohttp.ClientTimeout(total=15)) as session:
+                faulting = asyncio.create_task(fault())
+                await rush.run(session, until_s=40.0)
+                await faulting
+        finally:
+            await client.aclose()
+    counts = rush.counts()
+    log.info("Redis flushed mid-rush: %s; 5xx: %s", counts, rush.bad_5xx[:10])
+    assert counts.joined == 2000
+    assert counts.failures() == {}, (counts, rush.bad_5xx[:10])

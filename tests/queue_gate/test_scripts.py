@@ -117,10 +117,10 @@ async def test_tick_answers_every_field_it_promises(client: aioredis.Redis,
                                                     clock: FakeClock) -> None:
     tick = register(client, "queue_gate", "tick-11.lua")
     # now, most credited, spent passes kept, grace, draw grace, walk limit, a new room's
-    # rate, mode, message, session minutes and epoch, no seed (seq, frontier, max active,
-    # opening), then two numbers seen
+    # rate, mode, message, session minutes and epoch, no snapshot (seq, frontier, max
+    # active, opening, margin), then two numbers seen
     args: list[str | int] = [repr(clock.now), 5, 3600, 300, 30, 2000,
-                             60, "queue", "Hello", 15, "e1", 0, 0, 0, "", 3, 4]
+                             60, "queue", "Hello", 15, "e1", 0, 0, 0, "", 0, 3, 4]
     reply = Reply(await tick(keys=KEYS.room_script_keys, args=args), "tick-11.lua")
     assert set(reply) == TICK_FIELDS
     assert (reply.text("mode"), reply.integer("rate_per_minute"), reply.text("message"),
@@ -256,3 +256,22 @@ async def test_a_room_redis_lost_comes_back_from_the_last_snapshot(
     # A pass that expires more than a session after the loss was not issued before it.
     late = int(clock.now) + 15 * 60 + 60
     assert await store.check_pass("t-1", "browser-a", late) == ("ended", 0)
+
+
+async def test_a_room_that_came_back_behind_is_raised_above_what_was_handed_out(
+    make_store: Callable[..., RoomStore], client: aioredis.Redis
+) -> None:
+    """A promoted replica that lacks the last joins: seq comes back below numbers this
+    process gave after its last snapshot; the next tick raises it above them."""
+    store = make_store()
+    await store.tick()
+    for i in range(5):
+        await store.join(f"t-{i}")
+    snapshot = await store.tick()
+    later = [await store.join(f"u-{i}") for i in range(3)]  # after the snapshot: 6, 7, 8
+    assert [place.number for place in later] == [6, 7, 8]
+    await client.hset(KEYS.state, mapping={"seq": 4, "frontier": 0})  # the replica's view
+    raised = await store.tick()
+    assert (raised.epoch, raised.seq) == (snapshot.epoch, 8 + RESEED_MARGIN)
+    assert raised.reseeded_at is not None
+    assert (await store.join("v-1")).number == 8 + RESEED_MARGIN + 1
