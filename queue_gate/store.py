@@ -331,7 +331,7 @@ class _Script:
         self._client = client
         self._replicas = replicas or _Replicas()
         # A cluster client registers scripts the same way (EVALSHA routed by the first key).
-        self._script = register(cast(aioredis.Redis, client), "queue_gate", name)
+        self._script = register(client, "queue_gate", name)
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float], *,
                        replicated: bool = False) -> Reply:

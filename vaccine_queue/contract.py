@@ -214,6 +214,10 @@ class TicketCodec:
 
     def load(self, token: str) -> Ticket:
         """Raises `TicketExpired` or `TicketInvalid`."""
+        if not token.isascii():
+            # A token is URL-safe base64 and dots; bytes that are not UTF-8 arrive from
+            # aiohttp as surrogates, which the signature check cannot even encode.
+            raise TicketInvalid()
         try:
             raw, signed_at = self._serializer.loads(token, max_age=self.max_age_s,
                                                     return_timestamp=True)
@@ -240,6 +244,8 @@ class PassCodec:
 
     def load(self, token: str, *, room: str | None = None) -> AdmissionPass:
         """Check signature, expiry and (when given) room. Raises a `TokenRejected` subclass."""
+        if not token.isascii():
+            raise PassInvalid()  # not a token at all (see TicketCodec.load)
         try:
             raw = self._serializer.loads(token)
         except BadSignature as exc:

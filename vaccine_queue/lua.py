@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from importlib.resources.abc import Traversable
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 _INCLUDE = re.compile(r"^--!include (\S+)[ \t]*$", re.MULTILINE)
@@ -47,7 +48,7 @@ def _expand(folder: Traversable, name: str, seen: set[str]) -> str:
     return _INCLUDE.sub(paste, source)
 
 
-def register(client: aioredis.Redis, package: str, name: str) -> AsyncScript:
+def register(client: aioredis.Redis | RedisCluster, package: str, name: str) -> AsyncScript:
     """Register a script once per client: redis-py runs it by EVALSHA and loads it again
     by itself when the server answers NOSCRIPT (after a restart or a failover)."""
     return client.register_script(script_source(package, name))
