@@ -37,7 +37,7 @@ from bench import model, wrkrun
 from bench.procs import ADMIN_TOKEN, Proc, Stack, stack, visitor_address
 from bench.rush import RushSpec
 from devtools.processes import cpu_seconds
-from devtools.servers import private_redis
+from devtools.servers import private_postgres, private_redis
 
 log = logging.getLogger(__name__)
 
@@ -398,9 +398,10 @@ def order_violations(order: list[list[float]], gate: int | None) -> int:
     return violations
 
 
-def start_backend(st: Stack, cfg: Config, room: str, sms: Proc, redis_url: str) -> Proc:
+def start_backend(st: Stack, cfg: Config, room: str, sms: Proc, database_url: str) -> Proc:
     started = time.monotonic()
-    backend = st.booking_backend(redis_url, room, f"{sms.url}/messages", days=cfg.backend_days)
+    backend = st.booking_backend(database_url, room, f"{sms.url}/messages",
+                                 days=cfg.backend_days)
     log.info("booking backend up with the demo's slots in %.1f s", time.monotonic() - started)
     return backend
 
@@ -409,10 +410,10 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
     """Figures 2, 3, 5, 6, 7: the rush through the gate, then straight at the backend."""
     room = "rush"
     sms = st.sms_gateway()  # one per run: the direct run's visitors have the same numbers
-    # The backend keeps its own Redis (so the gate's Redis figures stay the gate's), a
-    # fresh one for each run so that both runs start with the same free appointments.
-    with private_redis() as backend_redis:
-        backend = start_backend(st, cfg, room, sms, backend_redis)
+    # The backend books on a private PostgreSQL (the gate's Redis figures stay the gate's),
+    # a fresh one for each run so that both runs start with the same free appointments.
+    with private_postgres() as backend_db:
+        backend = start_backend(st, cfg, room, sms, backend_db)
         # Configured as docs/operations.md tells operators: the gates together open no more
         # connections to the backend than it serves well at once; the rest wait in the gate.
         per_gate = str(max(cfg.backend_connections // cfg.rush_gates, 1))
@@ -465,8 +466,8 @@ def phase_rush(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict[st
     log.info("direct: the same rush straight at the backend")
     st.stop(sms)
     sms = st.sms_gateway()
-    with private_redis() as backend_redis:
-        backend = start_backend(st, cfg, room, sms, backend_redis)
+    with private_postgres() as backend_db:
+        backend = start_backend(st, cfg, room, sms, backend_db)
         direct_spec = dataclasses.replace(spec, gates=[], backend=backend.url, sms=sms.url,
                                           start_at=time.time() + 3, leave_share=0.0,
                                           direct=True)

@@ -118,15 +118,15 @@ class Stack:
         argv = [sys.executable, "-m", "bench.sms_gateway", "--port", str(port)]
         return self._start("sms-gateway", argv, port)
 
-    def booking_backend(self, redis_url: str, room: str, webhook_url: str, *,
+    def booking_backend(self, database_url: str, room: str, webhook_url: str, *,
                         days: int = 70) -> Proc:
         """The real `booking_backend` (`python -m booking_backend`) with the demo's 50
         centres and `days` of generated slots, checking the gate's passes for `room` and
-        sending its codes to `webhook_url`. On its own Redis, so that the gate's Redis
-        figures stay the gate's."""
+        sending its codes to `webhook_url`, on the PostgreSQL database `database_url`
+        (migrated by the backend's `--migrate` as it starts)."""
         port, admin_port = free_port(), free_port()
         env = {
-            "BOOKING_REDIS_URL": redis_url,
+            "BOOKING_DATABASE_URL": database_url,
             "QUEUE_GATE_SECRETS": SECRET,
             "BOOKING_PASS_ROOM": room,
             "BOOKING_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -134,7 +134,7 @@ class Stack:
             "BOOKING_SENDER": "webhook",
             "BOOKING_WEBHOOK_URL": webhook_url,
         }
-        argv = [sys.executable, "-m", "booking_backend.main", "--host", HOST,
+        argv = [sys.executable, "-m", "booking_backend.main", "--migrate", "--host", HOST,
                 "--port", str(port), "--admin-host", HOST, "--admin-port", str(admin_port)]
         backend = self._start("booking-backend", argv, port, admin_port=admin_port, env=env)
         # As an operator loads it, through the admin API.

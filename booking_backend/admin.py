@@ -18,9 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from booking_backend import keys
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
+from booking_backend.db import StoreUnavailable
 from booking_backend.inventory import parse_slot_document
+from booking_backend.levels import read_levels
 from booking_backend.metrics import LEVEL_METRICS
-from booking_backend.store import StoreUnavailable
 from vaccine_queue.pages import Handler, Problem
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(exc.code, str(exc.extra.get("message", exc.code)), exc.status)
     except StoreUnavailable as exc:
         log.warning("admin: store unavailable: %s", exc)
-        return _error("store_unavailable", "Redis is unavailable.", 503)
+        response = _error("store_unavailable", "The database is unavailable.", 503)
+        response.headers["Retry-After"] = "30"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -70,23 +73,23 @@ def _bad(message: str, status: int = 422) -> Problem:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    store = request.app[keys.store_key]
+    db = request.app[keys.db_key]
     try:
-        await store.ping()
+        await db.ping()
     except StoreUnavailable:
-        return web.json_response({"status": "unavailable", "redis": False}, status=503)
-    return web.json_response({"status": "ok", "redis": True})
+        return web.json_response({"status": "unavailable", "database": False}, status=503)
+    return web.json_response({"status": "ok", "database": True})
 
 
 async def metrics(request: web.Request) -> web.Response:
     """All metrics, or only those named by `name[]` (as prometheus_client's own exporter):
-    a frequent probe of one process-local value then costs no Redis read."""
+    a frequent probe of one process-local value then costs no database read."""
     backend = request.app[keys.backend_key]
     names = set(request.query.getall("name[]", []))
     if not names or names & LEVEL_METRICS:
-        # When Redis is down the scrape still answers; the gauges keep their last values.
+        # When the database is down the scrape still answers; gauges keep their last values.
         with contextlib.suppress(StoreUnavailable):
-            backend.metrics.observe(await backend.store.levels(), backend.clock())
+            backend.metrics.observe(await read_levels(backend.db), backend.clock())
     registry = backend.registry.restricted_registry(names) if names else backend.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -168,7 +171,7 @@ async def generate(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     backend = request.app[keys.backend_key]
-    levels = await backend.store.levels()
+    levels = await read_levels(backend.db)
     backend.metrics.observe(levels, backend.clock())
     return web.json_response({"counts": levels.counts, "centres": levels.centres})
 

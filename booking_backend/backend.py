@@ -1,8 +1,8 @@
 """Everything the public app and the admin app share, built from settings in one place.
 
-Nothing here connects at construction time (redis-py connects on first use); `open` and
-`close` are called from the apps' cleanup contexts, counted, so two apps in one process can
-share one backend and the last one to stop closes Redis.
+Nothing here connects at construction time; `open` and `close` are called from the apps'
+cleanup contexts, counted, so two apps in one process can share one backend (and its one
+database pool) and the last one to stop closes the pool.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from itsdangerous import URLSafeTimedSerializer
 from prometheus_client import CollectorRegistry
 
 from booking_backend.catalogue import CatalogueCache, demo_catalogue_json
+from booking_backend.db import Database, StoreUnavailable
 from booking_backend.identity import IdentityHasher
 from booking_backend.inventory import Inventory, generate_slots
 from booking_backend.invitations import Invitations
+from booking_backend.levels import Levels, counts, read_levels
 from booking_backend.metrics import Metrics
+from booking_backend.migrations import migrate
 from booking_backend.service import Service
 from booking_backend.settings import Settings
-from booking_backend.store import Store, StoreUnavailable
 from booking_backend.verification import ConsoleSender, Outbox, Sender, Verifier, WebhookSender
 from booking_backend.waitlist import Waitlist
 from vaccine_queue.contract import PassCodec
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 CSRF_SALT = "booking.csrf.v1"
+DEMO_LOCK = 0x626B64656D6F  # pg_advisory_lock key of the demo's data load ("bkdemo")
 
 
 def csrf_serializer(secret_keys: tuple[str, ...]) -> URLSafeTimedSerializer:
@@ -51,7 +54,9 @@ class Backend:
         self.clock: Clock = clock or time.time
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.store = Store.from_url(settings.redis_url, settings.deployment)
+        self.db = Database(settings.database_url, size=settings.database_pool_size,
+                           acquire_timeout=settings.database_acquire_timeout,
+                           statement_timeout=settings.database_statement_timeout)
         signing = settings.secrets
         if not signing:
             # Demo/dev only (check_startable refuses this otherwise): passes from a gate
@@ -63,20 +68,21 @@ class Backend:
         self.hasher = IdentityHasher(identity_key)
         self.pass_codec = PassCodec(signing, clock=self.clock)
         self.csrf = csrf_serializer(signing)
-        self.catalogue = CatalogueCache(self.store)
-        self.inventory = Inventory(self.store, settings, self.clock)
-        self.invitations = Invitations(self.store, self.hasher, self.clock)
-        self.waitlist = Waitlist(self.store, self.clock)
+        self.catalogue = CatalogueCache(self.db)
+        self.inventory = Inventory(self.db, settings, self.clock)
+        self.invitations = Invitations(self.db, self.hasher, self.clock)
+        self.waitlist = Waitlist(self.db, self.clock)
         self.webhook: WebhookSender | None = None
         # The demo always logs its messages (codes included): that is how it is used.
         if sender is None and settings.sender == "webhook" and not settings.demo:
             self.webhook = WebhookSender(settings.webhook_url, settings.webhook_token)
-        self.sender: Sender = sender or self.webhook or ConsoleSender()
-        self.outbox = Outbox(self.store, self.sender, settings, self.clock, self.metrics,
+        self.sender: Sender = (sender or self.webhook
+                               or ConsoleSender(demo_or_dev=settings.dev_or_demo))
+        self.outbox = Outbox(self.db, self.sender, settings, self.clock, self.metrics,
                              self.render_message)
-        self.verifier = Verifier(self.store, settings, self.clock, self.hasher, self.metrics,
+        self.verifier = Verifier(self.db, settings, self.clock, self.hasher, self.metrics,
                                  self.outbox.wakeup)
-        self.service = Service(settings, self.store, self.clock, self.metrics, self.catalogue,
+        self.service = Service(settings, self.db, self.clock, self.metrics, self.catalogue,
                                self.inventory, self.verifier, self.waitlist, self.invitations,
                                self.hasher)
         self._users = 0
@@ -97,10 +103,17 @@ class Backend:
         if self.webhook is not None:
             await self.webhook.open()
         if self.settings.demo:
+            # The demo migrates by itself; a deployment runs `booking-backend migrate`.
+            try:
+                await migrate(self.settings.database_url)
+            except StoreUnavailable as exc:
+                log.warning("demo: database not migrated, unavailable: %s", exc)
+        await self.db.open()
+        if self.settings.demo:
             try:
                 await self.load_demo_if_empty()
             except StoreUnavailable as exc:
-                log.warning("demo data not loaded, Redis unavailable: %s", exc)
+                log.warning("demo data not loaded, database unavailable: %s", exc)
 
     async def close(self) -> None:
         self._users -= 1
@@ -108,19 +121,30 @@ class Backend:
             return
         if self.webhook is not None:
             await self.webhook.close()
-        await self.store.close()
+        await self.db.close()
+
+    async def levels(self) -> Levels:
+        """The deployment's units, bookings, waiting people, outbox and expiry counters."""
+        return await read_levels(self.db)
+
+    async def counts(self) -> dict[str, int]:
+        return await counts(self.db)
 
     async def load_demo_if_empty(self) -> None:
         """Demo: the shipped centres and slots for the coming weeks, loaded by one process."""
-        got_lock = await self.store.set(self.store.keys.demo_lock, "1", ttl=120, only_new=True)
-        if not got_lock:
-            return
-        if await self.catalogue.get() is None:
-            await self.catalogue.save(demo_catalogue_json())
-            log.info("demo: loaded the shipped centres")
-        if await self.inventory.is_empty():
-            units = await self.generate_demo_slots(share=0.0)
-            log.info("demo: generated %d slot units", units)
+        async with self.db.connection() as conn:
+            # Race: demo processes starting together: one loads, the others find it loaded.
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", DEMO_LOCK):
+                return
+            try:
+                if await self.catalogue.get() is None:
+                    await self.catalogue.save(demo_catalogue_json())
+                    log.info("demo: loaded the shipped centres")
+                if await self.inventory.is_empty():
+                    units = await self.generate_demo_slots(share=0.0)
+                    log.info("demo: generated %d slot units", units)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", DEMO_LOCK)
 
     async def generate_demo_slots(
         self, *, first_day: dt.date | None = None, days: int | None = None, units: int = 2,

@@ -1,8 +1,10 @@
-"""Centres, districts and the postcode -> district map: loaded by operators, shared via Redis.
+"""Centres, districts and the postcode -> district map: loaded by operators, shared through
+the database.
 
-The catalogue is one JSON document (see `data/niedersachsen.json`). It is stored in Redis with
-a version number so every backend process sees the same centres; each process keeps a parsed
-copy and re-reads it only when the version changed.
+The catalogue is one JSON document (see `data/niedersachsen.json`), stored with a version
+number so every backend process sees the same centres; each process keeps a parsed copy and
+re-reads the document only when the version changed. Its centres are rows of `centres` too,
+which the slots refer to.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib.resources
 import json
 from dataclasses import dataclass
 
-from booking_backend.store import Store
+from booking_backend.db import Connection, Database
 
 DEMO_FILE = "niedersachsen.json"
 
@@ -136,9 +138,9 @@ def _is_postcode(value: object) -> bool:
 class CatalogueCache:
     """This process's parsed copy of the shared catalogue."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._version = ""
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._version = 0
         self._catalogue: Catalogue | None = None
 
     async def save(self, document: str) -> Catalogue:
@@ -147,23 +149,33 @@ class CatalogueCache:
             catalogue = parse_catalogue(json.loads(document))
         except json.JSONDecodeError as exc:
             raise CatalogueError(f"not valid JSON: {exc.msg} (line {exc.lineno})") from exc
-        async with self._store.guard():
-            pipe = self._store.redis.pipeline(transaction=True)
-            pipe.hset(self._store.keys.catalogue, "json", document)
-            pipe.hincrby(self._store.keys.catalogue, "version", 1)
-            await pipe.execute()
+        centres = list(catalogue.centres.values())
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "INSERT INTO catalogue (singleton, version, document) VALUES (true, 1, $1)"
+                " ON CONFLICT (singleton) DO UPDATE"
+                " SET version = catalogue.version + 1, document = $1", document)
+            # A centre that leaves the catalogue stays a row: its slots and bookings remain.
+            await conn.execute(
+                "INSERT INTO centres (id, district, name)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " ON CONFLICT (id) DO UPDATE SET district = EXCLUDED.district,"
+                " name = EXCLUDED.name",
+                [c.id for c in centres], [c.district for c in centres],
+                [c.name for c in centres])
+
+        await self._db.transaction(work)
         return catalogue
 
     async def get(self) -> Catalogue | None:
-        version = await self._store.hget(self._store.keys.catalogue, "version")
-        if version is None:
+        # One round trip: the document comes along only when the version changed.
+        row = await self._db.fetchrow(
+            "SELECT version, CASE WHEN version <> $1 THEN document END AS document"
+            " FROM catalogue", self._version if self._catalogue is not None else -1)
+        if row is None:
             return None
-        # Race: a save between the two reads pairs an old version with new JSON; the next
-        # request sees the newer version and reads again, so the copy is stale at most once.
-        if version != self._version or self._catalogue is None:
-            document = await self._store.hget(self._store.keys.catalogue, "json")
-            if document is None:
-                return None
-            self._catalogue = parse_catalogue(json.loads(document))
-            self._version = version
+        if row["document"] is not None:
+            self._catalogue = parse_catalogue(json.loads(row["document"]))
+            self._version = row["version"]
         return self._catalogue

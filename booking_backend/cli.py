@@ -2,7 +2,7 @@
 
 Most commands talk to the admin API (`BOOKING_ADMIN_URL`, default http://127.0.0.1:8083,
 with `BOOKING_ADMIN_TOKEN`), so they work from any machine that reaches the admin port.
-`outbox-worker` talks to Redis directly (same environment as the backend) and delivers
+`outbox-worker` talks to the database directly (same environment as the backend) and delivers
 messages in a process of its own (run the backend with BOOKING_OUTBOX_WORKER=0 then).
 
     load-demo [--days N]          the 50 demo centres and generated slots

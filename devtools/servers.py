@@ -10,7 +10,8 @@ ever touches (or flushes) a server that someone else runs. Their programs come f
     with private_sentinel() as sentinel: ...       # sentinel.sentinels, sentinel.master_name
 
 `redis_server()` and `postgres_server()` yield a `LocalServer` instead, whose `process`
-a fault test may `kill()`; a cluster's and a Sentinel set-up's servers are theirs to kill too.
+a fault test may `kill()`; a cluster's and a Sentinel set-up's servers are theirs to kill too,
+and a PostgreSQL server can be `restart()`ed on its data afterwards.
 """
 
 from __future__ import annotations
@@ -48,13 +49,16 @@ POSTGRES_RUN_AS = "nobody"
 START_TIMEOUT_S = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class LocalServer:
-    """A server we started: where to reach it, its process, and where its program came from."""
+    """A server we started: where to reach it, its process, and where its program came from.
+    `restart` (PostgreSQL only) kills the process if it still runs and starts the server
+    again on the same data and port, as after a crash: `process` is then the new one."""
 
     url: str
     process: ManagedProcess
     origin: str
+    restart: Callable[[], None] | None = None
 
 
 def _start_redis(program: RedisProgram, workdir: Path, args: Sequence[str],
@@ -322,14 +326,34 @@ def postgres_server(*, durable: bool = False) -> Iterator[LocalServer]:
                      "-c", "synchronous_commit=off"]
         process = ManagedProcess.start("postgres", argv, log_path=workdir / "postgres.log",
                                        cwd=workdir, user=user)
+        server = LocalServer(f"postgresql://postgres@{HOST}:{port}/postgres", process,
+                             programs.origin)
+
+        def restart() -> None:
+            server.process.kill()
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                # The killed postmaster's children leave within moments; until they have,
+                # a new postmaster refuses the shared memory they still hold.
+                server.process = ManagedProcess.start(
+                    "postgres", argv, log_path=workdir / "postgres.log", cwd=workdir, user=user)
+                try:
+                    _wait_until_ready(server.process, data, port)
+                    return
+                except RuntimeError:
+                    server.process.kill()
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
+        server.restart = restart
         try:
             _wait_until_ready(process, data, port)
             log.info("private PostgreSQL at 127.0.0.1:%s (pid %s) from %s", port, process.pid,
                      programs.origin)
-            yield LocalServer(f"postgresql://postgres@{HOST}:{port}/postgres", process,
-                              programs.origin)
+            yield server
         finally:
-            _stop_postgres(programs, data, process, user, workdir)
+            _stop_postgres(programs, data, server.process, user, workdir)
 
 
 @contextlib.contextmanager

@@ -38,13 +38,14 @@ def test_wheel_contains_templates_scripts_catalogues_and_data(wheel_names: set[s
     }
     assert "vaccine_queue/templates/gate/waiting.html" in wanted
     for package in ("queue_gate", "booking_backend", "vaccine_queue"):
-        for folder in ("lua", "data", "locale"):
+        for folder in ("lua", "data", "locale", "migrations"):
             wanted |= {
                 f"{package}/{path.relative_to(ROOT / package)}"
                 for path in files_under(ROOT / package / folder)
             }
         wanted.add(f"{package}/py.typed")
     assert any(name.startswith("vaccine_queue/locale/") for name in wanted)
+    assert "booking_backend/migrations/0001_initial.sql" in wanted
     assert wanted - wheel_names == set()
 
 

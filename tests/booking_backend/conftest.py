@@ -1,5 +1,5 @@
 """Fixtures for the booking backend: a fake clock, a recording sender, passes, and a real
-app on a real port against the private Redis from tests/conftest.py."""
+app on a real port against a fresh database of the private PostgreSQL from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -168,9 +168,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def base_settings(redis_url: str) -> Settings:
+def base_settings(database_url: str) -> Settings:
     return Settings(
-        redis_url=redis_url, deployment="test", secrets=(SECRET,), admin_token=ADMIN_TOKEN,
+        database_url=database_url, deployment="test", secrets=(SECRET,), admin_token=ADMIN_TOKEN,
         identity_key="test-identity-key", outbox_worker=False, sweep_seconds=3600,
         hold_seconds=600, code_validity_seconds=600, code_resend_seconds=60,
         cookie_secure=False,  # the tests speak plain HTTP
@@ -179,8 +179,10 @@ def base_settings(redis_url: str) -> Settings:
 
 @pytest.fixture
 async def make_env(
-    aiohttp_client: AiohttpClient, base_settings: Settings, clock: FakeClock
+    base_settings: Settings, aiohttp_client: AiohttpClient, clock: FakeClock
 ) -> MakeEnv:
+    """Apps on a fresh database; `base_settings` (and so the database) comes first, so the
+    apps are torn down, their pools closed, before the database is dropped."""
     async def make(catalogue: bool = True, **overrides: Any) -> Env:
         settings = dataclasses.replace(base_settings, **overrides)
         sender = RecordingSender()

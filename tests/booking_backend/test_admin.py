@@ -142,7 +142,7 @@ async def test_metrics_and_health(env: Env) -> None:
     assert 'booking_slot_units{state="free"} 2.0' in text
     assert 'booking_http_requests_total{route="unmatched",status="4xx",surface="api"}' in text
     async with env.admin.get("/healthz") as resp:
-        assert (resp.status, (await resp.json())["redis"]) == (200, True)
+        assert (resp.status, (await resp.json())["database"]) == (200, True)
 
 
 async def test_sweep_endpoint(env: Env) -> None:

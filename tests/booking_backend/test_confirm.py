@@ -33,7 +33,7 @@ async def test_repeated_confirmation_books_once(env: Env) -> None:
                                      for _ in range(5)))
     assert {status for status, _ in results} == {200}
     assert {body["booking_code"] for _, body in results} == {booking["booking_code"]}
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["bookings"], counts["booked"], counts["held"]) == (1, 2, 0)
 
 
@@ -77,9 +77,27 @@ async def test_one_person_holds_at_most_one_booking(env: Env) -> None:
         env.api("POST", f"/api/v1/holds/{hid}/confirm", ticket, json={"code": code})
         for (hid, code), ticket in zip(hids, ("c", "d"), strict=True)))
     assert sorted(status for status, _ in results) == [201, 409]
-    assert (await env.backend.store.counts())["bookings"] == 2
-    raw_keys = await env.backend.store.redis.hkeys(env.backend.store.keys.identities)
-    assert all(len(key) == 64 and "Muster" not in key for key in raw_keys)
+    assert (await env.backend.counts())["bookings"] == 2
+    identities = [row["identity"] for row in await env.backend.db.fetch(
+        "SELECT identity FROM bookings")]
+    assert len(identities) == 2
+    assert all(len(key) == 64 and "Muster" not in key for key in identities)
+
+
+async def test_other_contact_details_do_not_make_a_new_person(env: Env) -> None:
+    """Name and birth date make the person: a second phone or an e-mail books nothing more
+    (the issue found three bookings of one person with two phones and an e-mail)."""
+    (p1, p2, p3) = await env.add_pairs(3)
+    await env.book(p1, "a", name="Erika Muster", contact="0151 2345678")
+    for ticket, pair, contact in (("b", p2, "0170 9876543"), ("c", p3, "erika@example.org")):
+        status, hold = await env.api("POST", "/api/v1/holds", ticket, json={
+            "birth_date": OLD, "postcode": HOME_POSTCODE,
+            "first_slot": pair[0].id, "second_slot": pair[1].id})
+        assert status == 201
+        status, body = await env.api("POST", f"/api/v1/holds/{hold['hold_id']}/details",
+                                     ticket, json={"name": "Erika Muster", "contact": contact})
+        assert (status, body["error"]) == (409, "already_booked")
+    assert (await env.backend.counts())["bookings"] == 1
 
 
 async def test_booking_lookup_needs_the_right_birth_date(env: Env) -> None:
@@ -107,7 +125,7 @@ async def test_cancellation_needs_a_code_and_returns_the_pair(env: Env) -> None:
     status, body = await env.api("POST", "/api/v1/bookings/cancel", "a",
                                  json={**ref, "code": code})
     assert (status, body["status"]) == (200, "cancelled")
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["free"], counts["booked"], counts["bookings"]) == (2, 0, 0)
     # The person may book again after cancelling.
     again = await env.book((first, second), "b", contact="+4915100000009")

@@ -29,9 +29,9 @@ def test_demo_catalogue_has_fifty_centres_in_every_district() -> None:
 
 
 async def test_demo_loads_data_on_startup(
-    aiohttp_client: AiohttpClient, redis_url: str, caplog: pytest.LogCaptureFixture,
+    database_url: str, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = Settings(demo=True, redis_url=redis_url, secrets=(SECRET,), demo_days=7,
+    settings = Settings(demo=True, database_url=database_url, secrets=(SECRET,), demo_days=7,
                         deployment="demo", sweep_seconds=3600)
     app = create_app(settings, clock=FakeClock(), registry=CollectorRegistry())
     admin_app = create_admin_app(public_app=app)
@@ -39,7 +39,7 @@ async def test_demo_loads_data_on_startup(
     await aiohttp_client(admin_app)
     backend = app[keys.backend_key]
     assert isinstance(backend.sender, ConsoleSender)
-    counts = await backend.store.counts()
+    counts = await backend.counts()
     # 7 days from Saturday 9 January 2021: 6 open days, 8:00-18:00 every 30 min, 2 people.
     assert counts["capacity"] == 50 * 6 * 20 * 2
     assert counts["free"] == counts["capacity"]

@@ -67,7 +67,7 @@ async def test_eligibility_is_checked_again_at_hold(env: Env) -> None:
         "birth_date": YOUNG, "postcode": HOME_POSTCODE, "first_slot": first.id,
         "second_slot": second.id})
     assert (status, body["error"]) == (403, "not_eligible")
-    assert (await env.backend.store.counts())["held"] == 0
+    assert (await env.backend.counts())["held"] == 0
 
 
 async def test_eligibility_is_checked_again_at_confirmation(make_env: MakeEnv) -> None:

@@ -27,7 +27,7 @@ async def test_expired_hold_returns_capacity_lazily(env: Env) -> None:
     assert status == 201, body
     status, old = await env.api("GET", f"/api/v1/holds/{held['hold_id']}", "a")
     assert old["status"] == "expired"
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["free"], counts["held"]) == (0, 2)
 
 
@@ -37,11 +37,11 @@ async def test_sweeper_returns_capacity_of_expired_holds(env: Env) -> None:
         status, _ = await env.api("POST", "/api/v1/holds", f"v{i}",
                                   json=hold_body(first.id, second.id))
         assert status == 201
-    assert (await env.backend.store.counts())["free"] == 0
+    assert (await env.backend.counts())["free"] == 0
     assert await env.backend.inventory.sweep() == 0
     env.clock.advance(env.settings.hold_seconds)
     assert await env.backend.inventory.sweep() == 3
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["free"], counts["held"]) == (6, 0)
     assert await env.backend.inventory.sweep() == 0  # each hold returns its units once
 
@@ -57,7 +57,7 @@ async def test_confirming_an_expired_hold_fails_and_frees_it(env: Env) -> None:
     env.clock.advance(env.settings.hold_seconds)
     status, body = await env.api("POST", f"/api/v1/holds/{hid}/confirm", "a", json={"code": code})
     assert (status, body["error"]) == (410, "hold_expired")
-    assert (await env.backend.store.counts())["free"] == 2
+    assert (await env.backend.counts())["free"] == 2
 
 
 async def test_choosing_another_pair_gives_the_first_back(env: Env) -> None:
@@ -68,7 +68,7 @@ async def test_choosing_another_pair_gives_the_first_back(env: Env) -> None:
     assert status == 201
     status, old = await env.api("GET", f"/api/v1/holds/{first['hold_id']}", "a")
     assert old["status"] == "replaced"
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["free"], counts["held"]) == (2, 2)
 
 
@@ -81,7 +81,7 @@ async def test_a_gone_pair_keeps_the_previous_hold(env: Env) -> None:
     assert status == 409
     status, kept = await env.api("GET", f"/api/v1/holds/{mine['hold_id']}", "a")
     assert kept["status"] == "held"
-    counts = await env.backend.store.counts()
+    counts = await env.backend.counts()
     assert (counts["free"], counts["held"]) == (0, 4)
 
 
@@ -105,4 +105,4 @@ async def test_someone_elses_hold_is_invisible(env: Env) -> None:
     assert status == 404
     status, body = await env.api("DELETE", f"/api/v1/holds/{held['hold_id']}", "a")
     assert (status, body["released"]) == (200, True)
-    assert (await env.backend.store.counts())["free"] == 2
+    assert (await env.backend.counts())["free"] == 2

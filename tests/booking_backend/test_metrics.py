@@ -60,7 +60,7 @@ async def test_a_hold_freed_by_the_next_hold_is_counted_once(env: Env) -> None:
     assert await expired_holds(env) == 0
     await hold(env, "a", 0)
     env.clock.advance(env.settings.hold_seconds)
-    await hold(env, "b", 1)  # hold-10.lua reports the expired hold, given back at once
+    await hold(env, "b", 1)  # the next hold finds the expired one and gives it back
     assert await expired_holds(env) == 1
     assert await env.backend.inventory.sweep() == 0  # nothing left for the sweeper
     await hold(env, "c", 0)
@@ -116,7 +116,7 @@ async def test_every_process_reports_the_same_deployment_wide_count(env: Env) ->
     await env.backend.inventory.sweep()
     other = Metrics(CollectorRegistry())
     assert other.registry.get_sample_value("booking_holds_expired_total") is None  # unread
-    other.observe(await env.backend.store.levels(), env.clock())
+    other.observe(await env.backend.levels(), env.clock())
     assert other.registry.get_sample_value("booking_holds_expired_total") == 1
     assert await expired_holds(env) == 1
     assert "# TYPE booking_holds_expired_total counter" in await scrape(env)

@@ -80,7 +80,7 @@ async def test_booking_through_the_pages(env: Env) -> None:
     # A double click (re-submitting the same form) shows the same booking.
     assert await browser.post("/verify", code=code) == 200
     assert booking_code.group(1) in browser.page
-    assert (await env.backend.store.counts())["bookings"] == 1
+    assert (await env.backend.counts())["bookings"] == 1
     assert await browser.get("/confirmation") == 200
     assert booking_code.group(1) in browser.page
 
@@ -210,7 +210,7 @@ async def test_waiting_list_and_manage_pages(env: Env) -> None:
     await env.deliver()
     assert await manage.post("/manage/cancel", code=env.sender.last_code()) == 200
     assert "Ihr Termin ist abgesagt" in manage.page
-    assert (await env.backend.store.counts())["bookings"] == 0
+    assert (await env.backend.counts())["bookings"] == 0
 
 
 async def test_static_assets_need_no_pass(env: Env) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
+import aiohttp
 import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from booking_backend.main import create_app
+from booking_backend.main import AccessLogger, create_app
 from booking_backend.settings import Settings
+from devtools.processes import free_port
 from tests.booking_backend.conftest import Env, MakeEnv
 from vaccine_queue.config import SettingsError
 from vaccine_queue.contract import PASS_COOKIE, PASS_HEADER, AdmissionPass, PassCodec
@@ -75,10 +80,11 @@ async def test_dev_mode_without_pass_works(make_env: MakeEnv) -> None:
         assert resp.status == 200
 
 
-async def test_redis_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
+async def test_database_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
     from devtools.processes import free_port
 
-    env = await make_env(catalogue=False, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    env = await make_env(catalogue=False,
+                         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
     async with env.client.get("/", headers=env.headers()) as resp:
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "30"
@@ -88,3 +94,23 @@ async def test_redis_down_gives_a_friendly_503(make_env: MakeEnv) -> None:
     assert (status, body["error"]) == (503, "store_unavailable")
     async with env.admin.get("/healthz") as resp:
         assert resp.status == 503
+
+
+async def test_access_log_has_no_query_string_nor_address(
+    base_settings: Settings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As `booking-backend` serves: through AccessLogger."""
+    app = create_app(dataclasses.replace(base_settings, dev=True), registry=CollectorRegistry())
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    port = free_port()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        caplog.set_level(logging.INFO, logger="aiohttp.access")
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/api/v1/centres?postcode=38100") as resp:
+            await resp.read()
+    finally:
+        await runner.cleanup()
+    assert '"GET /api/v1/centres"' in caplog.text
+    assert "38100" not in caplog.text and "127.0.0.1" not in caplog.text

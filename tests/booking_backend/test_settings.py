@@ -3,6 +3,7 @@ name the variable, secure cookies unless in demo/dev mode; secrets never in repr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -14,21 +15,21 @@ from vaccine_queue.config import SettingsError
 
 def test_from_env_reads_every_kind_of_value() -> None:
     settings = Settings.from_env({
-        "BOOKING_REDIS_URL": "redis://db:6380/2", "QUEUE_GATE_SECRETS": "new, old ,",
+        "BOOKING_DATABASE_URL": "postgresql://bk:pw@db:5433/bk", "QUEUE_GATE_SECRETS": "new, old ,",
         "BOOKING_ADMIN_TOKEN": "admintok", "BOOKING_IDENTITY_KEY": "idkey",
         "BOOKING_HOLD_SECONDS": "300", "BOOKING_WAITLIST_SHARE": "0.5",
         "BOOKING_HOME_DISTRICT_ONLY": "1", "BOOKING_PRIORITY_GROUPS": "80:open,70:2021-02-15",
         "BOOKING_SENDER": "webhook", "BOOKING_WEBHOOK_URL": "http://sms/send",
         "BOOKING_WEBHOOK_TOKEN": "hooktok", "BOOKING_DEMO": "0",
     })
-    assert settings.redis_url == "redis://db:6380/2"
+    assert settings.database_url == "postgresql://bk:pw@db:5433/bk"
     assert settings.secrets == ("new", "old")
     assert settings.hold_seconds == 300 and settings.waitlist_share == 0.5
     assert settings.home_district_only and not settings.demo
     assert settings.priority_groups[1] == PriorityGroup(70, dt.date(2021, 2, 15))
     assert settings.check_startable() == []
     shown = repr(settings)
-    for secret in ("new", "old", "admintok", "idkey", "hooktok"):
+    for secret in ("new", "old", "admintok", "idkey", "hooktok", "pw"):
         assert f"'{secret}'" not in shown
 
 
@@ -37,7 +38,7 @@ def test_empty_means_default() -> None:
     too: it used to switch the pass check and the cancellation code off."""
     empty = {name: "" for name in (
         "BOOKING_REQUIRE_PASS", "BOOKING_CANCEL_REQUIRES_CODE", "BOOKING_OUTBOX_WORKER",
-        "BOOKING_HOLD_SECONDS", "BOOKING_SENDER", "BOOKING_TIMEZONE", "BOOKING_REDIS_URL",
+        "BOOKING_HOLD_SECONDS", "BOOKING_SENDER", "BOOKING_TIMEZONE", "BOOKING_DATABASE_URL",
         "BOOKING_PRIORITY_GROUPS", "BOOKING_COOKIE_SECURE", "BOOKING_WAITLIST_SHARE")}
     assert Settings.from_env({**empty, "BOOKING_OUTBOX_WORKER": "  "}) == Settings()
     flags = Settings.from_env({"BOOKING_REQUIRE_PASS": "off", "BOOKING_DEV": "yes",
@@ -85,6 +86,19 @@ def test_defaults_refuse_to_start_outside_demo() -> None:
         Settings().check_startable()
     assert Settings(demo=True).check_startable() == []
     assert Settings(demo=True, require_pass=False).check_startable()  # a warning to log
+
+
+def test_the_console_sender_refuses_to_start_outside_demo_and_dev() -> None:
+    """It writes codes to the log: a booking could be completed from the log alone."""
+    from booking_backend.verification import ConsoleSender
+
+    ready = Settings(secrets=("s",), identity_key="k", admin_token="t")
+    with pytest.raises(SettingsError, match="BOOKING_SENDER"):
+        ready.check_startable()
+    with pytest.raises(SettingsError, match="demo/dev"):
+        ConsoleSender(demo_or_dev=False)
+    assert dataclasses.replace(ready, dev=True).check_startable() == []
+    ConsoleSender(demo_or_dev=True)
 
 
 async def test_secure_cookies_are_marked_secure(make_env: MakeEnv) -> None:

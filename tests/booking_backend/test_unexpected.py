@@ -16,8 +16,8 @@ async def broken(request: web.Request) -> web.Response:
     raise RuntimeError("a bug with internals in its message")
 
 
-async def test_unexpected_errors_are_friendly(aiohttp_client: AiohttpClient,
-                                              base_settings: Settings) -> None:
+async def test_unexpected_errors_are_friendly(base_settings: Settings,
+                                              aiohttp_client: AiohttpClient) -> None:
     settings = dataclasses.replace(base_settings, require_pass=False, dev=True)
     app = create_app(settings, registry=CollectorRegistry())
     app.router.add_get("/api/v1/broken", broken)

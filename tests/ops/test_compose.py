@@ -78,7 +78,7 @@ def test_compose_file_follows_the_compose_specification(compose: dict[str, Any])
 
 
 def test_every_service_has_an_image_and_restarts(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) >= {"redis", "booking", "entry", "prometheus", "grafana"}
+    assert set(services) >= {"redis", "postgres", "booking", "entry", "prometheus", "grafana"}
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         assert service.get("restart") == "unless-stopped", name
@@ -94,6 +94,15 @@ def test_secrets_come_only_from_the_environment(services: dict[str, dict[str, An
                 assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}", value), (name, key, value)
     assert secrets >= 5
     assert not (ROOT / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text()
+
+
+def test_postgres_keeps_its_data_in_a_volume(services: dict[str, dict[str, Any]]) -> None:
+    postgres = services["postgres"]
+    assert any(v == "postgres-data:/var/lib/postgresql/data" for v in postgres["volumes"])
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    # One password for the server and the backend, from the environment.
+    assert env(postgres)["POSTGRES_PASSWORD"].split(":?")[0] == (
+        env(services["booking"])["PGPASSWORD"].split(":?")[0])
 
 
 def test_redis_keeps_an_append_only_file(services: dict[str, dict[str, Any]]) -> None:
@@ -148,7 +157,11 @@ def test_the_booking_backend_runs_behind_the_gates(services: dict[str, dict[str,
     assert flag(command, "--admin-host") == ALL
     assert flag(command, "--admin-port") == "9082"
     variables = env(booking)
-    assert variables["BOOKING_REDIS_URL"].startswith("redis://redis:6379/")
+    assert variables["BOOKING_DATABASE_URL"].startswith("postgresql://booking@postgres:5432/")
+    assert "--migrate" in command
+    assert booking["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # The console sender writes codes to the log: never in a deployment.
+    assert variables["BOOKING_SENDER"] == "webhook"
     gate = next(iter(by_command(services, "queue-gate").values()))
     # Gate and backend check passes with the same secrets, from the same variable.
     assert variables["QUEUE_GATE_SECRETS"].split(":?")[0] == (

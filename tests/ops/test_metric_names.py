@@ -50,9 +50,10 @@ async def gate_exposition(aiohttp_client: ClientFactory, redis_url: str) -> str:
 
 
 @pytest.fixture
-async def booking_exposition(aiohttp_client: ClientFactory, redis_url: str) -> str:
-    settings = BookingSettings(redis_url=redis_url, secrets=(SECRET,), admin_token="token",
-                               identity_key="identity-key")
+async def booking_exposition(database_url: str, aiohttp_client: ClientFactory) -> str:
+    settings = BookingSettings(database_url=database_url, secrets=(SECRET,),
+                               admin_token="token", identity_key="identity-key",
+                               dev=True)  # dev: the console sender may start
     public = create_booking_app(settings, registry=CollectorRegistry())
     await aiohttp_client(public)
     return await read_metrics(await aiohttp_client(create_booking_admin_app(public_app=public)))

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from booking_backend import api, views
 from booking_backend.catalogue import demo_catalogue_json
-from devtools.servers import private_redis
+from devtools.servers import private_postgres, private_redis
 from tests.ops.dashboards import (
     ALERTS,
     COMPOSE_PROMETHEUS,
@@ -61,9 +61,10 @@ class Rushed:
 
 @pytest.fixture(scope="module")
 def rushed() -> Iterator[Rushed]:
-    """Redis, three gate processes, a backend and Prometheus; a rush; then the tests read."""
-    with private_redis() as redis_url:
-        stack = Stack(redis_url)
+    """Redis, PostgreSQL, three gate processes, a backend and Prometheus; a rush; then the
+    tests read."""
+    with private_redis() as redis_url, private_postgres() as database_url:
+        stack = Stack(redis_url, database_url)
         try:
             stack.start()
             jobs = [ScrapeJob(GATE_JOB, stack.gate_targets),

@@ -1,18 +1,17 @@
-"""Every booking script runs, down each of its paths, and its reply is read by name.
+"""Every booking step runs, down each of its paths, and the books balance afterwards.
 
-The store's `run` is wrapped to keep each reply (Redis itself is real); one walk through
-the product's steps then has to meet every script of `lua/` and every outcome listed
-below, each with the fields its header promises.
+One walk through the product's steps (holds, codes, confirmations, cancellations, the
+waiting list, releases and sweeps); then every slot's held and booked units must be exactly
+what its live holds and active bookings say, every served waiting entry must own exactly one
+booking, and no person may hold two active bookings.
 """
 
 from __future__ import annotations
 
-import importlib.resources
-from collections.abc import Iterable, Sequence
-
+import asyncpg
 import pytest
 
-from booking_backend.store import Script, Value
+from booking_backend.db import Database
 from tests.booking_backend.conftest import (
     CENTRE,
     HOME_POSTCODE,
@@ -21,57 +20,6 @@ from tests.booking_backend.conftest import (
     Env,
     pair_slots,
 )
-from vaccine_queue.lua import Reply
-
-# script -> outcome -> the fields that come with it (besides "outcome")
-OUTCOMES: dict[str, dict[str, set[str]]] = {
-    "hold-10.lua": {"ok": {"expired_holds"}, "gone": {"expired_holds"},
-                    "invalid": {"why"}, "previous": {"previous"}},
-    "release-8.lua": {"released": set(), "not_live": set()},
-    "hold_details-2.lua": {"ok": set(), "confirmed": {"booking"}},
-    "code_request-7.lua": {"ok": {"sends"}, "previous": {"message"}, "wait": {"seconds"}},
-    "code_check-3.lua": {"ok": set(), "wrong": {"remaining"}},
-    "confirm-18.lua": {"ok": {"booking", "new"}, "waiting": {"entry"}, "centre": {"centre"},
-                       "expired": set()},
-    "cancel-n.lua": {"ok": {"assigned"}, "not_active": set(),
-                     "retry": {"centre_ids", "district_ids"}},
-    "release_slots-n.lua": {"ok": {"added", "assigned"},
-                            "retry": {"centre_ids", "district_ids"}},
-    "waitlist_join-8.lua": {"ok": {"position"}, "previous": {"entry"},
-                            "already_waiting": {"position"}},
-    "outbox_fail-4.lua": {"retry": {"due"}},
-}
-# scripts without outcomes: the fields they always send
-FIELDS: dict[str, set[str]] = {
-    "sweep-n.lua": {"expired"},
-    "codes_expire-2.lua": {"expired"},
-    "outbox_claim-1.lua": {"claimed"},
-    "outbox_done-5.lua": {"started"},
-}
-
-Seen = list[tuple[str, list[str], Reply]]
-
-
-def script_names() -> set[str]:
-    folder = importlib.resources.files("booking_backend").joinpath("lua")
-    return {entry.name for entry in folder.iterdir()
-            if entry.name.endswith(".lua") and not entry.name.startswith("_")}
-
-
-@pytest.fixture
-def seen(env: Env, monkeypatch: pytest.MonkeyPatch) -> Seen:
-    """Every script call of `env`'s store: its name, its KEYS and its reply."""
-    calls: Seen = []
-    store = env.backend.store
-    run = store.run
-
-    async def recording(script: Script, keys: Sequence[str], args: Iterable[Value]) -> Reply:
-        reply = await run(script, keys, args)
-        calls.append((script.name, list(keys), reply))
-        return reply
-
-    monkeypatch.setattr(store, "run", recording)
-    return calls
 
 
 async def hold(env: Env, ticket: str, first: str, second: str) -> tuple[int, str]:
@@ -141,14 +89,14 @@ async def walk_every_path(env: Env) -> None:
     assert (await confirm(env, hid, "c", code))[0] == 200
     await details_after_booking(env, hid)
 
-    # Someone waiting books directly: confirm-18.lua learns of the entry and drops it.
+    # Someone waiting books directly: the booking step takes them off the list.
     assert await join(env, "w1", "Willi Warte", "+4915100000092") == 2
     status, hid = await hold(env, "w1", pairs[3][0].id, pairs[3][1].id)
     await details(env, hid, "w1", "Willi Warte", "+4915100000092")
     await env.deliver()
     status, body = await confirm(env, hid, "w1", env.sender.last_code("+4915100000092"))
     assert status == 201, body
-    assert (await env.backend.store.counts())["waiting"] == 1
+    assert (await env.backend.counts())["waiting"] == 1
 
     # Cancelled: the pair goes to the first waiting person; a second cancel does nothing.
     cancelled = await env.backend.inventory.booking(booking["booking_code"])
@@ -174,7 +122,7 @@ async def walk_every_path(env: Env) -> None:
     status, body = await confirm(env, hid, "e", env.sender.last_code("+4915100000094"))
     assert (status, body["error"]) == (410, "hold_expired")
     assert (await hold(env, "g", other[2][0].id, other[2][1].id))[0] == 201
-    assert (await env.backend.store.counts())["held"] == 2  # only g's pair
+    assert (await env.backend.counts())["held"] == 2  # only g's pair
     env.clock.advance(env.settings.code_validity_seconds)
     assert await env.backend.verifier.expire_codes() == 1  # e's code, never used
 
@@ -184,25 +132,57 @@ async def details_after_booking(env: Env, hid: str) -> None:
     assert outcome.status == "confirmed" and outcome.value
 
 
-async def test_every_script_path_answers_with_named_fields(env: Env, seen: Seen) -> None:
-    await walk_every_path(env)
-    assert {name for name, _, _ in seen} == script_names()
-    outcomes: dict[str, set[str]] = {}
-    for name, keys, reply in seen:
-        if name == "offers-n.lua":
-            assert set(reply) == set(keys)  # one field per centre, named by its key
-        elif name in FIELDS:
-            assert set(reply) == FIELDS[name], (name, reply)
-        else:
-            outcome = reply.text("outcome")
-            outcomes.setdefault(name, set()).add(outcome)
-            if outcome in OUTCOMES[name]:
-                assert set(reply) == {"outcome"} | OUTCOMES[name][outcome], (name, reply)
-    for name, expected in OUTCOMES.items():
-        assert outcomes[name] >= set(expected), name
+async def audit(db: Database) -> None:
+    """The units the slots count are exactly the units the holds and bookings name."""
+    unbalanced = await db.fetch(
+        "WITH named AS ("
+        " SELECT centre, start_at, count(*) FILTER (WHERE kind = 'held') AS held,"
+        "  count(*) FILTER (WHERE kind = 'booked') AS booked FROM ("
+        "   SELECT centre, first_start AS start_at, 'held' AS kind FROM holds"
+        "    WHERE status = 'held'"
+        "   UNION ALL SELECT centre, second_start, 'held' FROM holds WHERE status = 'held'"
+        "   UNION ALL SELECT centre, first_start, 'booked' FROM bookings"
+        "    WHERE status = 'active'"
+        "   UNION ALL SELECT centre, second_start, 'booked' FROM bookings"
+        "    WHERE status = 'active') u GROUP BY centre, start_at)"
+        " SELECT s.* FROM slots s LEFT JOIN named n USING (centre, start_at)"
+        " WHERE s.held <> coalesce(n.held, 0) OR s.booked <> coalesce(n.booked, 0)"
+        "  OR s.held + s.booked > s.capacity")
+    assert unbalanced == []
+    served = await db.fetch(
+        "SELECT w.id FROM waitlist w LEFT JOIN bookings b ON b.code = w.booking"
+        " WHERE w.status = 'assigned' AND (b.code IS NULL OR b.identity <> w.identity)")
+    assert served == []
+    twice = await db.fetch(
+        "SELECT identity FROM bookings WHERE status = 'active' GROUP BY identity"
+        " HAVING count(*) > 1")
+    assert twice == []
 
 
-async def test_every_key_of_a_script_is_in_the_deployments_slot(env: Env, seen: Seen) -> None:
+async def test_every_path_keeps_the_books_balanced(env: Env) -> None:
     await walk_every_path(env)
-    tag = "bk:{test}:"
-    assert all(key.startswith(tag) for _, keys, _ in seen for key in keys)
+    await audit(env.backend.db)
+    levels = await env.backend.levels()
+    assert levels.counts["holds_expired"] == 2  # e's (confirmed too late) and f's
+    assert levels.counts["codes_expired"] == 1
+
+
+async def test_no_statement_can_oversell_a_slot(env: Env) -> None:
+    """The rule is the schema's own: even a statement that skips the conditional UPDATE
+    cannot take a unit that is not there."""
+    ((first, _),) = await env.add_pairs(1)
+    with pytest.raises(asyncpg.CheckViolationError, match="slots_never_oversold"):
+        await env.backend.db.execute(
+            "UPDATE slots SET booked = booked + 2 WHERE centre = $1 AND start_at = $2",
+            CENTRE, first.start)
+
+
+async def test_ended_holds_forget_name_and_contact(env: Env) -> None:
+    await walk_every_path(env)
+    env.clock.advance(3601)
+    assert await env.backend.inventory.forget_ended() > 0
+    assert await env.backend.db.fetchval(
+        "SELECT count(*) FROM holds WHERE status <> 'held' AND name IS NOT NULL") == 0
+    # The bookings keep theirs: a person must be reachable about their appointment.
+    assert await env.backend.db.fetchval(
+        "SELECT count(*) FROM bookings WHERE name IS NULL OR address IS NULL") == 0

@@ -1,0 +1,92 @@
+"""Schema migrations: numbered SQL files, each applied once in its own transaction, by
+`booking-backend migrate`; two processes migrating at once do not collide; a database that
+holds data of the previous version keeps it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from booking_backend.migrations import migrate, migrations, pending
+from tests.booking_backend.conftest import Env
+from tests.conftest import database_url_of
+
+
+@pytest.fixture
+async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """An empty database of our private server (no migration), dropped afterwards."""
+    name = f"empty_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(postgres_server_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    yield database_url_of(postgres_server_url, name)
+    conn = await asyncpg.connect(postgres_server_url)
+    try:
+        await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+async def tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return {row["tablename"] for row in rows}
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    found = migrations()
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    assert found[0].name == "0001_initial.sql"
+
+
+async def test_an_empty_database_is_migrated_to_the_latest_version(
+    empty_database_url: str,
+) -> None:
+    assert await pending(empty_database_url) == [m.name for m in migrations()]
+    assert await migrate(empty_database_url) == [m.name for m in migrations()]
+    assert await pending(empty_database_url) == []
+    assert {"slots", "holds", "bookings", "waitlist", "verifications", "outbox",
+            "invitations", "sessions", "schema_migrations"} <= await tables(empty_database_url)
+
+
+async def test_two_processes_migrating_at_once_apply_each_file_once(
+    empty_database_url: str,
+) -> None:
+    results = await asyncio.gather(*(migrate(empty_database_url) for _ in range(3)))
+    applied = [name for result in results for name in result]
+    assert applied == [m.name for m in migrations()]  # once, by whoever got the lock first
+
+
+async def test_a_database_with_data_keeps_it_when_migrated_again(env: Env) -> None:
+    """The test's database holds the previous (here: the current) version with data:
+    migrating again is a no-op and every booking survives."""
+    pairs = await env.add_pairs(2)
+    booking = await env.book(pairs[0], "a")
+    assert await migrate(env.settings.database_url) == []
+    found = await env.backend.inventory.booking(booking["booking_code"])
+    assert found is not None and found.status == "active"
+    assert (await env.backend.counts())["bookings"] == 1
+
+
+def test_the_migrate_command(empty_database_url: str) -> None:
+    environ = {**os.environ, "BOOKING_DATABASE_URL": empty_database_url}
+    for _ in range(2):  # the second run finds nothing to do
+        result = subprocess.run(
+            [sys.executable, "-m", "booking_backend.main", "migrate"], env=environ,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+    assert "0001_initial.sql" in result.stderr or "up to date" in result.stderr
+    assert asyncio.run(pending(empty_database_url)) == []
