@@ -5,6 +5,10 @@ then change it). Every variant and the two bare baselines run as one process pin
 core 1, wrk on core 0, in interleaved rounds; prints median req/s for status polls and
 joins and the per-round ratios against the bare handlers. For checking a gate change
 before it is made in the repository.
+
+Requests per second swing by tens of percent when anything else runs on the machine; the
+server process's own CPU time per request (from /proc) is disturbed far less, so the table
+gives both: compare variants by the CPU column when the machine is not quiet.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             cases[f"{index}:status"] = (gate, "status.lua", [str(tickets)])
             cases[f"{index}:join"] = (gate, "join.lua", None)  # fresh visitors every run
         rps: dict[str, list[float]] = {name: [] for name in cases}
+        cpu_us: dict[str, list[float]] = {name: [] for name in cases}
         for round_ in range(args.rounds + 1):  # round 0 warms up and is not counted
             for name, (proc, script, script_args) in cases.items():
                 url = proc.url + ("/x" if script == "get.lua" else "")
@@ -61,13 +67,20 @@ def main(argv: list[str] | None = None) -> None:
                 argv_ = wrkrun.command(url, script, duration_s=args.seconds if round_ else 1,
                                        connections=64, cpus=LOAD_CPU,
                                        script_args=script_args or fresh)
+                cpu_before = proc.cpu_seconds()
                 run = wrkrun.run([argv_], timeout_s=args.seconds + 30)
+                cpu_used = proc.cpu_seconds() - cpu_before
                 if round_:
                     rps[name].append(run.rps)
-    lines = ["| variant | status req/s | vs bare JSON | join req/s | vs bare + 1 RTT |",
-             "|---|---|---|---|---|",
+                    requests = sum(result.requests for result in run.results)
+                    cpu_us[name].append(cpu_used / requests * 1e6 if requests else math.nan)
+    lines = ["| variant | status req/s | vs bare JSON | status CPU µs/req | join req/s | "
+             "vs bare + 1 RTT | join CPU µs/req |",
+             "|---|---|---|---|---|---|---|",
              f"| bare handlers | {statistics.median(rps['bare_json']):.0f} | | "
-             f"{statistics.median(rps['bare_redis']):.0f} | |"]
+             f"{statistics.median(cpu_us['bare_json']):.1f} | "
+             f"{statistics.median(rps['bare_redis']):.0f} | | "
+             f"{statistics.median(cpu_us['bare_redis']):.1f} |"]
     for index, variant in enumerate(args.variants):
         status, join = rps[f"{index}:status"], rps[f"{index}:join"]
         status_ratio = statistics.median(a / b for a, b in zip(status, rps["bare_json"],
@@ -75,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         join_ratio = statistics.median(a / b for a, b in zip(join, rps["bare_redis"],
                                                               strict=True))
         lines.append(f"| {variant} | {statistics.median(status):.0f} | {status_ratio:.0%} | "
-                     f"{statistics.median(join):.0f} | {join_ratio:.0%} |")
+                     f"{statistics.median(cpu_us[f'{index}:status']):.1f} | "
+                     f"{statistics.median(join):.0f} | {join_ratio:.0%} | "
+                     f"{statistics.median(cpu_us[f'{index}:join']):.1f} |")
     sys.stdout.write("\n".join(lines) + "\n")
 
 
