@@ -24,7 +24,7 @@ from booking_backend.catalogue import Catalogue, Centre
 from booking_backend.db import Connection, Database, StoreUnavailable
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
-from booking_backend.slots import take_pair
+from booking_backend.slots import insert_booking, take_pair
 
 log = logging.getLogger(__name__)
 
@@ -339,14 +339,10 @@ class Inventory:
             code = new_code()
             try:
                 async with conn.transaction():  # a savepoint: a refusal undoes only this
-                    await conn.execute(
-                        "INSERT INTO bookings (code, hold_id, centre, district, first_start,"
-                        " second_start, status, identity, invitation, name, birth, channel,"
-                        " address, lang, source, created) VALUES ($1, $2, $3, $4, $5, $6,"
-                        " 'active', $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                        code, hid, h["centre"], h["district"], h["first_start"],
-                        h["second_start"], h["identity"], h["invitation"], h["name"],
-                        h["birth"], h["channel"], h["address"], h["lang"], source, now)
+                    await insert_booking(
+                        conn, code=code, hold_id=hid, centre=h["centre"],
+                        district=h["district"], first_start=h["first_start"],
+                        second_start=h["second_start"], person=h, source=source, now=now)
             except asyncpg.UniqueViolationError:
                 # Race: two holds of one person (or one invitation) confirming at once:
                 # the partial unique index lets exactly one of them book.

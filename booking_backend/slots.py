@@ -1,9 +1,15 @@
-"""Taking and finding units of slots: the two statements every step that takes capacity
-shares (a hold, a waiting-list assignment)."""
+"""Taking and finding units of slots, and writing the booking that keeps them: the
+statements every step that takes capacity shares (a hold and its confirmation, a
+waiting-list assignment)."""
 
 from __future__ import annotations
 
+import asyncpg
+
 from booking_backend.db import Connection
+
+# What a booking copies from the hold or waiting-list entry it comes from.
+PERSON_FIELDS = ("identity", "invitation", "name", "birth", "channel", "address", "lang")
 
 
 async def take_pair(conn: Connection, centre: str, first: int, second: int,
@@ -43,3 +49,17 @@ async def find_pair(conn: Connection, centre: str, earliest: int, min_gap: int,
         " WHERE f.centre = $1 AND f.start_at >= $2 AND f.held + f.booked < f.capacity"
         " ORDER BY f.start_at LIMIT 1", centre, earliest, min_gap, max_gap)
     return None if row is None else (row["first"], row["second"])
+
+
+async def insert_booking(conn: Connection, *, code: str, hold_id: str | None, centre: str,
+                         district: str, first_start: int, second_start: int,
+                         person: asyncpg.Record, source: str, now: float) -> None:
+    """Write an active booking of a pair already taken. Raises
+    `asyncpg.UniqueViolationError` when the person (or the invitation) already has one:
+    the partial unique indexes keep everyone at one booking, whoever commits first."""
+    await conn.execute(
+        "INSERT INTO bookings (code, hold_id, centre, district, first_start, second_start,"
+        " status, identity, invitation, name, birth, channel, address, lang, source, created)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        code, hold_id, centre, district, first_start, second_start,
+        *(person[name] for name in PERSON_FIELDS), source, now)

@@ -17,7 +17,7 @@ from booking_backend import outbox
 from booking_backend.catalogue import Centre, District
 from booking_backend.db import Connection, Database
 from booking_backend.identity import new_code
-from booking_backend.slots import find_pair, take_pair
+from booking_backend.slots import find_pair, insert_booking, take_pair
 
 Clock = Callable[[], float]
 # Entries a release may skip (their person booked directly meanwhile) beyond its quota;
@@ -104,14 +104,10 @@ async def assign(conn: Connection, centre: str, district: str, quota: int, *, no
         code = new_code()
         try:
             async with conn.transaction():  # a savepoint: a refusal undoes only this
-                await conn.execute(
-                    "INSERT INTO bookings (code, centre, district, first_start, second_start,"
-                    " status, identity, invitation, name, birth, channel, address, lang,"
-                    " source, created) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9,"
-                    " $10, $11, $12, 'waitlist', $13)",
-                    code, centre, district, pair[0], pair[1], entry["identity"],
-                    entry["invitation"], entry["name"], entry["birth"], entry["channel"],
-                    entry["address"], entry["lang"], now)
+                await insert_booking(
+                    conn, code=code, hold_id=None, centre=centre, district=district,
+                    first_start=pair[0], second_start=pair[1], person=entry,
+                    source="waitlist", now=now)
         except asyncpg.UniqueViolationError:
             # Race: the person booked directly in a transaction that committed after the
             # check above: the unique index keeps them at one booking; the pair goes on.
