@@ -1,0 +1,34 @@
+"""The bookings benchmark's quick mode (issue 11): every pair booked, none oversold, no
+confirmed booking lost across a SIGKILL of PostgreSQL, no 500 (counts, not timings).
+
+About 45 s; the subprocess timeout stays below the suite's 180 s pytest-timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_mode_books_every_pair_and_loses_none(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bookings", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results.keys() == {"steady", "kill"}
+    for run in results.values():
+        pairs = run["plan"]["pairs"]
+        after = run["after_run"]
+        assert after["bookings"] == pairs
+        assert after["booked_units"] == 2 * pairs
+        assert after["oversold_units"] == 0
+        assert after["lost"] == 0
+        assert run["status_5xx_other"] == {}
+        assert run["after_hold_time"]["live_holds"] == 0
+    assert results["kill"]["postgres"].get("down_s", 0) > 0
