@@ -105,15 +105,21 @@ class Database:
             async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
                 yield conn
 
-    async def transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+    async def transaction(self, work: Callable[[Connection], Awaitable[T]], *,
+                          snapshot: bool = False) -> T:
         """Run `work` in one transaction (READ COMMITTED, row locks for what it changes).
+
+        `snapshot=True` reads instead from one snapshot (REPEATABLE READ, read only), so
+        figures read by several statements agree with each other.
 
         Race: two transactions that lock the same rows in different orders (a cancellation
         handing a pair to the waiting list while holds take slots) can deadlock; PostgreSQL
         aborts one, which runs again here from the start, as nothing of it was committed."""
         for attempt in range(1, TX_ATTEMPTS + 1):
             try:
-                async with self.connection() as conn, conn.transaction():
+                async with self.connection() as conn, conn.transaction(
+                        isolation="repeatable_read" if snapshot else "read_committed",
+                        readonly=snapshot):
                     return await work(conn)
             except asyncpg.exceptions.TransactionRollbackError as exc:
                 if attempt == TX_ATTEMPTS:

@@ -1,4 +1,4 @@
-"""What the gauges and the admin's stats show, read from the database in one transaction
+"""What the gauges and the admin's stats show, read from the database in one snapshot
 (the same in every process): units by state, per centre, bookings, people waiting, the
 outbox's backlog and the counters that only grow."""
 
@@ -45,7 +45,7 @@ async def read_levels(db: Database) -> Levels:
         return Levels(counts, centres, outbox["n"],
                       None if outbox["oldest"] is None else float(outbox["oldest"]))
 
-    return await db.transaction(work)
+    return await db.transaction(work, snapshot=True)
 
 
 async def counts(db: Database) -> dict[str, int]:
