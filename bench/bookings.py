@@ -36,8 +36,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench.procs import ADMIN_TOKEN, ROOT, SECRET, Proc, Stack, stack, visitor_address
-from devtools.processes import HOST, ManagedProcess, free_port
+from bench.procs import ADMIN_TOKEN, ROOT, SECRET, Proc, stack, visitor_address
 from devtools.servers import LocalServer, postgres_server
 from vaccine_queue.contract import AdmissionPass, PassCodec
 
@@ -186,33 +185,6 @@ class Person:
             self.tally.kill_now.set()
 
 
-def start_backend(running: Stack, database_url: str, webhook_url: str,
-                  hold_seconds: int) -> Proc:
-    """The real backend as `Stack.booking_backend` starts it, but with a short hold time and
-    without the demo's generated slots (this benchmark loads exactly its own)."""
-    port, admin_port = free_port(), free_port()
-    env = {
-        "BOOKING_DATABASE_URL": database_url,
-        "QUEUE_GATE_SECRETS": SECRET,
-        "BOOKING_PASS_ROOM": ROOM,
-        "BOOKING_ADMIN_TOKEN": ADMIN_TOKEN,
-        "BOOKING_IDENTITY_KEY": "bench-identity-key-not-for-production",
-        "BOOKING_SENDER": "webhook",
-        "BOOKING_WEBHOOK_URL": webhook_url,
-        "BOOKING_HOLD_SECONDS": str(hold_seconds),
-    }
-    argv = [sys.executable, "-m", "booking_backend.main", "--migrate", "--host", HOST,
-            "--port", str(port), "--admin-host", HOST, "--admin-port", str(admin_port)]
-    process = ManagedProcess.start("booking-backend", argv,
-                                   log_path=running.logdir / "booking-backend.log", env=env,
-                                   cwd=ROOT)
-    backend = Proc("booking-backend", process, port, admin_port)
-    running.procs.append(backend)
-    process.wait_for_port(port)
-    process.wait_for_port(admin_port)
-    return backend
-
-
 async def load_pairs(session: aiohttp.ClientSession, admin_url: str, pairs: int) -> None:
     """The demo catalogue and exactly `pairs` dose pairs at one centre, via the admin API:
     first doses in two days' time, second doses 28 days after them, as many units of each.
@@ -341,7 +313,9 @@ async def one_run(plan: Plan, logdir: Path, kill: bool) -> dict[str, Any]:
     """A fresh PostgreSQL, backend and SMS stand-in for one run."""
     with postgres_server(durable=True) as server, stack(logdir, redis_url="") as running:
         sms = running.sms_gateway()
-        backend = start_backend(running, server.url, f"{sms.url}/messages", plan.hold_seconds)
+        backend = running.booking_backend(
+            server.url, ROOM, f"{sms.url}/messages", days=None,
+            extra_env={"BOOKING_HOLD_SECONDS": str(plan.hold_seconds)})
         return await rush(plan, backend, sms, server, kill)
 
 

@@ -119,11 +119,13 @@ class Stack:
         return self._start("sms-gateway", argv, port)
 
     def booking_backend(self, database_url: str, room: str, webhook_url: str, *,
-                        days: int = 70) -> Proc:
+                        days: int | None = 70,
+                        extra_env: Mapping[str, str] | None = None) -> Proc:
         """The real `booking_backend` (`python -m booking_backend`) with the demo's 50
-        centres and `days` of generated slots, checking the gate's passes for `room` and
-        sending its codes to `webhook_url`, on the PostgreSQL database `database_url`
-        (migrated by the backend's `--migrate` as it starts)."""
+        centres and `days` of generated slots (None: nothing loaded, the caller loads its
+        own), checking the gate's passes for `room` and sending its codes to
+        `webhook_url`, on the PostgreSQL database `database_url` (migrated by the
+        backend's `--migrate` as it starts)."""
         port, admin_port = free_port(), free_port()
         env = {
             "BOOKING_DATABASE_URL": database_url,
@@ -133,10 +135,13 @@ class Stack:
             "BOOKING_IDENTITY_KEY": "bench-identity-key-not-for-production",
             "BOOKING_SENDER": "webhook",
             "BOOKING_WEBHOOK_URL": webhook_url,
+            **(extra_env or {}),
         }
         argv = [sys.executable, "-m", "booking_backend.main", "--migrate", "--host", HOST,
                 "--port", str(port), "--admin-host", HOST, "--admin-port", str(admin_port)]
         backend = self._start("booking-backend", argv, port, admin_port=admin_port, env=env)
+        if days is None:
+            return backend
         # As an operator loads it, through the admin API.
         subprocess.run([sys.executable, "-m", "booking_backend.cli", "load-demo", "--days",
                         str(days)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
