@@ -26,7 +26,7 @@ from queue_gate.keys import (
 )
 from queue_gate.responses import NO_STORE
 from queue_gate.settings import MODES, ROOM_NAME
-from queue_gate.store import GateUnavailable, RoomMissing, RoomStore, known_rooms
+from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomStore, known_rooms
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except NotReplicated as exc:
+        log.warning("admin: change not confirmed by a replica: %s", exc)
+        return json_error(503, "not_replicated",
+                          "Redis took the change but no replica confirmed it in time: it "
+                          "could be lost if the master failed now. Send it again.")
     except GateUnavailable as exc:
         log.warning("admin: Redis unavailable: %s", exc)
         return json_error(503, "redis_unavailable", "Redis is not answering; try again.")

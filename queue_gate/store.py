@@ -487,8 +487,10 @@ class RoomStore:
         self._issue_pass = _Script(client, "issue_pass-11.lua", replicas)
         self._draw_place = _Script(client, "draw_place-11.lua")
         self._check_pass = _Script(client, "check_pass-3.lua")
-        self._end_pass = _Script(client, "end_pass-2.lua")
-        self._configure = _Script(client, "configure-1.lua")
+        # An ended session and an operator's change must outlive a failover too: a lost
+        # end would open a finished session again, a lost change bring back the old rate.
+        self._end_pass = _Script(client, "end_pass-2.lua", replicas)
+        self._configure = _Script(client, "configure-1.lua", replicas)
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(self._clock())
@@ -629,7 +631,7 @@ class RoomStore:
 
     async def end_pass(self, ticket_id: str) -> bool:
         reply = await self._end_pass(self.keys.end_pass_script_keys,
-                                     [ticket_id, self._now_arg()])
+                                     [ticket_id, self._now_arg()], replicated=True)
         return reply.flag("ended")
 
     async def read_config(self) -> RoomConfig:
@@ -690,7 +692,8 @@ class RoomStore:
                    for part in (name, value)]
         clearing = [name for name, value in changes.items() if value is None]
         reply = await self._configure((self.keys.config,),
-                                      [len(setting) // 2, *setting, *clearing])
+                                      [len(setting) // 2, *setting, *clearing],
+                                      replicated=True)
         if reply.text("outcome") == "missing":
             raise RoomMissing(self.room)  # a room must exist before it is changed
         return await self.read_config()
