@@ -330,6 +330,9 @@ def test_sentinels_watch_the_master_the_gates_ask_for() -> None:
         # with one Sentinel lost.
         assert len(sentinels) // 2 < int(quorum) < len(sentinels), (name, quorum)
         assert config["port"] == ["26379"], name
+        # Reached over the compose network: protected mode would answer loopback only.
+        assert config["protected-mode"] == ["no"], name
+        assert not sentinel.get("ports"), name
         # Known to the others by its service name (its address changes when recreated).
         assert config["announce-ip"] == [name], name
         assert config["resolve-hostnames"] == config["announce-hostnames"] == ["yes"], name
