@@ -36,6 +36,7 @@ MAX_RATE_PER_MINUTE = 1_000_000
 MAX_SESSION_MINUTES = 24 * 60
 MAX_MESSAGE_LENGTH = 1000
 MAX_ACTIVE_SESSIONS = 10_000_000
+MAX_CHALLENGE_BITS = 28
 
 
 class InvalidChange(ValueError):
@@ -112,6 +113,7 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         "opens_at": None if config.opens_at is None
         else dt.datetime.fromtimestamp(config.opens_at, dt.UTC).isoformat(),
         "max_active_sessions": config.max_active_sessions,
+        "challenge_bits": config.challenge_bits,
         "measured_rate_per_minute": None if measured is None else round(measured, 2),
         **counters,
     }
@@ -147,7 +149,7 @@ async def patch_room(request: web.Request) -> web.Response:
 
 
 FIELDS = ("rate_per_minute", "mode", "message", "session_minutes", "opens_at",
-          "max_active_sessions")
+          "max_active_sessions", "challenge_bits")
 
 
 def validate_changes(body: object) -> dict[str, str | int | float | None]:
@@ -162,6 +164,9 @@ def validate_changes(body: object) -> dict[str, str | int | float | None]:
     if "max_active_sessions" in body:
         changes["max_active"] = _bounded_int(body["max_active_sessions"], "max_active_sessions",
                                              0, MAX_ACTIVE_SESSIONS)
+    if "challenge_bits" in body:
+        changes["challenge_bits"] = _bounded_int(body["challenge_bits"], "challenge_bits",
+                                                 0, MAX_CHALLENGE_BITS)
     if "rate_per_minute" in body:
         changes["rate_per_minute"] = _bounded_int(body["rate_per_minute"], "rate_per_minute",
                                                   0, MAX_RATE_PER_MINUTE)

@@ -19,6 +19,7 @@ from queue_gate.addresses import AddressPolicy
 from queue_gate.admin import create_admin_app
 from queue_gate.admission import RoomView
 from queue_gate.arrival import Arrival
+from queue_gate.challenge import ChallengeIssuer
 from queue_gate.keys import (
     address_policy_key,
     arrival_key,
@@ -126,8 +127,11 @@ def create_app(
             RoomStore(control.client, settings, clock=clock, memory=memory), settings, metrics)
         # The visitor's path: arrival -> line (where a ticket stands) -> pass.
         signer, now = app[signer_key], app[clock_key]
+        challenges = ChallengeIssuer(settings.secrets, settings.room,
+                                     wait_s=settings.challenge_wait_s, clock=now)
         app[arrival_key] = Arrival(settings=settings, store=store, signer=signer, view=view,
-                                   policy=app[address_policy_key], metrics=metrics)
+                                   policy=app[address_policy_key], metrics=metrics,
+                                   challenges=challenges)
         passes = app[passes_key] = Passes(settings=settings, store=store, signer=signer,
                                           metrics=metrics, clock=now)
         app[line_key] = Line(view=view, store=store, signer=signer, passes=passes, clock=now)

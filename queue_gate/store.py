@@ -135,8 +135,18 @@ class RoomKeys:
     def pass_browsers(self, ticket_id: str) -> str:
         return self._key(f"pfp:{ticket_id}")
 
+    @property
+    def challenges(self) -> str:
+        """Ids of used proof-of-work challenges, with their expiry."""
+        return self._key("challenges")
+
+    @property
+    def draws(self) -> str:
+        """Pre-queue entries per address for the coming opening."""
+        return self._key("draws")
+
     def join_script_keys(self, window: int) -> tuple[str, ...]:
-        return (*self.room_script_keys, self.joins(window))
+        return (*self.room_script_keys, self.joins(window), self.challenges, self.draws)
 
     def check_pass_script_keys(self, ticket_id: str) -> tuple[str, ...]:
         return (self.passes, self.pass_browsers(ticket_id), self.state)
@@ -158,6 +168,8 @@ class RoomConfig:
     opens_at: float | None = None
     # Admissions pause while this many passes are active; 0 means no cap.
     max_active_sessions: int = 0
+    # Proof of work asked of a new visitor, in leading zero bits of SHA-256; 0 means none.
+    challenge_bits: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +201,8 @@ class TickResult:
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
-    # queue | paused | passthrough: numbered; prequeue: before opening; closed; limited
+    # queue | paused | passthrough: numbered; prequeue: before opening; closed; limited;
+    # draw_limited: the address used up its pre-queue entries; challenge_used
     mode: str
     number: int
     frontier: int
@@ -237,6 +250,8 @@ class _PendingJoin:
     ticket_id: str
     address: str | None
     result: asyncio.Future[JoinResult]
+    # A solved proof-of-work challenge: its id and expiry, accepted once by the script.
+    challenge: tuple[str, int] | None = None
 
 
 # The field that goes with each outcome of issue_pass-11.lua and check_pass-3.lua.
@@ -267,6 +282,7 @@ def _tick_result(reply: Reply) -> TickResult:
             session_minutes=reply.integer("session_minutes"),
             opens_at=reply.optional_number("opens_at"),
             max_active_sessions=reply.integer("max_active"),
+            challenge_bits=reply.integer("challenge_bits"),
         ),
         epoch=reply.text("epoch"),
         seq=reply.integer("seq"),
@@ -286,10 +302,12 @@ def _tick_result(reply: Reply) -> TickResult:
 
 
 def _join_result(fields: dict[str, Any]) -> JoinResult:
-    """One join's object from join-12.lua's `joins` array."""
+    """One join's object from join-14.lua's `joins` array."""
     mode = str(fields["mode"])
-    if mode == "limited":
-        return JoinResult("limited", 0, 0, "", retry_after_s=max(int(fields["retry_after_s"]), 1))
+    if mode in ("limited", "draw_limited"):
+        return JoinResult(mode, 0, 0, "", retry_after_s=max(int(fields["retry_after_s"]), 1))
+    if mode == "challenge_used":
+        return JoinResult(mode, 0, 0, "")
     if mode == "prequeue":
         return JoinResult("prequeue", 0, 0, str(fields["epoch"]),
                           opens_at=float(fields["opens_at"]))
@@ -301,9 +319,9 @@ def _join_results(reply: Reply, count: int) -> list[JoinResult]:
     try:
         results = [_join_result(fields) for fields in json.loads(reply.text("joins"))]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ScriptError(f"join-12.lua: unreadable joins in {reply!r}") from exc
+        raise ScriptError(f"join-14.lua: unreadable joins in {reply!r}") from exc
     if len(results) != count:
-        raise ScriptError(f"join-12.lua answered {len(results)} of {count} joins")
+        raise ScriptError(f"join-14.lua answered {len(results)} of {count} joins")
     return results
 
 
@@ -534,7 +552,7 @@ class RoomStore:
         # The scripts whose writes must reach a replica share what they learn of it.
         replicas = self._replicas = _Replicas()
         self._tick = _Script(client, "tick-11.lua", replicas)
-        self._join = _Script(client, "join-12.lua", replicas)
+        self._join = _Script(client, "join-14.lua", replicas)
         self._joins: list[_PendingJoin] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self._issue_pass = _Script(client, "issue_pass-11.lua", replicas)
@@ -595,14 +613,16 @@ class RoomStore:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
         await self._call(lambda: self.client.sadd(ROOMS_KEY, self.room))
 
-    async def join(self, ticket_id: str, *, address: str | None = None) -> JoinResult:
+    async def join(self, ticket_id: str, *, address: str | None = None,
+                   challenge: tuple[str, int] | None = None) -> JoinResult:
         """Take a place. Joins arriving together share one round trip (see `_flush_joins`);
         the first join of a room that does not exist yet costs a tick more.
 
         `address` is the network address to count against the join limit; None for
-        trusted networks."""
+        trusted networks. `challenge`: the (id, expiry) of a solved proof-of-work
+        challenge, refused as "challenge_used" if any join had it before."""
         pending = _PendingJoin(ticket_id, address,
-                               asyncio.get_running_loop().create_future())
+                               asyncio.get_running_loop().create_future(), challenge)
         self._joins.append(pending)
         if len(self._joins) == 1:
             # Everything queued until the loop comes round again goes in the same call.
@@ -628,8 +648,11 @@ class RoomStore:
                                          s.abandon_grace_s]
         for join in batch:
             draw_key = secrets.randbits(52) / (1 << 52)
+            trusted = join.address is None
+            challenge_id, challenge_expires_at = join.challenge or ("", 0)
             args += [join.ticket_id, repr(draw_key),
-                     s.join_limit if join.address is not None else 0, join.address or "-"]
+                     0 if trusted else s.join_limit, join.address or "-",
+                     0 if trusted else s.draw_limit, challenge_id, challenge_expires_at]
         try:
             reply = await self._join(keys, args, replicated=True)
             if reply.text("outcome") == "missing":
@@ -697,12 +720,14 @@ class RoomStore:
     async def read_config(self) -> RoomConfig:
         raw = await self._call(lambda: self.client.hmget(
             self.keys.config,
-            ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active"]))
+            ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active",
+             "challenge_bits"]))
         if raw[0] is None:
             raise RoomMissing(self.room)
-        rate, mode, message, session, opens_at, max_active = (str(v or "") for v in raw)
+        rate, mode, message, session, opens_at, max_active, bits = (str(v or "") for v in raw)
         return RoomConfig(int(rate), mode, message, int(session or 15),
-                          float(opens_at) if opens_at else None, int(max_active or 0))
+                          float(opens_at) if opens_at else None, int(max_active or 0),
+                          int(bits or 0))
 
     async def redis_time(self) -> float:
         """Redis TIME in unix seconds (on a cluster, any node's: their clocks agree closely

@@ -44,7 +44,8 @@
 --           passes: passes_active, passes_issued, passes_ended;
 --           the last draw: draw_opens_at ("" before the first), draw_base, draw_count;
 --           now: the time this tick used (unix seconds, six decimals);
---           reseeded_at: when the room was last re-created from a gate's snapshot ("" never).
+--           reseeded_at: when the room was last re-created from a gate's snapshot ("" never);
+--           challenge_bits: the proof of work asked of new visitors (0: none).
 -- Clock     ARGV[1]: Redis TIME in production, so every process credits the same elapsed
 --           time; an injected clock in tests.
 --!include _clock.lua
@@ -85,7 +86,7 @@ end
 local opens_at = freeze_draw_if_due(now)
 
 local cfg = redis.call('HMGET', KEYS[1], 'rate_per_minute', 'mode', 'message',
-                       'session_minutes', 'epoch', 'max_active')
+                       'session_minutes', 'epoch', 'max_active', 'challenge_bits')
 local rate = tonumber(cfg[1]) or 0
 local mode = cfg[2] or 'paused'
 local max_active = tonumber(cfg[6]) or 0
@@ -178,5 +179,6 @@ return {
   'passes_ended', tonumber(counters[3]) or 0,
   'draw_opens_at', counters[2] or '', 'draw_base', draw_base, 'draw_count', draw_count,
   'now', string.format('%.6f', now),
-  'reseeded_at', redis.call('HGET', KEYS[2], 'reseeded_at') or ''
+  'reseeded_at', redis.call('HGET', KEYS[2], 'reseeded_at') or '',
+  'challenge_bits', tonumber(cfg[7]) or 0
 }

@@ -88,7 +88,8 @@ async def test_redis_flushed_mid_rush_loses_nobody(
     with private_redis() as url, stack(tmp_path / "logs", url) as running:
         gates = [running.gate(f"gate-{i}", "flushed", rate_per_minute=12_000,
                               backend_url=str(backend.make_url("/")),
-                              extra_env={"QUEUE_GATE_JOIN_LIMIT": "0"}) for i in range(2)]
+                              extra_env={"QUEUE_GATE_JOIN_LIMIT": "0",
+                                         "QUEUE_GATE_DRAW_LIMIT": "0"}) for i in range(2)]
         rush = Rush([gate.url for gate in gates], SECRET, visitors=2000, arrival_s=4.0)
         client = aioredis.Redis.from_url(url)
 

@@ -28,7 +28,7 @@ KEYS = RoomKeys(ROOM)
 # placeholders in the headers: <window number>, <ticket id>).
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "tick-11.lua": KEYS.room_script_keys,
-    "join-12.lua": KEYS.join_script_keys(2_999_999),
+    "join-14.lua": KEYS.join_script_keys(2_999_999),
     "issue_pass-11.lua": KEYS.room_script_keys,
     "draw_place-11.lua": KEYS.room_script_keys,
     "check_pass-3.lua": KEYS.check_pass_script_keys("t-1"),
@@ -41,6 +41,7 @@ TICK_FIELDS = {
     "opens_at", "seq", "frontier", "admitted", "skipped", "prequeue_size", "passes_active",
     "passes_issued", "passes_ended", "draw_opens_at", "draw_base", "draw_count", "now",
     "reseeded_at",
+    "challenge_bits",
 }
 _HEADER_KEY = re.compile(r"^--\s+KEYS\[(\d+)\]\s+((?:<[^>]*>|\S)+)")
 
@@ -86,7 +87,7 @@ def test_a_script_stays_in_its_rooms_slot(name: str) -> None:
 
 
 def test_each_script_includes_what_it_uses_once() -> None:
-    room_scripts = {"tick-11.lua", "join-12.lua", "issue_pass-11.lua", "draw_place-11.lua"}
+    room_scripts = {"tick-11.lua", "join-14.lua", "issue_pass-11.lua", "draw_place-11.lua"}
     for name in set(SCRIPT_KEYS) - {"_room.lua", "configure-1.lua"}:  # configure: no clock
         source = script_source("queue_gate", name)
         assert source.count("local function room_now(") == 1, name
