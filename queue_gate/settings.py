@@ -39,6 +39,8 @@ _POSITIVE = {
     "poll_min_s": "QUEUE_GATE_POLL_MIN_S",
     "poll_max_s": "QUEUE_GATE_POLL_MAX_S",
     "backend_timeout_s": "QUEUE_GATE_BACKEND_TIMEOUT_S",
+    "backend_pool_wait_s": "QUEUE_GATE_BACKEND_POOL_WAIT_S",
+    "backend_latency_target_s": "QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
 }
 
 
@@ -89,6 +91,11 @@ class Settings:
     template_dir: Path | None = None  # QUEUE_GATE_TEMPLATE_DIR
     backend_timeout_s: float = 60.0  # QUEUE_GATE_BACKEND_TIMEOUT_S
     backend_max_connections: int = 200  # QUEUE_GATE_BACKEND_MAX_CONNECTIONS
+    # Adaptive admission: how long a request waits for one of those connections before it
+    # gets a 503 with Retry-After, and the p95 latency above which the backend counts as
+    # in trouble (the room's effective rate then falls).
+    backend_pool_wait_s: float = 2.0  # QUEUE_GATE_BACKEND_POOL_WAIT_S
+    backend_latency_target_s: float = 1.0  # QUEUE_GATE_BACKEND_LATENCY_TARGET_S
 
     def __post_init__(self) -> None:
         if not ROOM_NAME.match(self.room):
@@ -202,6 +209,10 @@ class Settings:
                                             cls.backend_timeout_s),
             "backend_max_connections": env.integer("QUEUE_GATE_BACKEND_MAX_CONNECTIONS",
                                                    cls.backend_max_connections),
+            "backend_pool_wait_s": env.number("QUEUE_GATE_BACKEND_POOL_WAIT_S",
+                                              cls.backend_pool_wait_s),
+            "backend_latency_target_s": env.number("QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
+                                                   cls.backend_latency_target_s),
         }
         found.update(overrides)
         if demo:
