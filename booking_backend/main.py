@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from booking_backend import admin, api, keys, sessions, views
 from booking_backend.api import is_api
 from booking_backend.backend import Backend
+from booking_backend.capacity import Capacity, capacity_middleware
 from booking_backend.db import StoreUnavailable
 from booking_backend.levels import read_levels
 from booking_backend.metrics import Metrics
@@ -177,6 +178,7 @@ def create_app(
     site = pages(settings)
     app = web.Application(
         middlewares=[
+            capacity_middleware,
             metrics_middleware,
             error_middleware(site, is_api=is_api, convert=store_trouble(backend.metrics)),
             language_middleware(secure_cookies=settings.cookie_secure),
@@ -186,6 +188,7 @@ def create_app(
     )
     _install(app, backend)
     app[keys.pages_key] = site
+    app[keys.capacity_key] = Capacity()
     app.cleanup_ctx.append(backend_ctx)
     app.cleanup_ctx.append(background_ctx)
     views.setup_routes(app)

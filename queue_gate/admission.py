@@ -145,6 +145,8 @@ class RoomView:
         wait_s: float | None = None
         if snap.config.mode == "queue":
             rate = self.measured_rate_per_minute() or float(snap.config.rate_per_minute)
+            if snap.config.rate_mode == "adaptive":  # the rate admitted at now
+                rate = 0.0 if snap.backend_down else snap.effective_rate
             if rate > 0:
                 wait_s = position * 60 / rate
         return Estimate(position, wait_s, self.poll_after(wait_s))

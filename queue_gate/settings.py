@@ -41,6 +41,8 @@ _POSITIVE = {
     "poll_min_s": "QUEUE_GATE_POLL_MIN_S",
     "poll_max_s": "QUEUE_GATE_POLL_MAX_S",
     "backend_timeout_s": "QUEUE_GATE_BACKEND_TIMEOUT_S",
+    "backend_pool_wait_s": "QUEUE_GATE_BACKEND_POOL_WAIT_S",
+    "backend_latency_target_s": "QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
 }
 
 
@@ -96,6 +98,11 @@ class Settings:
     draw_limit: int = 4  # QUEUE_GATE_DRAW_LIMIT
     # Seconds a browser without JavaScript waits instead of solving a room's proof of work.
     challenge_wait_s: int = 30  # QUEUE_GATE_CHALLENGE_WAIT_S
+    # Adaptive admission: how long a request waits for one of those connections before it
+    # gets a 503 with Retry-After, and the p95 latency above which the backend counts as
+    # in trouble (the room's effective rate then falls).
+    backend_pool_wait_s: float = 2.0  # QUEUE_GATE_BACKEND_POOL_WAIT_S
+    backend_latency_target_s: float = 1.0  # QUEUE_GATE_BACKEND_LATENCY_TARGET_S
 
     def __post_init__(self) -> None:
         if not ROOM_NAME.match(self.room):
@@ -212,6 +219,10 @@ class Settings:
             "draw_limit": env.integer("QUEUE_GATE_DRAW_LIMIT", cls.draw_limit),
             "challenge_wait_s": env.integer("QUEUE_GATE_CHALLENGE_WAIT_S",
                                             cls.challenge_wait_s),
+            "backend_pool_wait_s": env.number("QUEUE_GATE_BACKEND_POOL_WAIT_S",
+                                              cls.backend_pool_wait_s),
+            "backend_latency_target_s": env.number("QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
+                                                   cls.backend_latency_target_s),
         }
         found.update(overrides)
         if demo:

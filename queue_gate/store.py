@@ -42,6 +42,7 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from queue_gate import controller
 from queue_gate.settings import MODES, Settings
 from vaccine_queue.lua import Reply, ScriptError, register
 
@@ -155,6 +156,15 @@ class RoomKeys:
     def end_pass_script_keys(self) -> tuple[str, ...]:
         return (self.state, self.passes)
 
+    @property
+    def health(self) -> str:
+        """Each gate process's newest verdict on the backend (adaptive admission)."""
+        return self._key("health")
+
+    @property
+    def health_script_keys(self) -> tuple[str, ...]:
+        return (self.config, self.state, self.health)
+
 
 @dataclass(frozen=True, slots=True)
 class RoomConfig:
@@ -170,6 +180,11 @@ class RoomConfig:
     max_active_sessions: int = 0
     # Proof of work asked of a new visitor, in leading zero bits of SHA-256; 0 means none.
     challenge_bits: int = 0
+    # Adaptive admission: "fixed" admits at rate_per_minute; "adaptive" at an effective
+    # rate between rate_min and rate_max that follows the backend's health (health.py).
+    rate_mode: str = "fixed"
+    rate_min: int = 0
+    rate_max: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +207,25 @@ class TickResult:
     passes_ended: int = 0
     # When Redis last lost the room and a gate re-created it from its snapshot.
     reseeded_at: float | None = None
+    # The rate this tick admitted at (the configured one in fixed mode), and whether the
+    # room's decision says the backend answers nothing (adaptive mode only).
+    effective_rate: float = 0.0
+    backend_down: bool = False
 
     @property
     def waiting(self) -> int:
         """Numbered visitors not yet reached by the frontier (some may have left)."""
         return self.seq - self.frontier
+
+
+@dataclass(frozen=True, slots=True)
+class HealthDecision:
+    """The room's adaptive rate as health-3.lua left it."""
+
+    rate_mode: str
+    effective_rate: float
+    backend: str  # up | down ("" in fixed mode)
+    decided: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +312,9 @@ def _tick_result(reply: Reply) -> TickResult:
             opens_at=reply.optional_number("opens_at"),
             max_active_sessions=reply.integer("max_active"),
             challenge_bits=reply.integer("challenge_bits"),
+            rate_mode=reply.text("rate_mode"),
+            rate_min=round(reply.number("rate_min")),
+            rate_max=round(reply.number("rate_max")),
         ),
         epoch=reply.text("epoch"),
         seq=reply.integer("seq"),
@@ -298,6 +330,8 @@ def _tick_result(reply: Reply) -> TickResult:
         draw_count=reply.integer("draw_count"),
         passes_ended=reply.integer("passes_ended"),
         reseeded_at=reply.optional_number("reseeded_at"),
+        effective_rate=reply.number("effective_rate"),
+        backend_down=reply.text("backend") == "down",
     )
 
 
@@ -562,6 +596,10 @@ class RoomStore:
         # end would open a finished session again, a lost change bring back the old rate.
         self._end_pass = _Script(client, "end_pass-2.lua", replicas)
         self._configure = _Script(client, "configure-1.lua", replicas)
+        # Not replicated: a decision lost in a failover is made again within a second.
+        self._health = _Script(client, "health-3.lua")
+        # Names this process's verdict in the room's health hash.
+        self.process_id = secrets.token_hex(6)
 
     async def aclose(self) -> None:
         """Close what the store opened itself (on a cluster, its link to the room's node);
@@ -717,17 +755,32 @@ class RoomStore:
                                      [ticket_id, self._now_arg()], replicated=True)
         return reply.flag("ended")
 
+    async def report_health(self, verdict: str, last_answer: float,
+                            last_no_answer: float) -> HealthDecision:
+        """Send this process's verdict on the backend; the room decides its effective rate
+        (lua/health-3.lua, with the constants of `queue_gate.controller`)."""
+        args: list[str | int | float] = [
+            self._now_arg(), self.process_id, verdict, repr(last_answer),
+            repr(last_no_answer), controller.DECIDE_EVERY_S, controller.DECREASE_FACTOR,
+            controller.DECREASE_HOLD_S, controller.RAMP_S, controller.VERDICT_TTL_S]
+        reply = await self._health(self.keys.health_script_keys, args)
+        effective = reply.text("effective_rate")
+        return HealthDecision(reply.text("rate_mode"), float(effective or 0),
+                              reply.text("backend"), reply.flag("decided"))
+
     async def read_config(self) -> RoomConfig:
         raw = await self._call(lambda: self.client.hmget(
             self.keys.config,
             ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active",
-             "challenge_bits"]))
+             "challenge_bits", "rate_mode", "rate_min", "rate_max"]))
         if raw[0] is None:
             raise RoomMissing(self.room)
-        rate, mode, message, session, opens_at, max_active, bits = (str(v or "") for v in raw)
+        (rate, mode, message, session, opens_at, max_active, bits, rate_mode, rate_min,
+         rate_max) = (str(v or "") for v in raw)
         return RoomConfig(int(rate), mode, message, int(session or 15),
                           float(opens_at) if opens_at else None, int(max_active or 0),
-                          int(bits or 0))
+                          challenge_bits=int(bits or 0), rate_mode=rate_mode or "fixed",
+                          rate_min=int(rate_min or 0), rate_max=int(rate_max or 0))
 
     async def redis_time(self) -> float:
         """Redis TIME in unix seconds (on a cluster, any node's: their clocks agree closely

@@ -34,6 +34,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "check_pass-3.lua": KEYS.check_pass_script_keys("t-1"),
     "end_pass-2.lua": KEYS.end_pass_script_keys,
     "configure-1.lua": (KEYS.config,),
+    "health-3.lua": KEYS.health_script_keys,
     "_room.lua": KEYS.room_script_keys,
 }
 TICK_FIELDS = {
@@ -42,6 +43,7 @@ TICK_FIELDS = {
     "passes_issued", "passes_ended", "draw_opens_at", "draw_base", "draw_count", "now",
     "reseeded_at",
     "challenge_bits",
+    "rate_mode", "rate_min", "rate_max", "effective_rate", "backend",  # adaptive admission
 }
 _HEADER_KEY = re.compile(r"^--\s+KEYS\[(\d+)\]\s+((?:<[^>]*>|\S)+)")
 
