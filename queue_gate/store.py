@@ -301,6 +301,13 @@ def _outcome_value(reply: Reply, values: dict[str, str | None]) -> tuple[str, in
     return outcome, reply.integer(field) if field else 0
 
 
+def _more_settings(config: RoomConfig) -> list[tuple[str, str | int]]:
+    """The room's settings beyond tick-11.lua's fixed creation arguments, as the config
+    hash names them: what a room re-created from a snapshot must keep."""
+    return [("challenge_bits", config.challenge_bits), ("rate_mode", config.rate_mode),
+            ("rate_min", config.rate_min), ("rate_max", config.rate_max)]
+
+
 def _tick_result(reply: Reply) -> TickResult:
     """The room as tick-11.lua reports it."""
     return TickResult(
@@ -639,13 +646,16 @@ class RoomStore:
         if seed is None:
             s = self._settings
             return [s.initial_rate_per_minute, s.initial_mode, s.initial_message,
-                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, "", 0]
+                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, "", 0, 0]
         config = seed.config
         handed_out = self._memory.seq if self._memory.epoch == seed.epoch else 0
+        # Every other setting an operator may have changed comes back as it was too.
+        more = [part for name, value in _more_settings(config) for part in (name, value)]
         return [config.rate_per_minute, config.mode, config.message, config.session_minutes,
                 seed.epoch, max(seed.seq, handed_out), seed.frontier,
                 config.max_active_sessions,
-                "" if config.opens_at is None else math.ceil(config.opens_at), RESEED_MARGIN]
+                "" if config.opens_at is None else math.ceil(config.opens_at), RESEED_MARGIN,
+                len(more) // 2, *more]
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""

@@ -36,7 +36,10 @@
 -- ARGV[14]  max_active               | (creation, as ARGV[7..11])
 -- ARGV[15]  opens_at, "" for none    |
 -- ARGV[16]  margin added to a seq found behind: joins the caller did not see
--- ARGV[17..] ticket numbers seen by this process since its last tick
+-- ARGV[17]  n: how many more settings follow as field, value pairs (creation, as
+--           ARGV[7..11]: challenge_bits, rate_mode, rate_min, rate_max, any the room
+--           holds), in ARGV[18 .. 17 + 2n]
+-- ARGV[18 + 2n ..] ticket numbers seen by this process since its last tick
 -- Returns   named fields, each always present ("" for none):
 --           the configuration: mode, rate_per_minute, message, session_minutes, epoch,
 --             max_active, opens_at (unix seconds, or "" when no opening is set);
@@ -63,7 +66,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[1], 'opens_at', ARGV[15])
   end
+  for i = 18, 17 + 2 * (tonumber(ARGV[17]) or 0), 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
+local seen_from = 18 + 2 * (tonumber(ARGV[17]) or 0)
 
 -- Redis lost the room, or a promoted replica lacks its last writes: the numbers the caller
 -- saw handed out stay taken (plus a margin for those it did not see), so they stay ahead of
@@ -111,7 +118,7 @@ end
 
 local seen = seen_index(now, grace)
 if seen then
-  for i = 17, #ARGV do
+  for i = seen_from, #ARGV do
     redis.call('SETBIT', KEYS[seen], ARGV[i], 1)
   end
 end
