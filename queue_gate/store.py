@@ -385,6 +385,7 @@ class _Replicas:
     connected: int | None = None
     node: str | None = None
     link: aioredis.Redis | None = None
+    relearning: asyncio.Future[None] | None = None
 
     async def link_to(self, cluster: RedisCluster, key: str) -> aioredis.Redis:
         """A client of the node the cluster client names master of `key`'s slot, made
@@ -402,12 +403,24 @@ class _Replicas:
                 node.name, None
         return self.link
 
+    def relearn(self, cluster: RedisCluster, key: str) -> None:
+        """Have the cluster client ask about `key` in the background (it follows MOVED, or
+        notes a dead node and reads the layout again), one question at a time: the failed
+        call answers "busy, retry" at once instead of waiting for the cluster's retries."""
+        if self.relearning is None or self.relearning.done():
+            self.relearning = asyncio.ensure_future(_ask_about(cluster, key))
+
     def close_link(self) -> None:
         if self.link is not None:
             link, self.link = self.link, None
             task = asyncio.ensure_future(link.aclose())
             _closing.add(task)
             task.add_done_callback(_closing.discard)
+
+
+async def _ask_about(cluster: RedisCluster, key: str) -> None:
+    with contextlib.suppress(RedisError, RedisClusterException, OSError):
+        await cluster.exists(key)
 
 
 # Links being closed in the background (a reference keeps the task alive).
@@ -454,8 +467,7 @@ class _Script:
             return await self._run_replicated(link, keys, args)
         except (RedisError, RedisClusterException, OSError):
             self._replicas.close_link()
-            with contextlib.suppress(RedisError, OSError):
-                await cluster.exists(keys[0])  # follows MOVED, or notes the dead node
+            self._replicas.relearn(cluster, keys[0])
             raise
 
     async def _run_replicated(self, client: aioredis.Redis, keys: Sequence[str],
@@ -611,6 +623,8 @@ class RoomStore:
     async def aclose(self) -> None:
         """Close what the store opened itself (on a cluster, its link to the room's node);
         the client is the caller's."""
+        if self._replicas.relearning is not None:
+            self._replicas.relearning.cancel()
         if self._replicas.link is not None:
             await self._replicas.link.aclose()
             self._replicas.link = None
