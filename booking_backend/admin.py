@@ -11,14 +11,17 @@ import contextlib
 import datetime as dt
 import hmac
 import logging
+import zoneinfo
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from booking_backend import keys
+from booking_backend import keys, retention
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
+from booking_backend.closures import ClosureError, Closures, parse_request
 from booking_backend.db import StoreUnavailable
+from booking_backend.eligibility import InvalidInput, parse_birth_date
 from booking_backend.inventory import parse_slot_document
 from booking_backend.levels import read_levels
 from booking_backend.metrics import LEVEL_METRICS
@@ -208,6 +211,81 @@ async def sweep(request: web.Request) -> web.Response:
     return web.json_response({"holds_expired": expired, "codes_expired": codes})
 
 
+# -- cancelling a range of a centre, retention (issue 17) ------------------------------------
+def _closures(request: web.Request) -> Closures:
+    backend = request.app[keys.backend_key]
+    return Closures(backend.db, backend.settings, backend.clock)
+
+
+def _closure_problem(exc: ClosureError) -> Problem:
+    return Problem("not_found" if exc.status == 404 else "invalid", exc.status,
+                   extra={"message": str(exc)})
+
+
+async def create_closure(request: web.Request) -> web.Response:
+    """Cancel every booking of a centre in [from, until) and close the range; with
+    `dry_run`, only say how many people it would affect."""
+    backend = request.app[keys.backend_key]
+    raw = await _json(request)
+    closures = _closures(request)
+    try:
+        wanted = parse_request(request.match_info["centre"], raw,
+                               zoneinfo.ZoneInfo(backend.settings.timezone), closures.now())
+        if wanted.dry_run:
+            counts = await closures.preview(wanted)
+            return web.json_response({"dry_run": True, "centre": wanted.centre,
+                                      "from": wanted.from_at, "until": wanted.until_at,
+                                      **counts})
+        cid, counts, assigned = await closures.close(wanted)
+    except ClosureError as exc:
+        raise _closure_problem(exc) from exc
+    backend.outbox.wakeup()
+    if assigned:
+        backend.metrics.bookings.labels(channel="waitlist").inc(len(assigned))
+    return web.json_response({"dry_run": False, "closure": cid, "centre": wanted.centre,
+                              "from": wanted.from_at, "until": wanted.until_at, **counts},
+                             status=201)
+
+
+async def list_closures(request: web.Request) -> web.Response:
+    try:
+        found = await _closures(request).list(request.match_info["centre"])
+    except ClosureError as exc:
+        raise _closure_problem(exc) from exc
+    return web.json_response({"closures": found})
+
+
+async def purge(request: web.Request) -> web.Response:
+    backend = request.app[keys.backend_key]
+    raw = await _json(request) if request.can_read_body else {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("dry_run", False), bool):
+        raise _bad("expected a JSON object; dry_run must be true or false")
+    dry_run = bool(raw.get("dry_run", False))
+    counts = await retention.purge(backend.db, int(backend.clock()),
+                                   backend.settings.retention_days, dry_run=dry_run)
+    log.info("purge%s: %s", " (dry run)" if dry_run else "", counts)
+    return web.json_response({"dry_run": dry_run,
+                              "retention_days": backend.settings.retention_days, **counts})
+
+
+async def export_person(request: web.Request) -> web.Response:
+    """Everything stored about the person of a booking (a request under GDPR Art. 15)."""
+    backend = request.app[keys.backend_key]
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        raise _bad("expected a JSON object with booking_code and birth_date")
+    try:
+        born = parse_birth_date(raw.get("birth_date"), backend.service.today())
+    except InvalidInput as exc:
+        raise _bad("birth_date must be a date (DD.MM.YYYY or YYYY-MM-DD)", 400) from exc
+    try:
+        found = await retention.export(backend.db, raw.get("booking_code"), born)
+    except retention.NotFound as exc:
+        raise Problem("not_found", 404, extra={
+            "message": "No booking with this code and birth date."}) from exc
+    return web.json_response(found)
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -219,5 +297,10 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/admin/invitations", create_invitations)
     app.router.add_get("/admin/invitations", list_invitations)
     app.router.add_post("/admin/sweep", sweep)
+    # Issue 17: cancelling a range of a centre, retention and export.
+    app.router.add_post("/admin/centres/{centre}/closures", create_closure)
+    app.router.add_get("/admin/centres/{centre}/closures", list_closures)
+    app.router.add_post("/admin/purge", purge)
+    app.router.add_post("/admin/persons/export", export_person)
 
 

@@ -11,6 +11,9 @@ messages in a process of its own (run the backend with BOOKING_OUTBOX_WORKER=0 t
     stats                         free / held / booked units, bookings, people waiting
     invitations WAVE MIN_AGE N    create a wave of invitation codes (printed one per line)
     sweep                         expire held pairs whose time ran out, now
+    cancel-range --centre ID --from T --until T --reason TEXT [--dry-run]
+                                  cancel a centre's appointments in [from, until)
+    closures CENTRE               the ranges cancelled at a centre
     outbox-worker                 deliver codes and waiting-list news (runs until Ctrl-C)
 """
 
@@ -24,6 +27,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -97,6 +101,12 @@ async def run(args: argparse.Namespace) -> None:
         show(await call("POST", "/admin/sweep"))
     elif args.command == "outbox-worker":
         await outbox_worker()
+    elif args.command == "cancel-range":
+        show(await call("POST", f"/admin/centres/{quote(args.centre, safe='')}/closures", {
+            "from": args.from_, "until": args.until, "reason": args.reason,
+            "dry_run": args.dry_run}))
+    elif args.command == "closures":
+        show(await call("GET", f"/admin/centres/{quote(args.centre, safe='')}/closures"))
 
 
 def _read(path: str) -> str:
@@ -143,6 +153,17 @@ def main(argv: list[str] | None = None) -> None:
     inv.add_argument("count", type=int)
     sub.add_parser("sweep", help="expire held pairs whose time ran out")
     sub.add_parser("outbox-worker", help="deliver messages from this process")
+    cancel = sub.add_parser("cancel-range",
+                            help="cancel a centre's appointments in a time range")
+    cancel.add_argument("--centre", required=True)
+    cancel.add_argument("--from", dest="from_", required=True,
+                        help="ISO date-time (local time without offset) or epoch seconds")
+    cancel.add_argument("--until", required=True, help="end of the range (not included)")
+    cancel.add_argument("--reason", required=True, help="told to every person affected")
+    cancel.add_argument("--dry-run", action="store_true",
+                        help="only count who would be affected")
+    closures = sub.add_parser("closures", help="the ranges cancelled at a centre")
+    closures.add_argument("centre")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
