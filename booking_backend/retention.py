@@ -38,9 +38,10 @@ DAY = 86400
 HOLD_KEEP_SECONDS = DAY  # an ended hold's birth date and identity leave after this
 
 # What each rule selects; `$1` is now, `$2` the retention in seconds.
-BOOKINGS_DUE = ("purged_at IS NULL AND ((status = 'active' AND second_start < $1 - $2)"
-                " OR (status = 'cancelled' AND cancelled_at < $1 - $2))")
-HOLDS_DUE = f"purged_at IS NULL AND status <> 'held' AND ended < $1 - {HOLD_KEEP_SECONDS}"
+BOOKINGS_DUE = ("purged_at IS NULL AND ((status = 'active'"
+                " AND second_start < $1::bigint - $2::bigint)"
+                " OR (status = 'cancelled' AND cancelled_at < $1::bigint - $2::bigint))")
+HOLDS_DUE = f"purged_at IS NULL AND status <> 'held' AND ended < $1::bigint - {HOLD_KEEP_SECONDS}"
 WAITLIST_DUE = "purged_at IS NULL AND status <> 'waiting'"
 
 
