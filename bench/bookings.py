@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
@@ -78,10 +78,53 @@ class Tally:
     other_errors: Counter[str] = field(default_factory=Counter)
     latency_ms: dict[str, list[float]] = field(
         default_factory=lambda: {step: [] for step in STEPS})
+    # Every answered request's latency (ms), 5xx included: bench.booking_rate's p99.
+    every_call_ms: list[float] = field(default_factory=list)
 
 
 class GaveUp(Exception):
     """A step did not succeed; the person stops (counted where it happened)."""
+
+
+class NoAnswer(Exception):
+    """The request got no answer (connection error, timeout, unreadable body); the
+    message names the cause's type."""
+
+
+# (status, the Retry-After header or None, the JSON body; None for a 5xx)
+Answer = tuple[int, str | None, Any]
+
+
+class Transport(Protocol):
+    """How a person's requests travel: aiohttp here, bench.httpclient in bench.booking_rate
+    (whose generator must stay light). Raises `NoAnswer`."""
+
+    async def post(self, url: str, body: dict[str, str], headers: dict[str, str]) -> Answer: ...
+
+    async def get(self, url: str, params: dict[str, str]) -> Answer: ...
+
+
+class AiohttpTransport:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def post(self, url: str, body: dict[str, str], headers: dict[str, str]) -> Answer:
+        try:
+            async with self.session.post(url, json=body, headers=headers) as response:
+                status = response.status
+                doc = await response.json(content_type=None) if status < 500 else None
+                return status, response.headers.get("Retry-After"), doc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise NoAnswer(type(exc).__name__) from exc
+
+    async def get(self, url: str, params: dict[str, str]) -> Answer:
+        try:
+            async with self.session.get(url, params=params) as response:
+                status = response.status
+                doc = await response.json(content_type=None) if status < 500 else None
+                return status, response.headers.get("Retry-After"), doc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise NoAnswer(type(exc).__name__) from exc
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -94,10 +137,11 @@ def percentile(values: list[float], share: float) -> float:
 class Person:
     """One person's whole booking through the backend's API."""
 
-    def __init__(self, n: int, session: aiohttp.ClientSession, api: str, sms: str,
-                 tally: Tally, passes: PassCodec) -> None:
+    def __init__(self, n: int, http: Transport, api: str, sms: str, tally: Tally,
+                 passes: PassCodec, postcode: str = POSTCODE) -> None:
         self.n = n
-        self.session = session
+        self.http = http
+        self.postcode = postcode
         self.api = api
         self.sms = sms
         self.tally = tally
@@ -112,14 +156,12 @@ class Person:
         for _attempt in range(RETRIES):
             sent = time.monotonic()
             try:
-                async with self.session.post(f"{self.api}{path}", json=body,
-                                             headers=self.headers) as response:
-                    status = response.status
-                    retry_after = response.headers.get("Retry-After")
-                    doc = await response.json(content_type=None) if status < 500 else None
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                self.tally.other_errors[f"{step}_{type(exc).__name__}"] += 1
+                status, retry_after, doc = await self.http.post(f"{self.api}{path}", body,
+                                                                self.headers)
+            except NoAnswer as exc:
+                self.tally.other_errors[f"{step}_{exc}"] += 1
                 raise GaveUp from exc
+            self.tally.every_call_ms.append((time.monotonic() - sent) * 1000)
             if status == 503 and retry_after is not None:
                 self.tally.status_503 += 1
                 met_503 = True
@@ -142,7 +184,7 @@ class Person:
     async def book(self) -> None:
         n = self.n
         person = {"birth_date": f"19{30 + n % 15}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-                  "postcode": POSTCODE}
+                  "postcode": self.postcode}
         hold_id = None
         for _round in range(3):
             _status, found = await self.call("offers", "/offers", person, (200,))
@@ -168,11 +210,17 @@ class Person:
         await self.call("details", f"/holds/{hold_id}/details",
                         {"name": f"Bench Person {n}", "contact": contact}, (202,))
         sent = time.monotonic()
-        async with self.session.get(f"{self.sms}/codes", params={"to": contact}) as response:
-            if response.status != 200:
-                self.tally.other_errors["code_not_delivered"] += 1
-                return
-            code = (await response.json())["code"]
+        try:
+            status, _retry_after, delivered = await self.http.get(f"{self.sms}/codes",
+                                                                  {"to": contact})
+        except NoAnswer as exc:
+            self.tally.other_errors[f"code_{exc}"] += 1
+            raise GaveUp from exc
+        self.tally.every_call_ms.append((time.monotonic() - sent) * 1000)
+        if status != 200:
+            self.tally.other_errors["code_not_delivered"] += 1
+            return
+        code = delivered["code"]
         self.tally.latency_ms["code"].append((time.monotonic() - sent) * 1000)
         # 200: the hold was already booked, by an earlier attempt whose answer was a 503
         # (the commit went through as the connection to PostgreSQL broke): the same booking.
@@ -185,30 +233,34 @@ class Person:
             self.tally.kill_now.set()
 
 
-async def load_pairs(session: aiohttp.ClientSession, admin_url: str, pairs: int) -> None:
-    """The demo catalogue and exactly `pairs` dose pairs at one centre, via the admin API:
-    first doses in two days' time, second doses 28 days after them, as many units of each.
-    No slot can start both a pair and end one, so `pairs` pairs exist and no more."""
+async def load_pairs(session: aiohttp.ClientSession, admin_url: str, pairs: int, *,
+                     centres: tuple[str, ...] = (CENTRE,),
+                     slots_per_dose: int = SLOTS_PER_DOSE) -> None:
+    """The demo catalogue and exactly `pairs` dose pairs at each of `centres`, via the
+    admin API: first doses in two days' time over `slots_per_dose` half-hourly slots, second
+    doses 28 days after them, as many units of each. No slot can start both a pair and end
+    one, so `pairs` pairs exist at each centre and no more."""
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with session.post(f"{admin_url}/admin/catalogue/demo", headers=auth) as response:
         response.raise_for_status()
     day = dt.datetime.now(dt.UTC).replace(hour=8, minute=0, second=0, microsecond=0)
     first = int((day + dt.timedelta(days=2)).timestamp())
     slots = []
-    for i in range(SLOTS_PER_DOSE):
-        units = pairs // SLOTS_PER_DOSE + (1 if i < pairs % SLOTS_PER_DOSE else 0)
-        if units == 0:
-            continue
-        start = first + i * 1800
-        slots.append({"centre": CENTRE, "start": start, "capacity": units})
-        slots.append({"centre": CENTRE, "start": start + SECOND_DOSE_AFTER_S,
-                      "capacity": units})
+    for centre in centres:
+        for i in range(slots_per_dose):
+            units = pairs // slots_per_dose + (1 if i < pairs % slots_per_dose else 0)
+            if units == 0:
+                continue
+            start = first + i * 1800
+            slots.append({"centre": centre, "start": start, "capacity": units})
+            slots.append({"centre": centre, "start": start + SECOND_DOSE_AFTER_S,
+                          "capacity": units})
     async with session.post(f"{admin_url}/admin/slots", headers=auth,
                             json={"slots": slots, "waitlist_share": 0}) as response:
         response.raise_for_status()
         added = (await response.json())["units_added"]
-    if added != 2 * pairs:
-        raise RuntimeError(f"loaded {added} units, expected {2 * pairs}")
+    if added != 2 * pairs * len(centres):
+        raise RuntimeError(f"loaded {added} units, expected {2 * pairs * len(centres)}")
 
 
 async def database_counts(url: str, confirmed: list[str]) -> dict[str, int]:
@@ -256,6 +308,7 @@ async def rush(plan: Plan, backend: Proc, sms: Proc, server: LocalServer,
     result: dict[str, Any] = {"plan": asdict(plan), "kill": kill}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await load_pairs(session, backend.admin_url, plan.pairs)
+        http = AiohttpTransport(session)
         gate = asyncio.Semaphore(plan.in_flight)
         most = 0
         active = 0
@@ -266,7 +319,7 @@ async def rush(plan: Plan, backend: Proc, sms: Proc, server: LocalServer,
                 active += 1
                 most = max(most, active)
                 try:
-                    await Person(n, session, f"{backend.url}/api/v1", sms.url, tally,
+                    await Person(n, http, f"{backend.url}/api/v1", sms.url, tally,
                                  passes).book()
                 except GaveUp:
                     pass

@@ -9,6 +9,9 @@ before it is made in the repository.
 Requests per second swing by tens of percent when anything else runs on the machine; the
 server process's own CPU time per request (from /proc) is disturbed far less, so the table
 gives both: compare variants by the CPU column when the machine is not quiet.
+
+`measure` and `gate_cases` are this interleaving for any set of servers
+(`bench.cluster_ceiling` runs one gate on a single Redis against one on a cluster with them).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import logging
 import math
 import statistics
 import sys
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import wrkrun
@@ -27,6 +33,77 @@ from bench.procs import Proc, stack
 from devtools.servers import private_redis
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One load of the side-by-side: wrk's `script` against `server`, with `args` (None: a
+    fresh block of visitor numbers every run, for joins). `meters` are other processes' CPU
+    seconds (e.g. a Redis process) charged per request beside the server's own;
+    `alongside` is entered around every run of wrk (e.g. a probe timing something under
+    the load)."""
+
+    server: Proc
+    script: str
+    args: list[str] | None
+    meters: Mapping[str, Callable[[], float]] = field(default_factory=dict)
+    alongside: Callable[[], AbstractContextManager[object]] = nullcontext
+
+
+@dataclass
+class Measured:
+    """Per counted round: req/s, errors, the server's and each meter's CPU µs per request."""
+
+    rps: list[float] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    meter_us: dict[str, list[float]] = field(default_factory=dict)
+
+
+def gate_cases(gate: Proc, workdir: Path, tag: str, *, tickets: int = 2000, ahead: int = 500,
+               meters: Mapping[str, Callable[[], float]] | None = None) -> dict[str, Case]:
+    """`tag:status` (polls of `tickets` waiting visitors) and `tag:join` against `gate`.
+
+    The first `ahead` places absorb the admissions of the whole run (at a slow rate), so
+    every poll is a waiting visitor's."""
+    asyncio.run(join_tickets(gate, ahead, next_visitor()))
+    ticket_file = workdir / f"tickets-{tag}.txt"
+    ticket_file.write_text("\n".join(asyncio.run(join_tickets(gate, tickets, next_visitor())))
+                           + "\n")
+    return {f"{tag}:status": Case(gate, "status.lua", [str(ticket_file)], meters or {}),
+            f"{tag}:join": Case(gate, "join.lua", None, meters or {})}
+
+
+def measure(cases: Mapping[str, Case], *, rounds: int, seconds: float, connections: int = 64,
+            warm_up: bool = True) -> dict[str, Measured]:
+    """Every case in turn, `rounds` times (interleaved: A B A B ...), wrk on LOAD_CPU; a first
+    round of 1 s each warms up (imports, first connections) and is not counted."""
+    measured = {name: Measured(meter_us={meter: [] for meter in case.meters})
+                for name, case in cases.items()}
+    for round_ in range(0 if warm_up else 1, rounds + 1):
+        for name, case in cases.items():
+            url = case.server.url + ("/x" if case.script == "get.lua" else "")
+            fresh = [str(next_visitor())] if case.args is None else case.args
+            argv = wrkrun.command(url, case.script, duration_s=seconds if round_ else 1,
+                                  connections=connections, cpus=LOAD_CPU, script_args=fresh)
+            cpu_before = case.server.cpu_seconds()
+            meters_before = {meter: read() for meter, read in case.meters.items()}
+            with case.alongside():
+                run = wrkrun.run([argv], timeout_s=seconds + 30)
+            cpu_used = case.server.cpu_seconds() - cpu_before
+            if not round_:
+                continue
+            requests = sum(result.requests for result in run.results)
+            per_request = 1e6 / requests if requests else math.nan
+            found = measured[name]
+            found.rps.append(run.rps)
+            found.errors.append(run.errors)
+            found.cpu_us.append(cpu_used * per_request)
+            for meter, read in case.meters.items():
+                found.meter_us[meter].append((read() - meters_before[meter]) * per_request)
+            log.info("round %d %s: %.0f req/s, %.1f µs CPU/req, %d errors", round_, name,
+                     run.rps, cpu_used * per_request, run.errors)
+    return measured
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,38 +119,20 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path("bench/results/compare")
     workdir.mkdir(parents=True, exist_ok=True)
     with private_redis() as redis_url, stack(workdir / "logs", redis_url) as st:
-        cases: dict[str, tuple[Proc, str, list[str] | None]] = {
-            "bare_json": (st.baseline("json", cpus=SERVER_CPU, uvloop=args.uvloop_baselines),
-                          "get.lua", []),
-            "bare_redis": (st.baseline("redis", cpus=SERVER_CPU, uvloop=args.uvloop_baselines),
-                           "get.lua", []),
+        cases: dict[str, Case] = {
+            "bare_json": Case(st.baseline("json", cpus=SERVER_CPU,
+                                          uvloop=args.uvloop_baselines), "get.lua", []),
+            "bare_redis": Case(st.baseline("redis", cpus=SERVER_CPU,
+                                           uvloop=args.uvloop_baselines), "get.lua", []),
         }
         for index, variant in enumerate(args.variants):
             st.gate_src = variant.resolve()
             gate = st.gate(f"gate-variant{index}", f"compare{index}", rate_per_minute=60,
                            backend_url=NO_BACKEND, cpus=SERVER_CPU)
-            asyncio.run(join_tickets(gate, 500, next_visitor()))
-            tickets = workdir / f"tickets-{index}.txt"
-            tickets.write_text("\n".join(asyncio.run(join_tickets(gate, 2000, next_visitor())))
-                               + "\n")
-            cases[f"{index}:status"] = (gate, "status.lua", [str(tickets)])
-            cases[f"{index}:join"] = (gate, "join.lua", None)  # fresh visitors every run
-        rps: dict[str, list[float]] = {name: [] for name in cases}
-        cpu_us: dict[str, list[float]] = {name: [] for name in cases}
-        for round_ in range(args.rounds + 1):  # round 0 warms up and is not counted
-            for name, (proc, script, script_args) in cases.items():
-                url = proc.url + ("/x" if script == "get.lua" else "")
-                fresh = [str(next_visitor())] if script == "join.lua" else []
-                argv_ = wrkrun.command(url, script, duration_s=args.seconds if round_ else 1,
-                                       connections=64, cpus=LOAD_CPU,
-                                       script_args=script_args or fresh)
-                cpu_before = proc.cpu_seconds()
-                run = wrkrun.run([argv_], timeout_s=args.seconds + 30)
-                cpu_used = proc.cpu_seconds() - cpu_before
-                if round_:
-                    rps[name].append(run.rps)
-                    requests = sum(result.requests for result in run.results)
-                    cpu_us[name].append(cpu_used / requests * 1e6 if requests else math.nan)
+            cases |= gate_cases(gate, workdir, str(index))
+        found = measure(cases, rounds=args.rounds, seconds=args.seconds)
+    rps = {name: m.rps for name, m in found.items()}
+    cpu_us = {name: m.cpu_us for name, m in found.items()}
     lines = ["| variant | status req/s | vs bare JSON | status CPU µs/req | join req/s | "
              "vs bare + 1 RTT | join CPU µs/req |",
              "|---|---|---|---|---|---|---|",

@@ -119,34 +119,64 @@ class Stack:
         return self._start("sms-gateway", argv, port)
 
     def booking_backend(self, database_url: str, room: str, webhook_url: str, *,
-                        days: int | None = 70,
-                        extra_env: Mapping[str, str] | None = None) -> Proc:
+                        days: int | None = 70, extra_env: Mapping[str, str] | None = None,
+                        name: str = "booking-backend", cpus: str | None = None,
+                        src: Path = ROOT) -> Proc:
         """The real `booking_backend` (`python -m booking_backend`) with the demo's 50
         centres and `days` of generated slots (None: nothing loaded, the caller loads its
         own), checking the gate's passes for `room` and sending its codes to
         `webhook_url`, on the PostgreSQL database `database_url` (migrated by the
-        backend's `--migrate` as it starts)."""
+        backend's `--migrate` as it starts). `src`: another checkout to run it from (a
+        snapshot of a commit, so that edits in this one do not change a long run)."""
+        env = {"BOOKING_DATABASE_URL": database_url, **(extra_env or {})}
+        if src != ROOT:
+            env["PYTHONPATH"] = str(src)
+        backend = self._booking_backend(name, room, webhook_url, env, ["--migrate"], src,
+                                        cpus)
+        if days is None:
+            return backend
+        # As an operator loads it, through the admin API.
+        subprocess.run([sys.executable, "-m", "booking_backend.cli", "load-demo", "--days",
+                        str(days)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "BOOKING_ADMIN_TOKEN": ADMIN_TOKEN,
+                            "BOOKING_ADMIN_URL": backend.admin_url})
+        return backend
+
+    def redis_booking_backend(self, src: Path, redis_url: str, room: str, webhook_url: str,
+                              *, extra_env: Mapping[str, str] | None = None,
+                              name: str = "booking-backend-redis",
+                              cpus: str | None = None) -> Proc:
+        """The booking backend as it was before PostgreSQL (commit 6b6893a, all state in
+        Redis), run from a checkout `src` of that commit on the Redis `redis_url`, with
+        nothing loaded: as `booking_backend` above with `days=None`."""
+        # That commit installs its `templates/` as the package `site_templates` (setup.cfg):
+        # from a checkout, a link beside the logs stands in for the installed package.
+        packages = self.logdir / "base-packages"
+        packages.mkdir(exist_ok=True)
+        link = packages / "site_templates"
+        if not link.is_symlink():
+            link.symlink_to(src / "templates", target_is_directory=True)
+        env = {"BOOKING_REDIS_URL": redis_url, "PYTHONPATH": f"{src}{os.pathsep}{packages}",
+               **(extra_env or {})}
+        return self._booking_backend(name, room, webhook_url, env, [], src, cpus)
+
+    def _booking_backend(self, name: str, room: str, webhook_url: str,
+                         env: Mapping[str, str], options: Sequence[str], src: Path,
+                         cpus: str | None) -> Proc:
         port, admin_port = free_port(), free_port()
         env = {
-            "BOOKING_DATABASE_URL": database_url,
             "QUEUE_GATE_SECRETS": SECRET,
             "BOOKING_PASS_ROOM": room,
             "BOOKING_ADMIN_TOKEN": ADMIN_TOKEN,
             "BOOKING_IDENTITY_KEY": "bench-identity-key-not-for-production",
             "BOOKING_SENDER": "webhook",
             "BOOKING_WEBHOOK_URL": webhook_url,
-            **(extra_env or {}),
+            **env,
         }
-        argv = [sys.executable, "-m", "booking_backend.main", "--migrate", "--host", HOST,
+        argv = [sys.executable, "-m", "booking_backend.main", *options, "--host", HOST,
                 "--port", str(port), "--admin-host", HOST, "--admin-port", str(admin_port)]
-        backend = self._start("booking-backend", argv, port, admin_port=admin_port, env=env)
-        if days is None:
-            return backend
-        # As an operator loads it, through the admin API.
-        subprocess.run([sys.executable, "-m", "booking_backend.cli", "load-demo", "--days",
-                        str(days)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-                       env={**os.environ, **env, "BOOKING_ADMIN_URL": backend.admin_url})
-        return backend
+        return self._start(name, argv, port, admin_port=admin_port, env=env, cpus=cpus,
+                           cwd=src)
 
     def stop(self, proc: Proc, wait_s: float = 10.0) -> None:
         proc.stop(wait_s)

@@ -7,10 +7,12 @@ tick (within `tick_interval_s`) picks it up: no restart.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +28,7 @@ from queue_gate.keys import (
 )
 from queue_gate.responses import NO_STORE
 from queue_gate.settings import MODES, ROOM_NAME
-from queue_gate.store import GateUnavailable, RoomMissing, RoomStore, known_rooms
+from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomStore, known_rooms
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +66,31 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except NotReplicated as exc:
+        log.warning("admin: change not confirmed by a replica: %s", exc)
+        return json_error(503, "not_replicated",
+                          "Redis took the change but no replica confirmed it in time: it "
+                          "could be lost if the master failed now. Send it again.")
     except GateUnavailable as exc:
         log.warning("admin: Redis unavailable: %s", exc)
         return json_error(503, "redis_unavailable", "Redis is not answering; try again.")
 
 
-def _store_for(request: web.Request) -> RoomStore:
+@contextlib.asynccontextmanager
+async def _store_for(request: web.Request) -> AsyncIterator[RoomStore]:
     room = request.match_info["room"]
     if not ROOM_NAME.match(room):
         raise web.HTTPNotFound()
     gate = request.app[gate_app_key]
     view = gate[room_view_key]
     if room == view.store.room:
-        return view.store
-    return RoomStore(gate[control_redis_key], gate[settings_key], room=room)
+        yield view.store
+        return
+    store = RoomStore(gate[control_redis_key], gate[settings_key], room=room)
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 async def list_rooms(request: web.Request) -> web.Response:
@@ -106,30 +119,31 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
 
 async def get_room(request: web.Request) -> web.Response:
     try:
-        return web.json_response(await room_document(request, _store_for(request)))
+        async with _store_for(request) as store:
+            return web.json_response(await room_document(request, store))
     except RoomMissing:
         return json_error(404, "room_not_found", "No gate has created this room.")
 
 
 async def patch_room(request: web.Request) -> web.Response:
-    store = _store_for(request)
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return json_error(400, "invalid_json", "The body must be a JSON object.")
-    try:
-        changes = validate_changes(body)
-    except InvalidChange as exc:
-        return json_error(422, "invalid_change", str(exc))
-    try:
-        await store.update_config(changes)
-    except RoomMissing:
-        return json_error(404, "room_not_found", "No gate has created this room.")
-    log.info("room %s changed: %s", store.room, changes)
-    gate = request.app[gate_app_key]
-    if store.room == gate[room_view_key].store.room:
-        await gate[room_view_key].refresh()  # this process applies it at once
-    return web.json_response(await room_document(request, store))
+    async with _store_for(request) as store:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return json_error(400, "invalid_json", "The body must be a JSON object.")
+        try:
+            changes = validate_changes(body)
+        except InvalidChange as exc:
+            return json_error(422, "invalid_change", str(exc))
+        try:
+            await store.update_config(changes)
+        except RoomMissing:
+            return json_error(404, "room_not_found", "No gate has created this room.")
+        log.info("room %s changed: %s", store.room, changes)
+        gate = request.app[gate_app_key]
+        if store.room == gate[room_view_key].store.room:
+            await gate[room_view_key].refresh()  # this process applies it at once
+        return web.json_response(await room_document(request, store))
 
 
 FIELDS = ("rate_per_minute", "mode", "message", "session_minutes", "opens_at",

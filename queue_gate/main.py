@@ -132,6 +132,8 @@ def create_app(
                                           metrics=metrics, clock=now)
         app[line_key] = Line(view=view, store=store, signer=signer, passes=passes, clock=now)
         yield
+        await store.aclose()
+        await view.store.aclose()
         await visitors.aclose()
         await control.aclose()
 

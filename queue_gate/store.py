@@ -27,6 +27,7 @@ a visitor sees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import secrets
@@ -39,7 +40,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from queue_gate.settings import MODES, Settings
 from vaccine_queue.lua import Reply, ScriptError, register
@@ -315,9 +316,44 @@ class NotReplicated(GateUnavailable):
 class _Replicas:
     """How many replicas the master had at the last look (ROLE after each confirmed
     write); None before the first. WAIT is sent only when there were some: on a master
-    without replicas it would block for its whole timeout."""
+    without replicas it would block for its whole timeout.
+
+    On a cluster, also the link to the master of the room's slot: WAIT counts the writes of
+    the connection it is sent on, and the cluster client's pipelines neither take WAIT nor
+    promise one connection, so the replicated scripts go to that node over a small client
+    of its own (the room lives in one slot: one node at a time)."""
 
     connected: int | None = None
+    node: str | None = None
+    link: aioredis.Redis | None = None
+
+    async def link_to(self, cluster: RedisCluster, key: str) -> aioredis.Redis:
+        """A client of the node the cluster client names master of `key`'s slot, made
+        again when that changes (a failover: the new master's replicas are counted anew)."""
+        await cluster.initialize()  # the layout, learned on a new client's first call
+        node = cluster.get_node_from_key(key)
+        if node is None:
+            raise GateUnavailable(f"the cluster knows no master for the slot of {key}")
+        if self.link is None or node.name != self.node:
+            self.close_link()
+            pool = aioredis.ConnectionPool(connection_class=node.connection_class,
+                                           max_connections=NODE_LINK_CONNECTIONS,
+                                           **node.connection_kwargs)
+            self.link, self.node, self.connected = aioredis.Redis.from_pool(pool), \
+                node.name, None
+        return self.link
+
+    def close_link(self) -> None:
+        if self.link is not None:
+            link, self.link = self.link, None
+            task = asyncio.ensure_future(link.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+# Links being closed in the background (a reference keeps the task alive).
+_closing: set[asyncio.Future[None]] = set()
+NODE_LINK_CONNECTIONS = 16
 
 
 class _Script:
@@ -340,11 +376,28 @@ class _Script:
         try:
             if replicated and isinstance(self._client, aioredis.Redis):
                 raw = await self._run_replicated(self._client, keys, args)
+            elif replicated and isinstance(self._client, RedisCluster):
+                raw = await self._run_on_node(self._client, keys, args)
             else:
                 raw = await self._script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise GateUnavailable(str(exc)) from exc
         return Reply(raw, self.name)
+
+    async def _run_on_node(self, cluster: RedisCluster, keys: Sequence[str],
+                           args: Sequence[str | int | float]) -> Any:
+        """`_run_replicated` on the master of the room's slot. A node that is gone, or no
+        longer master of the slot (MOVED, READONLY), is a failover under way: the cluster
+        client is asked about the key, which makes it learn the new layout, and the call
+        is "busy, retry" (`GateUnavailable`) like any Redis error."""
+        link = await self._replicas.link_to(cluster, keys[0])
+        try:
+            return await self._run_replicated(link, keys, args)
+        except (RedisError, RedisClusterException, OSError):
+            self._replicas.close_link()
+            with contextlib.suppress(RedisError, OSError):
+                await cluster.exists(keys[0])  # follows MOVED, or notes the dead node
+            raise
 
     async def _run_replicated(self, client: aioredis.Redis, keys: Sequence[str],
                               args: Sequence[str | int | float]) -> Any:
@@ -479,7 +532,7 @@ class RoomStore:
         # None means Redis TIME: the one clock every process on every machine agrees on.
         self._clock = clock
         # The scripts whose writes must reach a replica share what they learn of it.
-        replicas = _Replicas()
+        replicas = self._replicas = _Replicas()
         self._tick = _Script(client, "tick-11.lua", replicas)
         self._join = _Script(client, "join-12.lua", replicas)
         self._joins: list[_PendingJoin] = []
@@ -487,8 +540,17 @@ class RoomStore:
         self._issue_pass = _Script(client, "issue_pass-11.lua", replicas)
         self._draw_place = _Script(client, "draw_place-11.lua")
         self._check_pass = _Script(client, "check_pass-3.lua")
-        self._end_pass = _Script(client, "end_pass-2.lua")
-        self._configure = _Script(client, "configure-1.lua")
+        # An ended session and an operator's change must outlive a failover too: a lost
+        # end would open a finished session again, a lost change bring back the old rate.
+        self._end_pass = _Script(client, "end_pass-2.lua", replicas)
+        self._configure = _Script(client, "configure-1.lua", replicas)
+
+    async def aclose(self) -> None:
+        """Close what the store opened itself (on a cluster, its link to the room's node);
+        the client is the caller's."""
+        if self._replicas.link is not None:
+            await self._replicas.link.aclose()
+            self._replicas.link = None
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(self._clock())
@@ -629,7 +691,7 @@ class RoomStore:
 
     async def end_pass(self, ticket_id: str) -> bool:
         reply = await self._end_pass(self.keys.end_pass_script_keys,
-                                     [ticket_id, self._now_arg()])
+                                     [ticket_id, self._now_arg()], replicated=True)
         return reply.flag("ended")
 
     async def read_config(self) -> RoomConfig:
@@ -690,7 +752,8 @@ class RoomStore:
                    for part in (name, value)]
         clearing = [name for name, value in changes.items() if value is None]
         reply = await self._configure((self.keys.config,),
-                                      [len(setting) // 2, *setting, *clearing])
+                                      [len(setting) // 2, *setting, *clearing],
+                                      replicated=True)
         if reply.text("outcome") == "missing":
             raise RoomMissing(self.room)  # a room must exist before it is changed
         return await self.read_config()

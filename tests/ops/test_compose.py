@@ -1,6 +1,9 @@
 """compose.yaml against the Compose Specification's JSON schema, and against what the stack
 must be: Redis with AOF, two gates sharing it behind one entry point, the booking backend,
 Prometheus scraping every admin port, Grafana provisioned; secrets only from the environment.
+The same holds for compose.yaml with the override compose.sentinel.yaml merged over it (as
+`docker compose -f compose.yaml -f compose.sentinel.yaml` merges them), which must in
+addition be a master, a replica and three Sentinels agreeing with the gates' settings.
 
 Docker is not run here (no engine in CI): the file is validated, not started.
 `compose-spec.json` beside this file is the Compose Specification's schema
@@ -25,6 +28,7 @@ yaml = pytest.importorskip("yaml", reason=NEEDS)
 jsonschema = pytest.importorskip("jsonschema", reason=NEEDS)
 
 COMPOSE = ROOT / "compose.yaml"
+SENTINEL_OVERRIDE = ROOT / "compose.sentinel.yaml"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|_KEY$")
 # Inside a container every port listens on all of its interfaces; the host publishes.
@@ -37,10 +41,32 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    document: dict[str, Any] = load_yaml(COMPOSE)
+# Lists an override file replaces rather than extends (Compose Specification, "Merge").
+REPLACED_LISTS = {"command", "entrypoint", "test"}
+
+
+def merge(base: Any, override: Any, key: str = "") -> Any:
+    """`override` over `base` as `docker compose -f base -f override` merges them: mappings
+    key by key, commands and healthcheck tests replaced, other lists extended."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {k: merge(base[k], v, k) if k in base else v for k, v in override.items()} | {
+            k: v for k, v in base.items() if k not in override}
+    if isinstance(base, list) and isinstance(override, list) and key not in REPLACED_LISTS:
+        return base + [item for item in override if item not in base]
+    return override
+
+
+def sentinel_stack() -> dict[str, Any]:
+    document: dict[str, Any] = merge(load_yaml(COMPOSE), load_yaml(SENTINEL_OVERRIDE))
     return document
+
+
+@pytest.fixture(scope="module", params=["compose.yaml", "compose.yaml + compose.sentinel.yaml"])
+def compose(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "compose.yaml":
+        document: dict[str, Any] = load_yaml(COMPOSE)
+        return document
+    return sentinel_stack()
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +275,102 @@ def test_the_image_is_python_slim_installed_with_pip_as_a_non_root_user() -> Non
                 "pyproject.toml"} & set(ignored)
     # Installed at the versions CI tested.
     assert re.search(r"^RUN pip install .*-c constraints/production\.txt", dockerfile, re.M)
+
+
+def test_the_sentinel_override_alone_follows_the_compose_specification() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in
+              jsonschema.Draft202012Validator(schema).iter_errors(load_yaml(SENTINEL_OVERRIDE))]
+    assert not errors, errors
+
+
+def test_every_dependency_and_named_volume_exists(compose: dict[str, Any]) -> None:
+    services: dict[str, dict[str, Any]] = compose["services"]
+    declared = set(compose.get("volumes", {}))
+    used = set()
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= set(services), name
+        for volume in service.get("volumes", []):
+            if not volume.startswith("./"):
+                used.add(volume.split(":")[0])
+    assert used == declared
+
+
+def sentinel_config(service: dict[str, Any]) -> tuple[str, dict[str, list[str]]]:
+    """The file a Sentinel service's command writes and runs, and its lines by directive
+    (`sentinel monitor ...` under "monitor")."""
+    shell, flag_, script = service["command"]
+    assert (shell, flag_) == ("sh", "-c")
+    written = re.search(r"cat > (\S+) <<'CONF'\n(.*?)\nCONF\n", script, re.S)
+    assert written, script
+    run = re.search(r"^exec docker-entrypoint\.sh redis-server (\S+) --sentinel$", script, re.M)
+    assert run and run.group(1) == written.group(1), script
+    lines: dict[str, list[str]] = {}
+    for line in written.group(2).splitlines():
+        words = line.split()
+        words = words[1:] if words[0] == "sentinel" else words
+        lines[words[0]] = words[1:]
+    return written.group(1), lines
+
+
+def test_sentinels_watch_the_master_the_gates_ask_for() -> None:
+    services: dict[str, dict[str, Any]] = sentinel_stack()["services"]
+    sentinels = {name: s for name, s in services.items()
+                 if "--sentinel" in " ".join(s.get("command", []))}
+    assert len(sentinels) == 3
+    gates = by_command(services, "queue-gate")
+    masters = {name: s for name, s in by_command(services, "redis-server").items()
+               if "--replicaof" not in s["command"]}
+    volumes = []
+    for name, sentinel in sentinels.items():
+        path, config = sentinel_config(sentinel)
+        master_name, host, port, quorum = config["monitor"]
+        assert host in masters and port == "6379", (name, host, port)
+        # A majority must agree that the master is down, and a majority can still be had
+        # with one Sentinel lost.
+        assert len(sentinels) // 2 < int(quorum) < len(sentinels), (name, quorum)
+        assert config["port"] == ["26379"], name
+        # Known to the others by its service name (its address changes when recreated).
+        assert config["announce-ip"] == [name], name
+        assert config["resolve-hostnames"] == config["announce-hostnames"] == ["yes"], name
+        assert config["down-after-milliseconds"][0] == master_name, name
+        assert master_name in " ".join(sentinel["healthcheck"]["test"]), name
+        # Sentinel rewrites its file: a volume of its own holds it.
+        (volume,) = [v for v in sentinel["volumes"] if v.endswith(":" + str(Path(path).parent))]
+        volumes.append(volume.split(":")[0])
+        assert sentinel.get("restart") == "unless-stopped", name
+        for gate_name, gate in gates.items():
+            variables = env(gate)
+            assert variables["QUEUE_GATE_REDIS_MASTER"] == master_name, gate_name
+            assert gate["depends_on"][name]["condition"] == "service_healthy", gate_name
+    assert len(set(volumes)) == len(sentinels)
+    for gate_name, gate in gates.items():
+        variables = env(gate)
+        assert set(variables["QUEUE_GATE_REDIS_SENTINELS"].split(",")) == {
+            f"{name}:26379" for name in sentinels}, gate_name
+        assert variables["QUEUE_GATE_REQUIRE_DURABLE_REDIS"] == "1", gate_name
+        assert "QUEUE_GATE_REDIS_CLUSTER" not in variables, gate_name
+
+
+def test_the_replica_copies_the_master_and_both_keep_an_append_only_file() -> None:
+    services: dict[str, dict[str, Any]] = sentinel_stack()["services"]
+    servers = by_command(services, "redis-server")
+    replicas = {name: s for name, s in servers.items() if "--replicaof" in s["command"]}
+    (master,) = set(servers) - set(replicas)
+    assert len(replicas) == 1
+    for name, server in servers.items():
+        command = server["command"]
+        assert flag(command, "--appendonly") == "yes", name
+        assert flag(command, "--appendfsync") == "everysec", name
+        # After a failover the old master is a replica: each announces its service name.
+        assert flag(command, "--replica-announce-ip") == name, name
+        assert any(v.endswith(":/data") for v in server["volumes"]), name
+        assert "healthcheck" in server, name
+    for name, replica in replicas.items():
+        command = replica["command"]
+        assert command[command.index("--replicaof") + 1:][:2] == [master, "6379"], name
+        assert replica["depends_on"][master]["condition"] == "service_healthy", name
+    assert len({v for s in servers.values() for v in s["volumes"]}) == len(servers)
 
 
 def test_the_schema_check_would_catch_a_broken_file(compose: dict[str, Any]) -> None:

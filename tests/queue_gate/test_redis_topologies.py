@@ -154,3 +154,35 @@ async def test_a_gate_through_sentinel(sentinel: LocalSentinel, make_gate: GateF
         assert (await response.json())["rooms"] == ["through-sentinel"]
     finally:
         await master.aclose()
+
+
+async def wait_calls(node: aioredis.Redis) -> int:
+    stats = await node.info("commandstats")
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
+async def test_on_a_cluster_places_and_passes_wait_for_the_room_nodes_replica(
+    cluster: LocalCluster, cluster_client: aioredis.RedisCluster, make_gate: GateFactory,
+    make_admin: AdminFactory, clock: FakeClock,
+) -> None:
+    """WAIT counts the writes of the connection it is sent on: joins, passes, ticks, ended
+    sessions and operators' changes reach the master of the room's slot over one connection
+    with their WAIT, so the master's replica confirms each before it is handed out."""
+    room = rooms_on_every_shard(cluster)[1]
+    address = cluster_client.get_node_from_key(RoomKeys(room).state)
+    assert address is not None
+    node = aioredis.Redis(host=address.host, port=int(address.port), decode_responses=True)
+    try:
+        gate = await make_gate(redis_url=cluster.url, redis_cluster=True, room=room)
+        before = await wait_calls(node)
+        await gate.tick()
+        await admit_and_proxy(gate, clock)
+        admin = await make_admin(gate)
+        response = await admin.patch(f"/admin/rooms/{room}", headers=auth(),
+                                     json={"rate_per_minute": 90})
+        assert response.status == 200, await response.text()
+        # At least: a tick, a join, the tick that admits, the pass, the change.
+        assert await wait_calls(node) - before >= 5
+        assert int((await node.info("replication"))["connected_slaves"]) == 1
+    finally:
+        await node.aclose()
