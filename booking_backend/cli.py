@@ -11,6 +11,8 @@ messages in a process of its own (run the backend with BOOKING_OUTBOX_WORKER=0 t
     stats                         free / held / booked units, bookings, people waiting
     invitations WAVE MIN_AGE N    create a wave of invitation codes (printed one per line)
     sweep                         expire held pairs whose time ran out, now
+    day-list --centre ID --date YYYY-MM-DD [--output FILE]
+                                  a centre's day list as CSV (stdout, or FILE)
     outbox-worker                 deliver codes and waiting-list news (runs until Ctrl-C)
 """
 
@@ -24,6 +26,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -68,6 +71,42 @@ async def call(method: str, path: str, body: Any = None, *, raw: str | None = No
         raise CliError(f"cannot reach {base}: {exc}") from exc
 
 
+async def call_text(path: str) -> str:
+    """GET a text answer (the day list's CSV) from the admin API."""
+    env = Env()
+    base = env.text("BOOKING_ADMIN_URL", DEFAULT_ADMIN_URL).rstrip("/")
+    token = env.text("BOOKING_ADMIN_TOKEN")
+    if not token:
+        raise CliError("set BOOKING_ADMIN_TOKEN")
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session,
+            session.get(base + path, headers={"Authorization": f"Bearer {token}"}) as response,
+        ):
+            text = await response.text(encoding="utf-8")
+            if response.status >= 400:
+                try:
+                    message = json.loads(text).get("message", text)
+                except (ValueError, AttributeError):
+                    message = text
+                raise CliError(f"{response.status}: {message}")
+            return text
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach {base}: {exc}") from exc
+
+
+async def day_list(centre: str, date: str, output: str | None) -> None:
+    text = await call_text(f"/admin/centres/{quote(centre, safe='')}/days/"
+                           f"{quote(date, safe='')}.csv")
+    if output is None:
+        sys.stdout.write(text)  # the CLI's output: the CSV as the API sent it
+        return
+    try:
+        await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror}") from exc
+
+
 def show(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))  # the CLI's output
 
@@ -97,6 +136,8 @@ async def run(args: argparse.Namespace) -> None:
         show(await call("POST", "/admin/sweep"))
     elif args.command == "outbox-worker":
         await outbox_worker()
+    elif args.command == "day-list":
+        await day_list(args.centre, args.date, args.output)
 
 
 def _read(path: str) -> str:
@@ -143,6 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     inv.add_argument("count", type=int)
     sub.add_parser("sweep", help="expire held pairs whose time ran out")
     sub.add_parser("outbox-worker", help="deliver messages from this process")
+    day = sub.add_parser("day-list", help="a centre's day list as CSV")
+    day.add_argument("--centre", required=True, help="the centre's id (as in the catalogue)")
+    day.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
+    day.add_argument("--output", default=None, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
