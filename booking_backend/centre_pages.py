@@ -284,7 +284,13 @@ def create_centre_app(settings: Settings, service: Service, day_lists: DayLists
     return app
 
 
+async def _to_index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently(f"{CENTRE_PREFIX}/")
+
+
 def install(app: web.Application, settings: Settings, service: Service,
             day_lists: DayLists) -> None:
+    """Mount the desk's pages on the admin app (`/centre` itself leads to them)."""
+    app.router.add_get(CENTRE_PREFIX, _to_index)
     app.add_subapp(CENTRE_PREFIX, create_centre_app(settings, service, day_lists))
 

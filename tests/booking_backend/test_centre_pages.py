@@ -214,6 +214,8 @@ async def test_bad_days_centres_and_paths_get_readable_pages(
         found, html = await page(env.admin, path)
         assert found == status, path
         assert DE[key] in html and "<html" in html, path
+    async with env.admin.get("/centre", allow_redirects=False) as resp:
+        assert (resp.status, resp.headers["Location"]) == (301, "/centre/")
     status, html = await page(env.admin, "/centre/")
     assert status == 200 and 'value="2021-01-11"' in html and "Braunschweig" in html
     async with env.admin.get("/centre/?centre=braunschweig&date=2021-01-11",
