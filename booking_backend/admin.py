@@ -101,12 +101,13 @@ async def metrics(request: web.Request) -> web.Response:
         # When the database is down the scrape still answers; gauges keep their last values.
         with contextlib.suppress(StoreUnavailable):
             backend.metrics.observe(await read_levels(backend.db), backend.clock())
-    if not names or names & ATTENDANCE_METRICS:
+    now = backend.clock()
+    if (not names or names & ATTENDANCE_METRICS) and backend.metrics.attendance_due(now):
         with contextlib.suppress(StoreUnavailable):
             catalogue = await backend.catalogue.get()
             if catalogue is not None:
                 backend.metrics.observe_attendance(
-                    await _day_lists(request).attendance(catalogue.centres))
+                    await _day_lists(request).attendance(catalogue.centres), now)
     registry = backend.registry.restricted_registry(names) if names else backend.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

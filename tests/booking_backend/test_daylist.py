@@ -167,9 +167,14 @@ async def test_marks_are_idempotent_and_counted_once(
             (CENTRE, "today", "attended"): 2, (CENTRE, "today", "no_show"): 1,
             (CENTRE, "today", "unmarked"): 0}
     assert doses[("wolfsburg", "today", "attended")] == 0  # every centre, zeros included
+    # The gauges are read at most every 30 s (the read visits every dose of two days).
+    assert (await mark(env, bernd, "first", "attended"))[1]["changed"]
+    assert (await scrape_doses(env))[(CENTRE, "today", "attended")] == 2
+    env.clock.advance(30)
+    assert (await scrape_doses(env))[(CENTRE, "today", "attended")] == 3
     env.clock.now = local(FIRST_DAY + dt.timedelta(days=1), 9)
     doses = await scrape_doses(env)
-    assert doses[(CENTRE, "yesterday", "attended")] == 2
+    assert doses[(CENTRE, "yesterday", "attended")] == 3
     assert doses[(CENTRE, "today", "attended")] == 0
 
 
