@@ -2,7 +2,9 @@
 so nothing administrative may live on the public app.
 
 All `/admin/...` routes need `Authorization: Bearer <BOOKING_ADMIN_TOKEN>`; `/healthz` and
-`/metrics` are open (this port must not be reachable from the internet).
+`/metrics` are open (this port must not be reachable from the internet). The centre's
+pages under `/centre/` (`centre_pages.py`) sign in with the same token once and then carry
+a session cookie, which counts nowhere else.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from booking_backend import keys, retention
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
 from booking_backend.closures import ClosureError, Closures, parse_request
+from booking_backend.centre_pages import CENTRE_PREFIX
+from booking_backend.centre_pages import install as install_centre_pages
+from booking_backend.daylist import DayLists, parse_day, to_csv, to_json
 from booking_backend.db import StoreUnavailable
 from booking_backend.eligibility import InvalidInput, parse_birth_date
 from booking_backend.inventory import parse_slot_document
 from booking_backend.levels import read_levels
-from booking_backend.metrics import LEVEL_METRICS
+from booking_backend.metrics import ATTENDANCE_METRICS, LEVEL_METRICS
+from vaccine_queue.i18n import translator
 from vaccine_queue.pages import Handler, Problem
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,8 @@ def _error(code: str, message: str, status: int) -> web.Response:
 
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == CENTRE_PREFIX or request.path.startswith(f"{CENTRE_PREFIX}/"):
+        return await handler(request)  # the centre's pages check their own session
     if request.path not in OPEN_PATHS:
         token = request.app[keys.settings_key].admin_token
         given = request.headers.get("Authorization", "")
@@ -51,7 +59,10 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except Problem as exc:
-        return _error(exc.code, str(exc.extra.get("message", exc.code)), exc.status)
+        # Operators read English: the problem's own message, else the catalogue's words.
+        english = translator("en")
+        default = exc.message(english) if english.has(exc.message_key) else exc.code
+        return _error(exc.code, str(exc.extra.get("message", default)), exc.status)
     except StoreUnavailable as exc:
         log.warning("admin: store unavailable: %s", exc)
         response = _error("store_unavailable", "The database is unavailable.", 503)
@@ -93,6 +104,13 @@ async def metrics(request: web.Request) -> web.Response:
         # When the database is down the scrape still answers; gauges keep their last values.
         with contextlib.suppress(StoreUnavailable):
             backend.metrics.observe(await read_levels(backend.db), backend.clock())
+    now = backend.clock()
+    if (not names or names & ATTENDANCE_METRICS) and backend.metrics.attendance_due(now):
+        with contextlib.suppress(StoreUnavailable):
+            catalogue = await backend.catalogue.get()
+            if catalogue is not None:
+                backend.metrics.observe_attendance(
+                    await _day_lists(request).attendance(catalogue.centres), now)
     registry = backend.registry.restricted_registry(names) if names else backend.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -284,6 +302,39 @@ async def export_person(request: web.Request) -> web.Response:
         raise Problem("not_found", 404, extra={
             "message": "No booking with this code and birth date."}) from exc
     return web.json_response(found)
+# -- the centre's day list and check-in (issue 17) ---------------------------------------
+def _day_lists(request: web.Request) -> DayLists:
+    backend = request.app[keys.backend_key]
+    return DayLists(backend.db, backend.clock, backend.settings.timezone)
+
+
+async def day_list(request: web.Request) -> web.Response:
+    """`GET /admin/centres/{centre}/days/{day}` as JSON; `{day}.csv` or `?format=csv` as CSV."""
+    raw = request.match_info["day"]
+    as_csv = raw.endswith(".csv") or request.query.get("format") == "csv"
+    day = parse_day(raw.removesuffix(".csv"))
+    catalogue = await request.app[keys.service_key].catalogue()
+    found = await _day_lists(request).day_list(catalogue, request.match_info["centre"], day)
+    if not as_csv:
+        return web.json_response(to_json(found))
+    name = f"daylist-{found.centre}-{found.day.isoformat()}.csv"
+    return web.Response(text=to_csv(found), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "Cache-Control": "no-store"})
+
+
+async def mark_attendance(request: web.Request) -> web.Response:
+    """`POST /admin/bookings/{code}/attendance` `{"dose": ..., "status": ...}`."""
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        raise _bad("expected a JSON object with dose and status")
+    mark = await _day_lists(request).mark(request.match_info["code"], raw.get("dose"),
+                                          raw.get("status"))
+    if mark.changed:
+        log.info("check-in: %s dose of a booking marked %s", mark.dose, mark.status)
+    return web.json_response({"booking_code": mark.code, "dose": mark.dose,
+                              "status": mark.status, "marked_at": mark.marked_at,
+                              "previous": mark.previous, "changed": mark.changed})
 
 
 def setup_routes(app: web.Application) -> None:
@@ -302,5 +353,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/admin/centres/{centre}/closures", list_closures)
     app.router.add_post("/admin/purge", purge)
     app.router.add_post("/admin/persons/export", export_person)
+    # The centre's day list and check-in (issue 17)
+    app.router.add_get("/admin/centres/{centre}/days/{day}", day_list)
+    app.router.add_post("/admin/bookings/{code}/attendance", mark_attendance)
+    backend = app[keys.backend_key]
+    install_centre_pages(app, backend.settings, backend.service,
+                         DayLists(backend.db, backend.clock, backend.settings.timezone))
 
 
