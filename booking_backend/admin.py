@@ -21,9 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from booking_backend import keys, retention
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
-from booking_backend.closures import ClosureError, Closures, parse_request
 from booking_backend.centre_pages import CENTRE_PREFIX
 from booking_backend.centre_pages import install as install_centre_pages
+from booking_backend.closures import ClosureError, Closures, parse_request
 from booking_backend.daylist import DayLists, parse_day, to_csv, to_json
 from booking_backend.db import StoreUnavailable
 from booking_backend.eligibility import InvalidInput, parse_birth_date
