@@ -131,7 +131,8 @@ async def centres(request: web.Request) -> web.Response:
     postcode = request.query.get("postcode", "")
     catalogue: Catalogue = await service.catalogue()
     if postcode:
-        if not (len(postcode) == 5 and postcode.isdigit()):
+        # ASCII digits only: str.isdigit() takes other scripts' digits too (and "²").
+        if not (len(postcode) == 5 and postcode.isascii() and postcode.isdigit()):
             raise Problem("postcode_invalid", 400, field="postcode")
         listed = catalogue.centres_for(postcode, home_only=service.settings.home_district_only,
                                        limit=len(catalogue.centres))

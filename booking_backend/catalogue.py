@@ -132,7 +132,7 @@ def _str(item: dict[str, object], name: str, where: str) -> str:
 
 
 def _is_postcode(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 5 and value.isdigit()
+    return isinstance(value, str) and len(value) == 5 and value.isascii() and value.isdigit()
 
 
 class CatalogueCache:

@@ -70,7 +70,7 @@ def parse_contact(raw: object, field: str = "contact") -> Contact:
         digits = "+49" + digits[1:]
     elif not digits.startswith("+"):
         raise InvalidInput(field, "phone_invalid")
-    if not digits[1:].isdigit() or not 8 <= len(digits) - 1 <= 15:
+    if not (digits[1:].isascii() and digits[1:].isdigit()) or not 8 <= len(digits) - 1 <= 15:
         raise InvalidInput(field, "phone_invalid")
     return Contact("sms", digits)
 

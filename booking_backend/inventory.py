@@ -48,7 +48,7 @@ class Slot:
         if not isinstance(sid, str) or len(sid) > 120 or "@" not in sid:
             return None
         centre, _, start = sid.rpartition("@")
-        if not centre or not start.isdigit() or len(start) > 11:
+        if not centre or not (start.isascii() and start.isdigit()) or len(start) > 11:
             return None
         return cls(int(start), centre)
 

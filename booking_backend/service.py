@@ -134,7 +134,8 @@ class Service:
         except InvalidInput as exc:
             raise _input_error(exc) from exc
         if not isinstance(postcode_raw, str) or not (
-            len(postcode_raw.strip()) == 5 and postcode_raw.strip().isdigit()
+            len(postcode_raw.strip()) == 5 and postcode_raw.strip().isascii()
+            and postcode_raw.strip().isdigit()
         ):
             raise Problem("postcode_invalid", 400, field="postcode")
         postcode = postcode_raw.strip()

@@ -54,6 +54,13 @@ def test_the_services_do_not_import_each_other() -> None:
             assert other not in {top_level(n) for n in names}, module
 
 
+def test_the_booking_records_live_in_postgresql_only() -> None:
+    """Nothing a person must not lose lives in a store that can be flushed: the booking
+    backend has no Redis client at all (issue 11: a flushed Redis loses 0 bookings)."""
+    for module, names in imports_of("booking_backend").items():
+        assert "redis" not in {top_level(n) for n in names}, module
+
+
 def test_development_tools_are_not_shipped() -> None:
     for package in SHIPPED:
         for module, names in imports_of(package).items():

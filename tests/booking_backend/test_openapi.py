@@ -40,3 +40,26 @@ async def test_document_matches_router(env: Env) -> None:
 async def test_document_needs_no_pass(env: Env) -> None:
     async with env.client.get("/api/v1/openapi.json") as resp:
         assert resp.status == 200
+
+
+async def test_error_answers_come_from_one_table(env: Env) -> None:
+    """Each operation names its error statuses; each refers to the one shared description of
+    that status (the problem object, and Retry-After where the server sends it)."""
+    _, document = await env.api("GET", "/api/v1/openapi.json")
+    components = document["components"]["responses"]
+    used = set()
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response == {"$ref": f"#/components/responses/Error{status}"}, (
+                        method, path, status)
+                    used.add(f"Error{status}")
+            if "requestBody" in op:  # every call with a JSON body refuses what is not JSON
+                assert {"400", "413", "415", "422"} <= set(op["responses"]), (method, path)
+            if op.get("security") != []:
+                assert "403" in op["responses"], (method, path)
+    assert used == set(components)
+    assert "Retry-After" in components["Error503"]["headers"]
+    problem = document["components"]["schemas"]["Problem"]
+    assert problem["required"] == ["error", "message"]
