@@ -368,7 +368,9 @@ class Inventory:
         return await self.db.transaction(work)
 
     async def booking(self, code: str) -> Booking | None:
-        row = await self.db.fetchrow("SELECT * FROM bookings WHERE code = $1", code)
+        # A purged booking has no name, birth date or contact left: it is found no more.
+        row = await self.db.fetchrow(
+            "SELECT * FROM bookings WHERE code = $1 AND purged_at IS NULL", code)
         return None if row is None else Booking.from_row(row)
 
     async def cancel(self, booking: Booking) -> Outcome:
