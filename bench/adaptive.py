@@ -88,6 +88,7 @@ class Plan:
     connections_per_gate: int  # QUEUE_GATE_BACKEND_MAX_CONNECTIONS
     dead: DeadKind
     seed: int = 2021
+    hint: str = "slots"  # the capacity hint: the stand-in's slots, or the backend's own
 
     @property
     def total_s(self) -> float:
@@ -290,7 +291,8 @@ def figures(plan: Plan, mode: Mode, bounds: dict[str, float], samples: list[dict
     healthy = [r[1] * 1000 for r in records if r[0] + r[1] < half]
     via_gate_degraded = [c[1] * 1000 for c in seen.calls if half <= c[0] and c[0] + c[1] < dead]
     per_phase = {
-        name: round((admitted_at(samples, b) - admitted_at(samples, a)) * 60 / (b - a), 1)
+        name: round((admitted_at(samples, b) - admitted_at(samples, a)) * 60
+                    / max(b - a, 1e-3), 1)
         for name, a, b in (("healthy", bounds["healthy"], half), ("half", half, dead),
                            ("dead", dead, recovered), ("recovery", recovered, bounds["end"]))
     }
@@ -332,7 +334,8 @@ async def one_mode(plan: Plan, mode: Mode, workdir: Path) -> dict[str, Any]:
             stack(workdir / mode / "logs", redis_url) as st:
         sms = st.sms_gateway()
         backend = st.booking_backend(database_url, ROOM, f"{sms.url}/messages", days=None)
-        standin = st.standin(backend.url, slots=plan.slots, service_ms=plan.service_ms)
+        standin = st.standin(backend.url, slots=plan.slots, service_ms=plan.service_ms,
+                             hint=plan.hint)
         gates = [st.gate(f"gate-{i}", ROOM, rate_per_minute=plan.rate,
                          backend_url=standin.url,
                          extra_env={"QUEUE_GATE_BACKEND_MAX_CONNECTIONS":
@@ -416,9 +419,25 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated: fixed, adaptive")
     parser.add_argument("--dead", choices=("hang", "crash"), default=None,
                         help="how the backend dies (default hang: answers nothing)")
+    parser.add_argument("--hint", choices=("slots", "backend"), default=None,
+                        help="capacity hint the gates see: from the stand-in's free slots, "
+                        "as the backend computes it from its pool (default), or the real "
+                        "backend's own, passed through (it is not loaded: always high)")
+    parser.add_argument("--phases", default=None, metavar="H,HALF,DEAD,REC",
+                        help="phase lengths in seconds, e.g. 30,120,30,90")
+    parser.add_argument("--rate", type=int, default=None,
+                        help="fixed rate and rate_max per minute (default 360)")
     parser.add_argument("--out", type=Path, default=None, help="results directory")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.hint is not None:
+        plan = dataclasses.replace(plan, hint=args.hint)
+    if args.rate is not None:
+        plan = dataclasses.replace(plan, rate=args.rate)
+    if args.phases is not None:
+        h, half, dead, rec = (float(x) for x in args.phases.split(","))
+        plan = dataclasses.replace(plan, healthy_s=h, half_s=half, dead_s=dead,
+                                   recovery_s=rec)
     if args.dead is not None:
         plan = dataclasses.replace(plan, dead=args.dead)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -4,7 +4,8 @@ An HTTP reverse proxy (aiohttp) that serves at most `slots` requests at once and
 slot at least `service_ms` (so its capacity is slots / service time, whatever the real
 backend behind it could do), and puts the backend's capacity hint on every answer as the
 real backend computes it (`booking_backend.capacity.Capacity`), with the stand-in's free
-slots as the pool. `bench.adaptive` moves it through phases on its control port:
+slots as the pool (`--hint backend`: the real backend's own hint, passed through).
+`bench.adaptive` moves it through phases on its control port:
 
 - `healthy`: `slots` slots;
 - `half`: half of them (capacity halves; requests wait for a slot, latency grows);
@@ -25,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Literal, cast
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
@@ -73,8 +74,9 @@ class StandIn:
     """The proxy's state: phase, slots, the backend session and the records."""
 
     def __init__(self, backend: str, slots: int, service_s: float, host: str,
-                 port: int) -> None:
+                 port: int, own_hint: bool = True) -> None:
         self.backend = backend.rstrip("/")
+        self.own_hint = own_hint
         self.full = slots
         self.service_s = service_s
         self.host = host
@@ -114,7 +116,7 @@ class StandIn:
         arrived = time.time()
         started = time.perf_counter()
         await self.answering.wait()
-        if request.path == CAPACITY_PATH:  # the gate's probe: cheap, no slot, as the backend
+        if request.path == CAPACITY_PATH and self.own_hint:  # the probe: cheap, no slot
             return web.Response(status=204, headers={
                 CAPACITY_HEADER: str(self.capacity.hint(self.slots.free_share()))})
         body = await request.read()
@@ -143,7 +145,8 @@ class StandIn:
         await self.answering.wait()
         latency = time.perf_counter() - started
         self.capacity.observe(latency)
-        answer[CAPACITY_HEADER] = str(self.capacity.hint(self.slots.free_share()))
+        if self.own_hint:
+            answer[CAPACITY_HEADER] = str(self.capacity.hint(self.slots.free_share()))
         self.records.append((round(arrived, 3), round(latency, 4), status, request.path))
         return web.Response(status=status, body=payload, headers=answer)
 
@@ -153,7 +156,7 @@ def control_app(standin: StandIn) -> web.Application:
         phase = request.match_info["phase"]
         if phase not in PHASES:
             return web.json_response({"error": f"phase must be one of {PHASES}"}, status=400)
-        await standin.set_phase(cast(Phase, phase))
+        await standin.set_phase(phase)  # narrowed to a Phase by the check above
         return web.json_response({"phase": standin.phase, "slots": standin.slots.limit})
 
     async def get_records(_request: web.Request) -> web.Response:
@@ -166,7 +169,8 @@ def control_app(standin: StandIn) -> web.Application:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    standin = StandIn(args.backend, args.slots, args.service_ms / 1000, HOST, args.port)
+    standin = StandIn(args.backend, args.slots, args.service_ms / 1000, HOST, args.port,
+                      own_hint=args.hint == "slots")
     async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar()) as session:
@@ -192,6 +196,8 @@ def main() -> None:
     parser.add_argument("--backend", required=True)
     parser.add_argument("--slots", type=int, default=6)
     parser.add_argument("--service-ms", type=float, default=200.0)
+    parser.add_argument("--hint", choices=("slots", "backend"), default="slots",
+                        help="capacity hint from the stand-in's slots or the backend's own")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args))
