@@ -247,8 +247,8 @@ async def drive(plan: Plan, standin: Proc, start: float) -> dict[str, float]:
                               ("recovered", plan.dead_s)):
             at += length
             await asyncio.sleep(max(at - time.time(), 0.0))
-            await set_phase(session, standin, "healthy" if phase == "recovered" else phase)
             bounds["dead" if phase == plan.dead else phase] = time.time()
+            await set_phase(session, standin, "healthy" if phase == "recovered" else phase)
         await asyncio.sleep(max(at + plan.recovery_s - time.time(), 0.0))
         bounds["end"] = time.time()
     return bounds

@@ -86,6 +86,8 @@ class StandIn:
         self.phase: Phase = "healthy"
         self.answering = asyncio.Event()
         self.answering.set()
+        self.crashed = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
         self.records: list[tuple[float, float, int, str]] = []
         self.session: aiohttp.ClientSession | None = None
         self.runner: web.AppRunner | None = None
@@ -104,18 +106,47 @@ class StandIn:
         if phase in ("hang", "crash"):
             self.answering.clear()
         if phase == "crash" and self.runner is not None:
-            await self.runner.cleanup()
+            self.crashed.set()  # requests held now are cut (see `wait_answering`)
+            # The port closes at once; the shutdown then waits for the requests still
+            # queued for a slot, in the background (the control API answers now).
+            closing = asyncio.create_task(self.runner.cleanup())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
             self.runner = None
         if phase not in ("hang", "crash"):
             if previous == "crash":
+                self.crashed.clear()
                 await self.listen()
             self.answering.set()
         log.info("phase %s -> %s", previous, phase)
 
+    async def wait_answering(self, request: web.Request) -> None:
+        """Until the phase answers again; in a crash the connection is cut instead (the
+        server's shutdown would otherwise wait for this request)."""
+        if self.answering.is_set():
+            return
+        answering = asyncio.ensure_future(self.answering.wait())
+        crashed = asyncio.ensure_future(self.crashed.wait())
+        await asyncio.wait([answering, crashed], return_when=asyncio.FIRST_COMPLETED)
+        answering.cancel()
+        crashed.cancel()
+        if not self.answering.is_set():
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
+
+    async def pass_probe(self, request: web.Request,
+                         headers: CIMultiDict[str]) -> web.Response:
+        assert self.session is not None
+        async with self.session.request(request.method, self.backend + CAPACITY_PATH,
+                                        headers=headers) as upstream:
+            return web.Response(status=upstream.status, headers={
+                CAPACITY_HEADER: upstream.headers.get(CAPACITY_HEADER, "")})
+
     async def relay(self, request: web.Request) -> web.StreamResponse:
         arrived = time.time()
         started = time.perf_counter()
-        await self.answering.wait()
+        await self.wait_answering(request)
         if request.path == CAPACITY_PATH and self.own_hint:  # the probe: cheap, no slot
             return web.Response(status=204, headers={
                 CAPACITY_HEADER: str(self.capacity.hint(self.slots.free_share()))})
@@ -123,6 +154,8 @@ class StandIn:
         headers = CIMultiDict(
             (k, v) for k, v in request.headers.items()
             if k.lower() not in HOP_BY_HOP and k.lower() not in ("host", "content-length"))
+        if request.path == CAPACITY_PATH:  # the backend's own: it answers without its pool
+            return await self.pass_probe(request, headers)
         await self.slots.acquire()
         try:
             held = time.perf_counter()
@@ -142,7 +175,7 @@ class StandIn:
         finally:
             await self.slots.release()
         # A stopped process answers nothing, also what it had begun: wait for the end.
-        await self.answering.wait()
+        await self.wait_answering(request)
         latency = time.perf_counter() - started
         self.capacity.observe(latency)
         if self.own_hint:
