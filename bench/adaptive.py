@@ -375,7 +375,19 @@ async def one_mode(plan: Plan, mode: Mode, workdir: Path) -> dict[str, Any]:
     result["visitors_scheduled"] = len(arrivals)
     result["bounds"] = {k: round(v - start, 2) for k, v in bounds.items()}
     result["samples"] = [{**s, "t": round(s["t"] - start, 2)} for s in samples]
+    # Per second of the run: the stand-in's answers, their p99 and the backend's own p99.
+    result["standin_per_s"] = [
+        {"t": second, "n": len(rows), "p99_ms": percentile([r[1] * 1000 for r in rows], 0.99),
+         "backend_p99_ms": percentile([r[4] * 1000 for r in rows], 0.99)}
+        for second, rows in sorted(by_second(records, start).items())]
     return result
+
+
+def by_second(records: list[list[Any]], start: float) -> dict[int, list[list[Any]]]:
+    seconds: dict[int, list[list[Any]]] = {}
+    for record in records:
+        seconds.setdefault(int(record[0] - start), []).append(record)
+    return seconds
 
 
 ROWS: tuple[tuple[str, str], ...] = (

@@ -14,9 +14,9 @@ slots as the pool (`--hint backend`: the real backend's own hint, passed through
 - `crash`: the port is closed and open connections are cut (a crashed process); it listens
   again when the phase ends.
 
-Every answered request is recorded (arrival unix time, latency in seconds, status, path):
-`GET /records` on the control port. `python -m bench.standin --port P --control-port C
---backend URL --slots 6 --service-ms 200`.
+Every answered request is recorded (arrival unix time, latency in seconds, status, path,
+seconds the backend itself took): `GET /records` on the control port.
+`python -m bench.standin --port P --control-port C --backend URL --slots 6 --service-ms 200`.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class StandIn:
         self.answering.set()
         self.crashed = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
-        self.records: list[tuple[float, float, int, str]] = []
+        self.records: list[tuple[float, float, int, str, float]] = []
         self.session: aiohttp.ClientSession | None = None
         self.runner: web.AppRunner | None = None
 
@@ -169,6 +169,7 @@ class StandIn:
                 answer = CIMultiDict(
                     (k, v) for k, v in upstream.headers.items()
                     if k.lower() not in HOP_BY_HOP and k.lower() != "content-length")
+            upstream_s = time.perf_counter() - held
             rest = self.service_s - (time.perf_counter() - held)
             if rest > 0:
                 await asyncio.sleep(rest)
@@ -180,7 +181,8 @@ class StandIn:
         self.capacity.observe(latency)
         if self.own_hint:
             answer[CAPACITY_HEADER] = str(self.capacity.hint(self.slots.free_share()))
-        self.records.append((round(arrived, 3), round(latency, 4), status, request.path))
+        self.records.append((round(arrived, 3), round(latency, 4), status, request.path,
+                             round(upstream_s, 4)))
         return web.Response(status=status, body=payload, headers=answer)
 
 
