@@ -1,7 +1,7 @@
 """The booking-rate benchmark's quick mode (issue 11) against both backends, the Redis one of
 commit 6b6893a and the PostgreSQL one, one and two processes: bookings made, every one
-confirmed to a person stored once, none oversold, no 5xx but 503 and no unexpected answer
-(counts, not speed).
+confirmed to a person stored once, none oversold, no 5xx and no unexpected answer (counts,
+not speed).
 
 About 20 s; the subprocess timeout stays below the suite's 180 s pytest-timeout.
 """
@@ -34,10 +34,6 @@ def test_quick_mode_books_on_both_backends_without_errors(tmp_path: Path) -> Non
         assert check["booked_units"] == 2 * check["bookings"]
         assert check["oversold_units"] == 0
         for step in [variant["warmup"], *variant["steps"]]:
-            # A 503 (store busy, with Retry-After: the caller tries again) is the contract
-            # under load, and this light client does not retry; any other error is a fault.
-            others = {k: n for k, n in step["errors"].items()
-                      if k != "503" and not k.endswith("_503")}
-            assert others == {}, (variant["variant"], step["errors"])
+            assert step["errors"] == {}, (variant["variant"], step["errors"])
             assert step["sold_out"] == 0
     assert "postgres-2p" in done.stdout
