@@ -370,6 +370,9 @@ async def one_mode(plan: Plan, mode: Mode, workdir: Path) -> dict[str, Any]:
             await asyncio.gather(*visitors, sampler, return_exceptions=True)
             async with session.get(f"{standin.admin_url}/records") as response:
                 records = (await response.json())["records"]
+        # Requests the visitors left may still run in there: no need to wait for them.
+        for proc in (*gates, standin, backend):
+            st.stop(proc, wait_s=2.0)
         db = await database_counts(database_url, tally.confirmed)
     result = figures(plan, mode, bounds, samples, records, seen, tally, db)
     result["visitors_scheduled"] = len(arrivals)
