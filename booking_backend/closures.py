@@ -167,7 +167,7 @@ class Closures:
             # until this commits; afterwards the range has no capacity left.
             await conn.execute(
                 "SELECT 1 FROM slots WHERE centre = $1 AND start_at >= $2 AND start_at < $3"
-                " ORDER BY start_at FOR UPDATE", centre, lo, hi)
+                " ORDER BY start_at FOR NO KEY UPDATE", centre, lo, hi)
             # Again, under the slot locks: holds made between the first look and the locks.
             held = await conn.fetch(
                 f"SELECT * FROM holds WHERE {holds_in} ORDER BY id FOR UPDATE",  # noqa: S608
