@@ -173,6 +173,12 @@ def test_verdicts() -> None:
         "trouble"
     assert classify(_Window(answered=1, capacities=[0.1]), 10, 1.0) == "trouble"
     assert classify(_Window(answered=1, capacities=[0.9]), 10, 1.0) == "idle"
+    # A backend busy near its capacity: a moment without a free connection is no trouble;
+    # most answers short of capacity are.
+    assert classify(_Window(answered=5, capacities=[0.5, 0.0, 0.6, 0.4, 0.1]), 10,
+                    1.0) == "idle"
+    assert classify(_Window(answered=5, capacities=[0.1, 0.0, 0.6, 0.1, 0.2]), 10,
+                    1.0) == "trouble"
 
 
 def test_capacity_hints_are_read_safely() -> None:
