@@ -29,13 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
@@ -45,6 +48,8 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from queue_gate import controller
 from queue_gate.settings import MODES, Settings
 from vaccine_queue.lua import Reply, ScriptError, register
+
+log = logging.getLogger(__name__)
 
 PREFIX = "qg"
 ROOMS_KEY = f"{PREFIX}:rooms"
@@ -386,6 +391,9 @@ class _Replicas:
     node: str | None = None
     link: aioredis.Redis | None = None
     relearning: asyncio.Future[None] | None = None
+    # Links replaced after a failure, closed once the calls still on them are over.
+    retired: set[aioredis.Redis] = field(default_factory=set)
+    retiring: set[asyncio.Future[None]] = field(default_factory=set)
 
     async def link_to(self, cluster: RedisCluster, key: str) -> aioredis.Redis:
         """A client of the node the cluster client names master of `key`'s slot, made
@@ -411,21 +419,69 @@ class _Replicas:
             self.relearning = asyncio.ensure_future(_ask_about(cluster, key))
 
     def close_link(self) -> None:
+        """Stop using the link. It is closed only after `LINK_RETIRE_S`: closing a pool
+        disconnects the connections in use too, and a call still connecting or writing on
+        one then fails inside redis-py (an AttributeError, no Redis error), which left a
+        batch of joins unanswered."""
         if self.link is not None:
             link, self.link = self.link, None
-            task = asyncio.ensure_future(link.aclose())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+            self.retired.add(link)
+            task = asyncio.ensure_future(self._close_later(link))
+            self.retiring.add(task)
+            task.add_done_callback(self.retiring.discard)
+
+    async def _close_later(self, link: aioredis.Redis) -> None:
+        await asyncio.sleep(LINK_RETIRE_S)
+        self.retired.discard(link)
+        with contextlib.suppress(RedisError, OSError):
+            await link.aclose()
+
+    async def aclose(self) -> None:
+        """Close the link and the retired ones now (the store is closing)."""
+        if self.relearning is not None:
+            self.relearning.cancel()
+        for task in self.retiring:
+            task.cancel()
+        links = [*self.retired, *([self.link] if self.link is not None else [])]
+        self.link = None
+        self.retired.clear()
+        for link in links:
+            with contextlib.suppress(RedisError, OSError):
+                await link.aclose()
 
 
 async def _ask_about(cluster: RedisCluster, key: str) -> None:
-    with contextlib.suppress(RedisError, RedisClusterException, OSError):
+    try:
         await cluster.exists(key)
+    except Exception as exc:
+        if not _redis_trouble(exc):
+            raise
 
 
-# Links being closed in the background (a reference keeps the task alive).
-_closing: set[asyncio.Future[None]] = set()
 NODE_LINK_CONNECTIONS = 16
+_REDIS_PACKAGE = str(Path(redis.__file__).parent)
+
+
+def _raised_in_redis(exc: BaseException) -> bool:
+    """Whether the innermost frame of `exc`'s traceback is redis-py's own code."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.startswith(_REDIS_PACKAGE)
+
+
+def _redis_trouble(exc: BaseException) -> bool:
+    """A Redis or network error, or redis-py tripping over a connection that its client
+    disconnected during the call: a cluster client that resets its layout in a failover
+    disconnects every node's connections, those in use included, and a call on one fails
+    with an AttributeError (its writer gone) rather than a ConnectionError. Either way the
+    call did not get through: "busy, retry" like any Redis error."""
+    if isinstance(exc, RedisError | RedisClusterException | OSError):
+        return True
+    return isinstance(exc, AttributeError | TypeError | KeyError | IndexError) and \
+        _raised_in_redis(exc)
 
 
 class _Script:
@@ -452,8 +508,10 @@ class _Script:
                 raw = await self._run_on_node(self._client, keys, args)
             else:
                 raw = await self._script(keys=keys, args=args)
-        except (RedisError, RedisClusterException, OSError) as exc:
-            raise GateUnavailable(str(exc)) from exc
+        except Exception as exc:
+            if not _redis_trouble(exc):
+                raise
+            raise _unavailable(exc) from exc
         return Reply(raw, self.name)
 
     async def _run_on_node(self, cluster: RedisCluster, keys: Sequence[str],
@@ -465,9 +523,10 @@ class _Script:
         link = await self._replicas.link_to(cluster, keys[0])
         try:
             return await self._run_replicated(link, keys, args)
-        except (RedisError, RedisClusterException, OSError):
-            self._replicas.close_link()
-            self._replicas.relearn(cluster, keys[0])
+        except Exception as exc:
+            if _redis_trouble(exc) and self._replicas.link is link:
+                self._replicas.close_link()
+                self._replicas.relearn(cluster, keys[0])
             raise
 
     async def _run_replicated(self, client: aioredis.Redis, keys: Sequence[str],
@@ -509,6 +568,9 @@ class _Script:
 
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
+# How long a replaced cluster link stays open for the calls still on it: longer than one
+# takes (a connect, then a pipeline's replies, each bounded by its timeout).
+LINK_RETIRE_S = CONNECT_TIMEOUT_S + 2 * SOCKET_TIMEOUT_S
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -530,6 +592,14 @@ class RedisConnection:
         if self._sentinel is not None:
             for watcher in self._sentinel.sentinels:
                 await watcher.aclose()
+
+
+def _unavailable(exc: Exception) -> GateUnavailable:
+    """`GateUnavailable` for an error `_redis_trouble` accepts (redis-py's own slips named
+    as such in the log)."""
+    if isinstance(exc, RedisError | RedisClusterException | OSError):
+        return GateUnavailable(str(exc))
+    return GateUnavailable(f"redis-py: {type(exc).__name__}: {exc}")
 
 
 def _replicas_of(role: Any) -> list[Any]:
@@ -623,11 +693,7 @@ class RoomStore:
     async def aclose(self) -> None:
         """Close what the store opened itself (on a cluster, its link to the room's node);
         the client is the caller's."""
-        if self._replicas.relearning is not None:
-            self._replicas.relearning.cancel()
-        if self._replicas.link is not None:
-            await self._replicas.link.aclose()
-            self._replicas.link = None
+        await self._replicas.aclose()
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(self._clock())
@@ -635,8 +701,10 @@ class RoomStore:
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             return await operation()
-        except (RedisError, OSError) as exc:
-            raise GateUnavailable(str(exc)) from exc
+        except Exception as exc:
+            if not _redis_trouble(exc):
+                raise
+            raise _unavailable(exc) from exc
 
     async def tick(self, seen: Sequence[int] = ()) -> TickResult:
         """Admit at the rate, mark `seen` numbers present, read the room (creating it)."""
@@ -729,6 +797,17 @@ class RoomStore:
                 if not join.result.done():
                     join.result.set_exception(type(exc)(str(exc)))
             return
+        except BaseException as exc:
+            # Whatever else ended the call, every join of the batch gets an answer: one
+            # left pending holds its visitor's request open until the client gives up.
+            stopping = isinstance(exc, asyncio.CancelledError)
+            if not stopping:
+                log.error("join batch of room %s failed", self.room, exc_info=exc)
+            for join in batch:
+                if not join.result.done():
+                    join.result.set_exception(
+                        GateUnavailable("the gate is stopping") if stopping else exc)
+            raise
         for join, result in zip(batch, results, strict=True):
             if result.number:
                 self._memory.saw(result.epoch, result.number)
@@ -864,6 +943,8 @@ class RoomStore:
 async def known_rooms(client: RedisClient) -> list[str]:
     try:
         rooms = await client.smembers(ROOMS_KEY)
-    except (RedisError, OSError) as exc:
-        raise GateUnavailable(str(exc)) from exc
+    except Exception as exc:
+        if not _redis_trouble(exc):
+            raise
+        raise _unavailable(exc) from exc
     return sorted(str(room) for room in rooms)

@@ -14,11 +14,12 @@ import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from redis.asyncio.connection import Connection
 
 from devtools.servers import LocalCluster, LocalSentinel, private_redis_cluster, private_sentinel
 from queue_gate.admin import create_admin_app
 from queue_gate.keys import store_key
-from queue_gate.store import RoomKeys
+from queue_gate.store import GateUnavailable, RoomKeys, _redis_trouble
 from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth, join
 from vaccine_queue.contract import PASS_HEADER
 
@@ -186,3 +187,97 @@ async def test_on_a_cluster_places_and_passes_wait_for_the_room_nodes_replica(
         assert int((await node.info("replication"))["connected_slaves"]) == 1
     finally:
         await node.aclose()
+
+
+# --- a master failing over (a cluster of the test's own: it loses a node) ---------------
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    with private_redis_cluster(masters=3, replicas=1) as started:
+        yield started
+
+
+def slot_master(cluster: LocalCluster, key: str) -> int:
+    """The port of the master serving `key`'s slot."""
+    with redis.Redis.from_url(cluster.url) as client:
+        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for first, last, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if int(first) <= slot <= int(last):
+                return int(master[1])
+    raise AssertionError(f"no master for slot {slot}")
+
+
+async def replica_in_sync(cluster: LocalCluster, port: int) -> None:
+    """Until a replica of the master at `port` has its link up: a replica that never
+    synced is too stale to be elected, and the slot would stay without a master."""
+    for _ in range(600):
+        for server in cluster.servers:
+            with redis.Redis.from_url(server.url, decode_responses=True) as node:
+                info = node.info("replication")
+            if info.get("master_port") == port and info.get("master_link_status") == "up":
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no replica of {port} in sync")
+
+
+async def test_every_join_is_answered_while_the_rooms_master_fails_over(
+    own_cluster: LocalCluster, make_gate: GateFactory,
+) -> None:
+    """Visitors join one after another (their batches overlap on the room's node) while
+    the master of the room's slot is killed and its replica takes over: each join gets a
+    place or "busy, retry" (GateUnavailable), none is left without an answer, and places
+    come back once the replica is master. (The bound on each join only keeps a lost answer
+    from hanging the test.)"""
+    gate = await make_gate(redis_url=own_cluster.url, redis_cluster=True, room="failing")
+    await gate.tick()
+    store = gate.app[store_key]
+    port = slot_master(own_cluster, RoomKeys("failing").state)
+    victim = next(s for s in own_cluster.servers if s.url.endswith(f":{port}/0"))
+    await replica_in_sync(own_cluster, port)
+    victim.process.kill()
+    counts = {"busy": 0, "places_after": 0}
+
+    async def visitor(index: int) -> None:
+        for attempt in range(5000):
+            if counts["places_after"] >= 100:
+                return
+            try:
+                await asyncio.wait_for(store.join(f"v{index}-{attempt}"), timeout=30)
+            except GateUnavailable:
+                counts["busy"] += 1
+            else:
+                counts["places_after"] += 1 if counts["busy"] else 0
+            await asyncio.sleep(0.002 * (index % 5))
+
+    await asyncio.gather(*(visitor(index) for index in range(20)))
+    assert counts["busy"] and counts["places_after"] >= 100
+
+
+async def test_a_join_batch_that_fails_inside_redis_py_still_answers_its_joins(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call can fail inside redis-py with no Redis error (a cluster client resetting its
+    layout disconnects the connections in use: their writer is gone). The joins batched on
+    it are answered with that error instead of waiting for ever."""
+    store = gate.app[store_key]
+
+    async def torn_down(keys: object, args: object, *, replicated: bool = False) -> None:
+        # The writer of a connection its client disconnected, as in the failover.
+        await Connection()._send_packed_command([b"PING"])
+
+    monkeypatch.setattr(store, "_join", torn_down)
+    answers = await asyncio.wait_for(asyncio.gather(
+        *(store.join(f"t-{i}") for i in range(3)), return_exceptions=True), timeout=30)
+    assert [type(answer) for answer in answers] == [AttributeError] * 3
+
+
+async def test_redis_pys_own_slips_count_as_redis_trouble() -> None:
+    """Such a failure is "busy, retry" at the boundary (`GateUnavailable`), like a lost
+    connection; the same error raised by the gate's own code is not."""
+    with pytest.raises(AttributeError) as inside:
+        await Connection()._send_packed_command([b"PING"])
+    assert _redis_trouble(inside.value)
+    with pytest.raises(AttributeError) as ours:
+        getattr(None, "writelines")  # noqa: B009
+    assert not _redis_trouble(ours.value)
