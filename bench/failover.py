@@ -40,7 +40,7 @@ from devtools.binaries import find_redis_server
 from devtools.processes import HOST, ManagedProcess, free_port
 from devtools.servers import private_redis, private_redis_cluster, private_sentinel
 from queue_gate.store import RoomKeys
-from tests.queue_gate.rush_under_fault import Counts, Rush
+from tests.queue_gate.rush_under_fault import ANSWER_TIMEOUT, Counts, Rush
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ async def run_rush(gates: list[str], fault: Fault, args: argparse.Namespace) -> 
     until_s = FAULT_AT_S + RESUME_BUDGET_S + args.measure_s + 2 * args.poll_cap_s
     connector = aiohttp.TCPConnector(limit=512)
     async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=15)) as session:
+                                     timeout=ANSWER_TIMEOUT) as session:
         striking = asyncio.create_task(strike())
         await rush.run(session, until_s=until_s)
         await striking

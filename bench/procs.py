@@ -178,6 +178,17 @@ class Stack:
         return self._start(name, argv, port, admin_port=admin_port, env=env, cpus=cpus,
                            cwd=src)
 
+    def standin(self, backend_url: str, *, slots: int, service_ms: float,
+                hint: str = "slots") -> Proc:
+        """`bench.standin` in front of `backend_url`: `slots` requests at once, each held
+        at least `service_ms`, its capacity hint from `hint` (slots | backend); its control
+        API (phases, records) on `admin_port`."""
+        port, admin_port = free_port(), free_port()
+        argv = [sys.executable, "-m", "bench.standin", "--port", str(port), "--control-port",
+                str(admin_port), "--backend", backend_url, "--slots", str(slots),
+                "--service-ms", str(service_ms), "--hint", hint]
+        return self._start("standin", argv, port, admin_port=admin_port)
+
     def stop(self, proc: Proc, wait_s: float = 10.0) -> None:
         proc.stop(wait_s)
         if proc in self.procs:

@@ -2,7 +2,9 @@
 so nothing administrative may live on the public app.
 
 All `/admin/...` routes need `Authorization: Bearer <BOOKING_ADMIN_TOKEN>`; `/healthz` and
-`/metrics` are open (this port must not be reachable from the internet).
+`/metrics` are open (this port must not be reachable from the internet). The centre's
+pages under `/centre/` (`centre_pages.py`) sign in with the same token once and then carry
+a session cookie, which counts nowhere else.
 """
 
 from __future__ import annotations
@@ -11,17 +13,24 @@ import contextlib
 import datetime as dt
 import hmac
 import logging
+import zoneinfo
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from booking_backend import keys
+from booking_backend import keys, retention
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
+from booking_backend.centre_pages import CENTRE_PREFIX
+from booking_backend.centre_pages import install as install_centre_pages
+from booking_backend.closures import ClosureError, Closures, parse_request
+from booking_backend.daylist import DayLists, parse_day, to_csv, to_json
 from booking_backend.db import StoreUnavailable
+from booking_backend.eligibility import InvalidInput, parse_birth_date
 from booking_backend.inventory import parse_slot_document
 from booking_backend.levels import read_levels
-from booking_backend.metrics import LEVEL_METRICS
+from booking_backend.metrics import ATTENDANCE_METRICS, LEVEL_METRICS
+from vaccine_queue.i18n import translator
 from vaccine_queue.pages import Handler, Problem
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,8 @@ def _error(code: str, message: str, status: int) -> web.Response:
 
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == CENTRE_PREFIX or request.path.startswith(f"{CENTRE_PREFIX}/"):
+        return await handler(request)  # the centre's pages check their own session
     if request.path not in OPEN_PATHS:
         token = request.app[keys.settings_key].admin_token
         given = request.headers.get("Authorization", "")
@@ -48,7 +59,10 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except Problem as exc:
-        return _error(exc.code, str(exc.extra.get("message", exc.code)), exc.status)
+        # Operators read English: the problem's own message, else the catalogue's words.
+        english = translator("en")
+        default = exc.message(english) if english.has(exc.message_key) else exc.code
+        return _error(exc.code, str(exc.extra.get("message", default)), exc.status)
     except StoreUnavailable as exc:
         log.warning("admin: store unavailable: %s", exc)
         response = _error("store_unavailable", "The database is unavailable.", 503)
@@ -90,6 +104,13 @@ async def metrics(request: web.Request) -> web.Response:
         # When the database is down the scrape still answers; gauges keep their last values.
         with contextlib.suppress(StoreUnavailable):
             backend.metrics.observe(await read_levels(backend.db), backend.clock())
+    now = backend.clock()
+    if (not names or names & ATTENDANCE_METRICS) and backend.metrics.attendance_due(now):
+        with contextlib.suppress(StoreUnavailable):
+            catalogue = await backend.catalogue.get()
+            if catalogue is not None:
+                backend.metrics.observe_attendance(
+                    await _day_lists(request).attendance(catalogue.centres), now)
     registry = backend.registry.restricted_registry(names) if names else backend.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -208,6 +229,114 @@ async def sweep(request: web.Request) -> web.Response:
     return web.json_response({"holds_expired": expired, "codes_expired": codes})
 
 
+# -- cancelling a range of a centre, retention (issue 17) ------------------------------------
+def _closures(request: web.Request) -> Closures:
+    backend = request.app[keys.backend_key]
+    return Closures(backend.db, backend.settings, backend.clock)
+
+
+def _closure_problem(exc: ClosureError) -> Problem:
+    return Problem("not_found" if exc.status == 404 else "invalid", exc.status,
+                   extra={"message": str(exc)})
+
+
+async def create_closure(request: web.Request) -> web.Response:
+    """Cancel every booking of a centre in [from, until) and close the range; with
+    `dry_run`, only say how many people it would affect."""
+    backend = request.app[keys.backend_key]
+    raw = await _json(request)
+    closures = _closures(request)
+    try:
+        wanted = parse_request(request.match_info["centre"], raw,
+                               zoneinfo.ZoneInfo(backend.settings.timezone), closures.now())
+        if wanted.dry_run:
+            counts = await closures.preview(wanted)
+            return web.json_response({"dry_run": True, "centre": wanted.centre,
+                                      "from": wanted.from_at, "until": wanted.until_at,
+                                      **counts})
+        cid, counts, assigned = await closures.close(wanted)
+    except ClosureError as exc:
+        raise _closure_problem(exc) from exc
+    backend.outbox.wakeup()
+    if assigned:
+        backend.metrics.bookings.labels(channel="waitlist").inc(len(assigned))
+    return web.json_response({"dry_run": False, "closure": cid, "centre": wanted.centre,
+                              "from": wanted.from_at, "until": wanted.until_at, **counts},
+                             status=201)
+
+
+async def list_closures(request: web.Request) -> web.Response:
+    try:
+        found = await _closures(request).list(request.match_info["centre"])
+    except ClosureError as exc:
+        raise _closure_problem(exc) from exc
+    return web.json_response({"closures": found})
+
+
+async def purge(request: web.Request) -> web.Response:
+    backend = request.app[keys.backend_key]
+    raw = await _json(request) if request.can_read_body else {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("dry_run", False), bool):
+        raise _bad("expected a JSON object; dry_run must be true or false")
+    dry_run = bool(raw.get("dry_run", False))
+    counts = await retention.purge(backend.db, int(backend.clock()),
+                                   backend.settings.retention_days, dry_run=dry_run)
+    log.info("purge%s: %s", " (dry run)" if dry_run else "", counts)
+    return web.json_response({"dry_run": dry_run,
+                              "retention_days": backend.settings.retention_days, **counts})
+
+
+async def export_person(request: web.Request) -> web.Response:
+    """Everything stored about the person of a booking (a request under GDPR Art. 15)."""
+    backend = request.app[keys.backend_key]
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        raise _bad("expected a JSON object with booking_code and birth_date")
+    try:
+        born = parse_birth_date(raw.get("birth_date"), backend.service.today())
+    except InvalidInput as exc:
+        raise _bad("birth_date must be a date (DD.MM.YYYY or YYYY-MM-DD)", 400) from exc
+    try:
+        found = await retention.export(backend.db, raw.get("booking_code"), born)
+    except retention.NotFound as exc:
+        raise Problem("not_found", 404, extra={
+            "message": "No booking with this code and birth date."}) from exc
+    return web.json_response(found)
+# -- the centre's day list and check-in (issue 17) ---------------------------------------
+def _day_lists(request: web.Request) -> DayLists:
+    backend = request.app[keys.backend_key]
+    return DayLists(backend.db, backend.clock, backend.settings.timezone)
+
+
+async def day_list(request: web.Request) -> web.Response:
+    """`GET /admin/centres/{centre}/days/{day}` as JSON; `{day}.csv` or `?format=csv` as CSV."""
+    raw = request.match_info["day"]
+    as_csv = raw.endswith(".csv") or request.query.get("format") == "csv"
+    day = parse_day(raw.removesuffix(".csv"))
+    catalogue = await request.app[keys.service_key].catalogue()
+    found = await _day_lists(request).day_list(catalogue, request.match_info["centre"], day)
+    if not as_csv:
+        return web.json_response(to_json(found))
+    name = f"daylist-{found.centre}-{found.day.isoformat()}.csv"
+    return web.Response(text=to_csv(found), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "Cache-Control": "no-store"})
+
+
+async def mark_attendance(request: web.Request) -> web.Response:
+    """`POST /admin/bookings/{code}/attendance` `{"dose": ..., "status": ...}`."""
+    raw = await _json(request)
+    if not isinstance(raw, dict):
+        raise _bad("expected a JSON object with dose and status")
+    mark = await _day_lists(request).mark(request.match_info["code"], raw.get("dose"),
+                                          raw.get("status"))
+    if mark.changed:
+        log.info("check-in: %s dose of a booking marked %s", mark.dose, mark.status)
+    return web.json_response({"booking_code": mark.code, "dose": mark.dose,
+                              "status": mark.status, "marked_at": mark.marked_at,
+                              "previous": mark.previous, "changed": mark.changed})
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -219,5 +348,16 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/admin/invitations", create_invitations)
     app.router.add_get("/admin/invitations", list_invitations)
     app.router.add_post("/admin/sweep", sweep)
+    # Issue 17: cancelling a range of a centre, retention and export.
+    app.router.add_post("/admin/centres/{centre}/closures", create_closure)
+    app.router.add_get("/admin/centres/{centre}/closures", list_closures)
+    app.router.add_post("/admin/purge", purge)
+    app.router.add_post("/admin/persons/export", export_person)
+    # The centre's day list and check-in (issue 17)
+    app.router.add_get("/admin/centres/{centre}/days/{day}", day_list)
+    app.router.add_post("/admin/bookings/{code}/attendance", mark_attendance)
+    backend = app[keys.backend_key]
+    install_centre_pages(app, backend.settings, backend.service,
+                         DayLists(backend.db, backend.clock, backend.settings.timezone))
 
 

@@ -90,11 +90,13 @@ class Backend:
     def render_message(self, kind: str, lang: str, fields: dict[str, str]) -> str:
         minutes = max(1, self.settings.code_validity_seconds // 60)
         key = {"code": "msg.code", "cancel_code": "msg.cancel_code",
-               "assigned": "msg.assigned", "booked": "msg.booked"}.get(kind, "msg.code")
+               "assigned": "msg.assigned", "booked": "msg.booked",
+               "centre_cancelled": "msg.centre_cancelled",
+               "centre_cancelled_second": "msg.centre_cancelled_second"}.get(kind, "msg.code")
         # A message queued with a language no longer offered is sent in the default one.
         t = translator(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
         return t(key, code=fields.get("code", ""), minutes=minutes,
-                 booking=fields.get("booking", ""))
+                 booking=fields.get("booking", ""), reason=fields.get("reason", ""))
 
     async def open(self) -> None:
         self._users += 1

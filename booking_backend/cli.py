@@ -11,6 +11,11 @@ messages in a process of its own (run the backend with BOOKING_OUTBOX_WORKER=0 t
     stats                         free / held / booked units, bookings, people waiting
     invitations WAVE MIN_AGE N    create a wave of invitation codes (printed one per line)
     sweep                         expire held pairs whose time ran out, now
+    cancel-range --centre ID --from T --until T --reason TEXT [--dry-run]
+                                  cancel a centre's appointments in [from, until)
+    closures CENTRE               the ranges cancelled at a centre
+    day-list --centre ID --date YYYY-MM-DD [--output FILE]
+                                  a centre's day list as CSV (stdout, or FILE)
     outbox-worker                 deliver codes and waiting-list news (runs until Ctrl-C)
 """
 
@@ -24,6 +29,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -38,7 +44,9 @@ class CliError(Exception):
     """Shown to the operator as one line, exit code 1."""
 
 
-async def call(method: str, path: str, body: Any = None, *, raw: str | None = None) -> Any:
+async def call(method: str, path: str, body: Any = None, *, raw: str | None = None,
+               text: bool = False) -> Any:
+    """The admin API's answer as JSON (`text`: as the text it sent, e.g. CSV)."""
     env = Env()
     base = env.text("BOOKING_ADMIN_URL", DEFAULT_ADMIN_URL).rstrip("/")
     token = env.text("BOOKING_ADMIN_TOKEN")
@@ -56,16 +64,31 @@ async def call(method: str, path: str, body: Any = None, *, raw: str | None = No
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session,
             session.request(method, base + path, **kwargs) as response,
         ):
+            sent = await response.text(encoding="utf-8")
+            if text and response.status < 400:
+                return sent
             try:
-                answer = await response.json(content_type=None)
+                answer = json.loads(sent)
             except ValueError:
-                answer = {"message": await response.text()}
+                answer = {"message": sent}
             if response.status >= 400:
                 message = answer.get("message") if isinstance(answer, dict) else answer
                 raise CliError(f"{response.status}: {message}")
             return answer
     except aiohttp.ClientError as exc:
         raise CliError(f"cannot reach {base}: {exc}") from exc
+
+
+async def day_list(centre: str, date: str, output: str | None) -> None:
+    text: str = await call("GET", f"/admin/centres/{quote(centre, safe='')}/days/"
+                                  f"{quote(date, safe='')}.csv", text=True)
+    if output is None:
+        sys.stdout.write(text)  # the CLI's output: the CSV as the API sent it
+        return
+    try:
+        await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror}") from exc
 
 
 def show(value: Any) -> None:
@@ -97,6 +120,14 @@ async def run(args: argparse.Namespace) -> None:
         show(await call("POST", "/admin/sweep"))
     elif args.command == "outbox-worker":
         await outbox_worker()
+    elif args.command == "cancel-range":
+        show(await call("POST", f"/admin/centres/{quote(args.centre, safe='')}/closures", {
+            "from": args.from_, "until": args.until, "reason": args.reason,
+            "dry_run": args.dry_run}))
+    elif args.command == "closures":
+        show(await call("GET", f"/admin/centres/{quote(args.centre, safe='')}/closures"))
+    elif args.command == "day-list":
+        await day_list(args.centre, args.date, args.output)
 
 
 def _read(path: str) -> str:
@@ -143,6 +174,21 @@ def main(argv: list[str] | None = None) -> None:
     inv.add_argument("count", type=int)
     sub.add_parser("sweep", help="expire held pairs whose time ran out")
     sub.add_parser("outbox-worker", help="deliver messages from this process")
+    cancel = sub.add_parser("cancel-range",
+                            help="cancel a centre's appointments in a time range")
+    cancel.add_argument("--centre", required=True)
+    cancel.add_argument("--from", dest="from_", required=True,
+                        help="ISO date-time (local time without offset) or epoch seconds")
+    cancel.add_argument("--until", required=True, help="end of the range (not included)")
+    cancel.add_argument("--reason", required=True, help="told to every person affected")
+    cancel.add_argument("--dry-run", action="store_true",
+                        help="only count who would be affected")
+    closures = sub.add_parser("closures", help="the ranges cancelled at a centre")
+    closures.add_argument("centre")
+    day = sub.add_parser("day-list", help="a centre's day list as CSV")
+    day.add_argument("--centre", required=True, help="the centre's id (as in the catalogue)")
+    day.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
+    day.add_argument("--output", default=None, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -98,6 +98,15 @@ class Database:
             raise StoreUnavailable("the database pool is not open")
         return self._pool
 
+    def free_share(self) -> float:
+        """Share of the pool's connections free now, 0 to 1 (for the capacity hint); 0
+        while the pool is closed. Requests waiting for a connection are not seen: a full
+        pool says 0 however many wait."""
+        if self._pool is None:
+            return 0.0
+        busy = self._pool.get_size() - self._pool.get_idle_size()
+        return max(0.0, 1 - busy / self.size)
+
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection, waited for up to the acquire timeout."""

@@ -24,7 +24,7 @@ from booking_backend.catalogue import Catalogue, Centre
 from booking_backend.db import Connection, Database, StoreUnavailable
 from booking_backend.identity import new_code
 from booking_backend.settings import Settings
-from booking_backend.slots import insert_booking, take_pair
+from booking_backend.slots import insert_booking, lock_units, take_pair
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ async def end_hold(conn: Connection, row: asyncpg.Record, status: str, now: int)
     """End a live hold whose row this transaction locked and give both units back. An
     expiry is counted here, in the step that ends the hold: whoever ends it (the sweeper,
     the next hold, a late confirmation) counts it exactly once."""
+    await lock_units(conn, row["centre"], [row["first_start"], row["second_start"]])
     await conn.execute(
         "UPDATE slots SET held = held - 1 WHERE centre = $1 AND start_at = ANY($2::bigint[])",
         row["centre"], [row["first_start"], row["second_start"]])
@@ -352,6 +353,7 @@ class Inventory:
                 " WHERE id = $1", hid, code, now)
             # The units were taken when the hold was made: confirming only relabels them,
             # so nothing can be oversold here and once this commits the booking stands.
+            await lock_units(conn, h["centre"], [h["first_start"], h["second_start"]])
             await conn.execute(
                 "UPDATE slots SET held = held - 1, booked = booked + 1"
                 " WHERE centre = $1 AND start_at = ANY($2::bigint[])",
@@ -368,7 +370,9 @@ class Inventory:
         return await self.db.transaction(work)
 
     async def booking(self, code: str) -> Booking | None:
-        row = await self.db.fetchrow("SELECT * FROM bookings WHERE code = $1", code)
+        # A purged booking has no name, birth date or contact left: it is found no more.
+        row = await self.db.fetchrow(
+            "SELECT * FROM bookings WHERE code = $1 AND purged_at IS NULL", code)
         return None if row is None else Booking.from_row(row)
 
     async def cancel(self, booking: Booking) -> Outcome:
@@ -384,6 +388,7 @@ class Inventory:
             if row is None:
                 return Outcome("not_active")
             # An appointment already past is not given back: its capacity goes with it.
+            await lock_units(conn, row["centre"], [row["first_start"], row["second_start"]])
             await conn.execute(
                 "UPDATE slots SET booked = booked - 1,"
                 " capacity = capacity - (start_at <= $3)::integer"

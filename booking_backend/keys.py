@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from itsdangerous import URLSafeTimedSerializer
@@ -19,6 +20,9 @@ from booking_backend.settings import Settings
 from vaccine_queue.contract import AdmissionPass, PassCodec
 from vaccine_queue.pages import Pages
 
+if TYPE_CHECKING:
+    from booking_backend.capacity import Capacity  # it reads these keys
+
 backend_key: web.AppKey[Backend] = web.AppKey("backend")
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
 metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
@@ -30,6 +34,7 @@ csrf_key: web.AppKey[URLSafeTimedSerializer] = web.AppKey("csrf")
 pages_key: web.AppKey[Pages] = web.AppKey("pages")
 outbox_task_key: web.AppKey[asyncio.Task[None]] = web.AppKey("outbox_task")
 sweeper_task_key: web.AppKey[asyncio.Task[None]] = web.AppKey("sweeper_task")
+capacity_key: web.AppKey[Capacity] = web.AppKey("capacity")
 
 admission_key: web.RequestKey[AdmissionPass] = web.RequestKey("admission")
 owner_key: web.RequestKey[str] = web.RequestKey("owner")

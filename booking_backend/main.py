@@ -3,7 +3,8 @@
 `create_app` builds the citizens' app (pages and JSON API, every request needs a gate pass);
 `create_admin_app` builds the operators' app for a separate port. Both can share one
 `Backend` (pass `public_app=`), so metrics and the database pool are shared in one process.
-`booking-backend migrate` applies the schema migrations and exits.
+`booking-backend migrate` applies the schema migrations and exits; `booking-backend purge
+[--dry-run]` removes the personal data whose time is up (BOOKING_RETENTION_DAYS) and exits.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CollectorRegistry
 
-from booking_backend import admin, api, keys, sessions, views
+from booking_backend import admin, api, keys, retention, sessions, views
 from booking_backend.api import is_api
 from booking_backend.backend import Backend
-from booking_backend.db import StoreUnavailable
+from booking_backend.capacity import Capacity, capacity_middleware
+from booking_backend.db import Database, StoreUnavailable
 from booking_backend.levels import read_levels
 from booking_backend.metrics import Metrics
 from booking_backend.migrations import migrate
@@ -177,6 +179,7 @@ def create_app(
     site = pages(settings)
     app = web.Application(
         middlewares=[
+            capacity_middleware,
             metrics_middleware,
             error_middleware(site, is_api=is_api, convert=store_trouble(backend.metrics)),
             language_middleware(secure_cookies=settings.cookie_secure),
@@ -186,6 +189,7 @@ def create_app(
     )
     _install(app, backend)
     app[keys.pages_key] = site
+    app[keys.capacity_key] = Capacity()
     app.cleanup_ctx.append(backend_ctx)
     app.cleanup_ctx.append(background_ctx)
     views.setup_routes(app)
@@ -233,10 +237,27 @@ async def serve(settings: Settings, host: str, port: int, admin_host: str,
             await runner.cleanup()
 
 
+async def purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
+    """One purge run against the database, from a shell, cron or a systemd timer."""
+    db = Database(settings.database_url, size=1,
+                  acquire_timeout=settings.database_acquire_timeout,
+                  statement_timeout=max(settings.database_statement_timeout, 300.0))
+    await db.open()
+    try:
+        return await retention.purge(db, int(time.time()), settings.retention_days,
+                                     dry_run=dry_run)
+    finally:
+        await db.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Vaccination booking backend")
-    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "migrate"),
-                        help="serve (default), or migrate: apply the schema migrations")
+    parser.add_argument("command", nargs="?", default="serve",
+                        choices=("serve", "migrate", "purge"),
+                        help="serve (default), migrate: apply the schema migrations, or"
+                        " purge: remove personal data past BOOKING_RETENTION_DAYS")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="purge: only count what would be removed")
     parser.add_argument("--host", default="127.0.0.1", help="public app host")
     parser.add_argument("--port", type=int, default=8082, help="public app port")
     parser.add_argument("--admin-host", default="127.0.0.1", help="admin app host")
@@ -254,6 +275,12 @@ def main(argv: list[str] | None = None) -> None:
             log.info("migrations applied: %s", ", ".join(applied) or "none, up to date")
             if args.command == "migrate":
                 return
+        if args.command == "purge":
+            counts = asyncio.run(purge(settings, dry_run=args.dry_run))
+            log.info("purge%s (%d days): %s", " dry run" if args.dry_run else "",
+                     settings.retention_days,
+                     ", ".join(f"{name} {n}" for name, n in counts.items()))
+            return
         settings.check_startable()
     except SettingsError as exc:
         parser.exit(2, f"booking-backend: {exc}\n")

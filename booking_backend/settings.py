@@ -49,6 +49,7 @@ _POSITIVE = {
     "code_validity_seconds": "BOOKING_CODE_VALIDITY_SECONDS",
     "code_max_attempts": "BOOKING_CODE_MAX_ATTEMPTS",
     "session_seconds": "BOOKING_SESSION_SECONDS",
+    "retention_days": "BOOKING_RETENTION_DAYS",
 }
 
 
@@ -98,6 +99,9 @@ class Settings:
     outbox_poll_seconds: float = 1.0  # BOOKING_OUTBOX_POLL_SECONDS
     sweep_seconds: float = 15.0  # BOOKING_SWEEP_SECONDS: hold sweeper period
     session_seconds: int = 3600  # BOOKING_SESSION_SECONDS
+    # BOOKING_RETENTION_DAYS: names, birth dates and contacts of a booking leave this many
+    # days after its second appointment (or its cancellation): `booking-backend purge`
+    retention_days: int = 30
     template_dir: str = ""  # BOOKING_TEMPLATE_DIR: operator overrides, searched first
     max_body_bytes: int = 16 * 1024  # BOOKING_MAX_BODY_BYTES
     demo_days: int = 70  # BOOKING_DEMO_DAYS: how many days of slots the demo generates
@@ -222,6 +226,7 @@ class Settings:
             sweep_seconds=env.number("BOOKING_SWEEP_SECONDS", d.sweep_seconds, minimum=0.01),
             session_seconds=env.integer("BOOKING_SESSION_SECONDS", d.session_seconds,
                                         minimum=1),
+            retention_days=env.integer("BOOKING_RETENTION_DAYS", d.retention_days, minimum=1),
             template_dir=env.text("BOOKING_TEMPLATE_DIR"),
             max_body_bytes=env.integer("BOOKING_MAX_BODY_BYTES", d.max_body_bytes,
                                        minimum=1024),

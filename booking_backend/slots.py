@@ -37,6 +37,16 @@ async def take_pair(conn: Connection, centre: str, first: int, second: int,
     return True
 
 
+async def lock_units(conn: Connection, centre: str, starts: list[int]) -> None:
+    """Lock slot rows in the order of their start, the order `take_pair` takes them in,
+    before a statement that changes several at once: `UPDATE ... WHERE start_at = ANY(...)`
+    locks in whatever order its plan visits rows, and two steps locking a pair in opposite
+    orders deadlock (one of them is then run again)."""
+    await conn.execute(
+        "SELECT 1 FROM slots WHERE centre = $1 AND start_at = ANY($2::bigint[])"
+        " ORDER BY start_at FOR UPDATE", centre, sorted(starts))
+
+
 async def find_pair(conn: Connection, centre: str, earliest: int, min_gap: int,
                     max_gap: int) -> tuple[int, int] | None:
     """The earliest free first slot from `earliest` with the earliest free second slot

@@ -313,7 +313,8 @@ class Outbox:
     async def _deliver(self, row: asyncpg.Record) -> None:
         mid, kind, lang = row["id"], row["kind"], row["lang"]
         contact = Contact(row["channel"], row["address"])
-        fields = {"code": row["code"] or "", "booking": row["booking"] or ""}
+        fields = {"code": row["code"] or "", "booking": row["booking"] or "",
+                  "reason": row["reason"] or ""}
         message = Message(mid, kind, contact, lang, self._render(kind, lang, fields))
         try:
             await self._sender.send(message)

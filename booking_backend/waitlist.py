@@ -46,7 +46,7 @@ class Waitlist:
                     identity):
                 return "already_booked", 0
             entry = await conn.fetchrow(
-                "SELECT seq, centre, district FROM waitlist"
+                "SELECT seq, centre, district, priority FROM waitlist"
                 " WHERE identity = $1 AND status = 'waiting'", identity)
             status = "already_waiting"
             if entry is None:
@@ -55,16 +55,19 @@ class Waitlist:
                     "INSERT INTO waitlist (id, identity, district, centre, status, invitation,"
                     " name, birth, channel, address, lang, joined) VALUES ($1, $2, $3, $4,"
                     " 'waiting', $5, $6, $7::text::date, $8, $9, $10, $11)"
-                    " RETURNING seq, centre, district",
+                    " RETURNING seq, centre, district, priority",
                     secrets.token_urlsafe(12), identity, district.id,
                     centre.id if centre else None, fields.get("invitation", ""),
                     fields["name"], fields["birth"], fields["channel"], fields["address"],
                     fields.get("lang", "de"), int(self._clock()))
             assert entry is not None  # INSERT ... RETURNING gives its row
+            # People a centre cancelled (priority 1) stand before everyone who joined.
             position = await conn.fetchval(
-                "SELECT count(*) FROM waitlist WHERE status = 'waiting' AND seq <= $1"
+                "SELECT count(*) FROM waitlist WHERE status = 'waiting'"
+                " AND (priority > $4 OR (priority = $4 AND seq <= $1))"
                 " AND (CASE WHEN $2::text IS NULL THEN centre IS NULL AND district = $3"
-                " ELSE centre = $2 END)", entry["seq"], entry["centre"], entry["district"])
+                " ELSE centre = $2 END)", entry["seq"], entry["centre"], entry["district"],
+                entry["priority"])
             return status, int(position)
 
         return await self._db.transaction(work)
@@ -73,8 +76,8 @@ class Waitlist:
 async def assign(conn: Connection, centre: str, district: str, quota: int, *, now: int,
                  earliest: int, min_gap: int, max_gap: int) -> list[str]:
     """Give up to `quota` pairs of `centre` to the oldest entries of its own list and its
-    district's list (in order of joining across both), inside the caller's transaction.
-    Returns the booking codes assigned."""
+    district's list (people a centre cancelled first, then in order of joining across
+    both), inside the caller's transaction. Returns the booking codes assigned."""
     assigned: list[str] = []
     for _ in range(quota + SKIP_MARGIN):
         if len(assigned) >= quota:
@@ -85,7 +88,7 @@ async def assign(conn: Connection, centre: str, district: str, quota: int, *, no
         entry = await conn.fetchrow(
             "SELECT * FROM waitlist WHERE status = 'waiting'"
             " AND (centre = $1 OR (centre IS NULL AND district = $2))"
-            " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED", centre, district)
+            " ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED", centre, district)
         if entry is None:
             break
         pair = await find_pair(conn, centre, earliest, min_gap, max_gap)

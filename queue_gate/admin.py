@@ -31,7 +31,14 @@ from queue_gate.keys import (
 )
 from queue_gate.responses import NO_STORE
 from queue_gate.settings import MODES, ROOM_NAME
-from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomStore, known_rooms
+from queue_gate.store import (
+    GateUnavailable,
+    NotReplicated,
+    RoomConfig,
+    RoomMissing,
+    RoomStore,
+    known_rooms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ API_FIELD_NAMES = {"max_active": "max_active_sessions"}
 
 # The operator whose token the request carried.
 operator_key = web.RequestKey("operator", str)
+
+MAX_CHALLENGE_BITS = 28
 
 
 class InvalidChange(ValueError):
@@ -121,6 +130,11 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
     rates = {name: None if value is None else round(value, 2) for name, value in (
         ("passed_over_per_minute", view.passed_over_per_minute() if here else None),
         ("frontier_per_minute", view.frontier_per_minute() if here else None))}
+    # The room's decision as this process's last tick saw it (only for its own room).
+    snapshot = view.snapshot if here else None
+    effective = None if snapshot is None else round(snapshot.effective_rate, 2)
+    backend = None if snapshot is None or snapshot.config.rate_mode != "adaptive" else (
+        "down" if snapshot.backend_down else "up")
     return {
         "room": store.room,
         "rate_per_minute": config.rate_per_minute,
@@ -130,8 +144,14 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         "opens_at": None if config.opens_at is None
         else dt.datetime.fromtimestamp(config.opens_at, dt.UTC).isoformat(),
         "max_active_sessions": config.max_active_sessions,
+        "challenge_bits": config.challenge_bits,
         "measured_rate_per_minute": None if measured is None else round(measured, 2),
         **rates,
+        "rate_mode": config.rate_mode,
+        "rate_min": config.rate_min,
+        "rate_max": config.rate_max,
+        "effective_rate_per_minute": effective,
+        "backend": backend,
         **counters,
     }
 
@@ -152,8 +172,14 @@ async def patch_room(request: web.Request) -> web.Response:
             return json_error(400, "invalid_json", "The body must be a JSON object.")
         try:
             changes = validate_changes(body)
+            if set(changes) & set(RATE_FIELDS):
+                # Race: two operators changing the bounds at once may each pass this check
+                # against the other's old values; the tick keeps rate_min..rate_max sane.
+                check_rate_bounds(await store.read_config(), changes)
         except InvalidChange as exc:
             return json_error(422, "invalid_change", str(exc))
+        except RoomMissing:
+            return json_error(404, "room_not_found", "No gate has created this room.")
         operator = request[operator_key]
         try:
             _, changed = await store.change_config(changes, operator=operator)
@@ -170,13 +196,16 @@ async def patch_room(request: web.Request) -> web.Response:
 
 
 FIELDS = ("rate_per_minute", "mode", "message", "session_minutes", "opens_at",
-          "max_active_sessions")
+          "max_active_sessions", "challenge_bits")
+# Adaptive admission (queue_gate/health.py): fixed, or between rate_min and rate_max.
+RATE_FIELDS = ("rate_mode", "rate_min", "rate_max")
+RATE_MODES = ("fixed", "adaptive")
 
 
 def validate_changes(body: object) -> dict[str, str | int | float | None]:
     if not isinstance(body, dict) or not body:
         raise InvalidChange(f"Send a JSON object with at least one of {', '.join(FIELDS)}.")
-    unknown = sorted(set(body) - set(FIELDS))
+    unknown = sorted(set(body) - set(FIELDS) - set(RATE_FIELDS))
     if unknown:
         raise InvalidChange(f"Unknown field(s): {', '.join(unknown)}.")
     changes: dict[str, str | int | float | None] = {}
@@ -185,6 +214,9 @@ def validate_changes(body: object) -> dict[str, str | int | float | None]:
     if "max_active_sessions" in body:
         changes["max_active"] = _bounded_int(body["max_active_sessions"], "max_active_sessions",
                                              0, MAX_ACTIVE_SESSIONS)
+    if "challenge_bits" in body:
+        changes["challenge_bits"] = _bounded_int(body["challenge_bits"], "challenge_bits",
+                                                 0, MAX_CHALLENGE_BITS)
     if "rate_per_minute" in body:
         changes["rate_per_minute"] = _bounded_int(body["rate_per_minute"], "rate_per_minute",
                                                   0, MAX_RATE_PER_MINUTE)
@@ -203,7 +235,33 @@ def validate_changes(body: object) -> dict[str, str | int | float | None]:
             raise InvalidChange(f"message must be text of at most {MAX_MESSAGE_LENGTH} "
                                 "characters (or null to clear it).")
         changes["message"] = message.strip()
+    changes.update(_rate_changes(body))
     return changes
+
+
+def _rate_changes(body: dict[str, object]) -> dict[str, str | int | float | None]:
+    changes: dict[str, str | int | float | None] = {}
+    if "rate_mode" in body:
+        if body["rate_mode"] not in RATE_MODES:
+            raise InvalidChange(f"rate_mode must be one of: {', '.join(RATE_MODES)}.")
+        changes["rate_mode"] = str(body["rate_mode"])
+    for name in ("rate_min", "rate_max"):
+        if name in body:
+            changes[name] = _bounded_int(body[name], name, 0, MAX_RATE_PER_MINUTE)
+    return changes
+
+
+def check_rate_bounds(config: RoomConfig, changes: dict[str, str | int | float | None]) -> None:
+    """0 <= rate_min <= rate_max, with the room's current values for those not sent; an
+    adaptive room needs a rate_max above 0."""
+    low = changes.get("rate_min", config.rate_min)
+    high = changes.get("rate_max", config.rate_max)
+    mode = changes.get("rate_mode", config.rate_mode)
+    assert isinstance(low, int) and isinstance(high, int)
+    if low > high:
+        raise InvalidChange(f"rate_min ({low}) must not be above rate_max ({high}).")
+    if mode == "adaptive" and high <= 0:
+        raise InvalidChange("rate_mode adaptive needs a rate_max above 0 (send rate_max too).")
 
 
 def _opening_time(value: object) -> float | None:

@@ -49,12 +49,17 @@ class RoomState:
     body: bytes
 
     @classmethod
-    def of(cls, config: RoomConfig, epoch: str) -> RoomState:
+    def of(cls, config: RoomConfig, epoch: str, *, effective_rate: float = 0.0,
+           backend_down: bool = False) -> RoomState:
+        adaptive = config.rate_mode == "adaptive"
         fields = {
             "mode": config.mode,
             "message": config.message or None,
-            "rate_per_minute": config.rate_per_minute,
+            # Adaptive admission: the rate admitted at now, and whether the booking system
+            # is recovering (nobody is admitted until it answers again).
+            "rate_per_minute": round(effective_rate) if adaptive else config.rate_per_minute,
             "opens_at": config.opens_at,
+            "recovering": adaptive and backend_down,
         }
         digest = hashlib.blake2b(json.dumps([epoch, fields], sort_keys=True).encode(),
                                  digest_size=8).hexdigest()
@@ -150,9 +155,10 @@ class RoomView:
         self._samples.append((result.now, result.frontier, result.admitted, result.skipped))
         while self._samples and result.now - self._samples[0][0] > MEASURE_WINDOW_S:
             self._samples.popleft()
-        if (previous is None or previous.config != result.config
-                or previous.epoch != result.epoch or self.room_state is None):
-            self.room_state = RoomState.of(result.config, result.epoch)
+        state = RoomState.of(result.config, result.epoch, effective_rate=result.effective_rate,
+                             backend_down=result.backend_down)
+        if self.room_state is None or state.version != self.room_state.version:
+            self.room_state = state
         self.snapshot = result
         self._fetched_at = time.monotonic()
         self._metrics.observe_room(self.store.room, result, self.measured_rate_per_minute(),
@@ -196,6 +202,8 @@ class RoomView:
         wait_s: float | None = None
         if snap.config.mode == "queue":
             rate = self.frontier_per_minute() or float(snap.config.rate_per_minute)
+            if snap.config.rate_mode == "adaptive":  # the rate admitted at now
+                rate = 0.0 if snap.backend_down else snap.effective_rate
             if rate > 0:
                 wait_s = position * 60 / rate
         return Estimate(position, wait_s, self.poll_after(wait_s))

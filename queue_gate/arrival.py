@@ -4,15 +4,27 @@ cookie that keeps their ticket.
 An app sends its ticket as `Authorization: Bearer <ticket>`, a browser in the ticket cookie
 (path `/queue`: only the gate ever reads it, it is never sent on to the backend). Joining
 asks Redis for the next number, unless the room is closed or the visitor's network address
-has used up its joins for now.
+has used up its joins for now (or, before opening, its draws of the pre-queue lottery).
+
+A room with `challenge_bits` asks new visitors for proof of work first (`challenge.py`):
+a join brings a solved challenge, which the join script accepts once.
 """
 
 from __future__ import annotations
+
+from typing import NoReturn
 
 from aiohttp import web
 
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admission import RoomView
+from queue_gate.challenge import (
+    ChallengeIssuer,
+    ChallengeRejected,
+    ChallengeRequired,
+    ChallengeUsed,
+    Solved,
+)
 from queue_gate.metrics import GateMetrics
 from queue_gate.settings import Settings
 from queue_gate.store import RoomStore
@@ -28,7 +40,7 @@ class JoinRefused(Exception):
 
     def __init__(self, reason: str, retry_after_s: int = 0) -> None:
         super().__init__(reason)
-        self.reason = reason  # "closed" | "limited"
+        self.reason = reason  # "closed" | "limited" | "draw_limited"
         self.retry_after_s = retry_after_s
 
     @property
@@ -40,7 +52,8 @@ class Arrival:
     """Reads the ticket a visitor brings and gives new visitors their place in line."""
 
     def __init__(self, *, settings: Settings, store: RoomStore, signer: TicketSigner,
-                 view: RoomView, policy: AddressPolicy, metrics: GateMetrics) -> None:
+                 view: RoomView, policy: AddressPolicy, metrics: GateMetrics,
+                 challenges: ChallengeIssuer) -> None:
         self._settings = settings
         self._room = settings.room
         self._store = store
@@ -48,6 +61,7 @@ class Arrival:
         self._view = view
         self._policy = policy
         self._metrics = metrics
+        self.challenges = challenges
 
     @staticmethod
     def token(request: web.Request) -> str | None:
@@ -74,14 +88,21 @@ class Arrival:
             raise TicketStale()
         return ticket
 
-    async def join(self, request: web.Request) -> tuple[Ticket, str]:
+    async def join(self, request: web.Request,
+                   solved: Solved | None = None) -> tuple[Ticket, str]:
         """The next place in line, or a pre-queue entry before opening: (ticket, token).
-        Raises `JoinRefused`."""
+        `solved`: the visitor's checked proof of work, when the room asks for one. Raises
+        `JoinRefused`, or `ChallengeUsed` for a solution that opened the door before."""
         address_key = self._policy.join_limit_key(self._policy.client_address(request))
         ticket_id = self._signer.new_ticket_id()
-        result = await self._store.join(ticket_id, address=address_key)
-        if result.mode in ("closed", "limited"):
-            reason = "room_closed" if result.mode == "closed" else "address_limit"
+        result = await self._store.join(
+            ticket_id, address=address_key,
+            challenge=None if solved is None else (solved.challenge_id, solved.expires_at))
+        if result.mode == "challenge_used":
+            self.challenge_refused(ChallengeUsed())
+        if result.mode in ("closed", "limited", "draw_limited"):
+            reason = {"closed": "room_closed", "limited": "address_limit",
+                      "draw_limited": "draw_limit"}[result.mode]
             self._metrics.joins_refused.labels(self._room, reason).inc()
             raise JoinRefused(result.mode, result.retry_after_s)
         self._metrics.tickets_issued.labels(self._room).inc()
@@ -89,8 +110,42 @@ class Arrival:
         return self._signer.issue_ticket(result.epoch, result.number, result.frontier,
                                          ticket_id=ticket_id, draw=draw)
 
+    async def challenge_bits(self) -> int:
+        """The proof of work the room asks of a new visitor (0: none), from the snapshot."""
+        if self._view.snapshot is None:
+            await self._view.refresh()  # normally the ticker has one already
+        snapshot = self._view.snapshot
+        return snapshot.config.challenge_bits if snapshot is not None else 0
+
+    async def solution(self, token: object, nonce: object) -> Solved | None:
+        """An app's or the waiting page's answer to a challenge, checked here (no Redis);
+        None when the room asks for none. Raises `ChallengeRejected`."""
+        bits = await self.challenge_bits()
+        if not bits:
+            return None
+        if token is None and nonce is None:
+            self.challenge_refused(ChallengeRequired())
+        try:
+            return self.challenges.verify(token, nonce, bits=bits)
+        except ChallengeRejected as exc:
+            self.challenge_refused(exc)
+
+    def challenge_refused(self, exc: ChallengeRejected) -> NoReturn:
+        self._metrics.joins_refused.labels(self._room, exc.code).inc()
+        raise exc
+
+    async def challenge_problem(self, exc: ChallengeRejected) -> Problem:
+        """428 with a fresh challenge: what an app is told when its join lacks proof of
+        work or brings a bad one (`exc.code` says which)."""
+        bits = await self.challenge_bits()
+        return Problem(exc.code, 428, extra={
+            "challenge": self.challenges.issue(bits).as_json() if bits else None})
+
     def refusal(self, refused: JoinRefused) -> Problem:
         """What an app is told when it cannot join (a browser gets a page instead)."""
+        if refused.reason == "draw_limited":
+            return Problem("too_many_draws", 429, retry_after=refused.retry_after_s,
+                           params={"minutes": refused.retry_after_minutes})
         if refused.reason == "limited":
             return Problem("too_many_joins", 429, retry_after=refused.retry_after_s,
                            params={"minutes": refused.retry_after_minutes})

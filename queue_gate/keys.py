@@ -10,6 +10,7 @@ from aiohttp import web
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admission import RoomView
 from queue_gate.arrival import Arrival
+from queue_gate.health import BackendHealth, HealthReporter
 from queue_gate.line import Line
 from queue_gate.metrics import GateMetrics
 from queue_gate.passes import Passes
@@ -33,5 +34,9 @@ line_key = web.AppKey("line", Line)
 passes_key = web.AppKey("passes", Passes)
 ticker_key = web.AppKey("ticker", asyncio.Task[None])
 backend_session_key = web.AppKey("backend_session", aiohttp.ClientSession)
+# Adaptive admission: this process's view of the backend, and what reports it to the room.
+backend_health_key = web.AppKey("backend_health", BackendHealth)
+health_reporter_key = web.AppKey("health_reporter", HealthReporter)
+health_task_key = web.AppKey("health_task", asyncio.Task[None])
 # The admin app reaches the gate's resources through the gate app it administers.
 gate_app_key = web.AppKey("gate_app", web.Application)

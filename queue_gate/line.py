@@ -23,7 +23,7 @@ from vaccine_queue.contract import Ticket, TicketStale
 class VisitorStatus:
     """Where a ticket stands, as the status API sends it (`as_json`)."""
 
-    state: str  # prequeue | waiting | admitted | paused | closed
+    state: str  # prequeue | waiting | admitted | paused | closed | recovering
     position: int | None  # None in the pre-queue: places are drawn at opening
     estimated_wait_s: float | None
     poll_after_s: float
@@ -107,6 +107,8 @@ class Line:
         span = ticket.number - ticket.frontier_at_join
         progress = 1.0 if span <= 0 or returning else min(max(1 - position / span, 0.0), 1.0)
         state = {"paused": "paused", "closed": "closed"}.get(config.mode, "waiting")
+        if state == "waiting" and snapshot.backend_down:
+            state = "recovering"  # adaptive admission: paused until the backend answers
         return VisitorStatus(
             state=state,
             position=max(position, 1),

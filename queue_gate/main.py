@@ -14,17 +14,21 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from queue_gate import admission, durability
+from queue_gate import admission, durability, health
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admin import create_admin_app
 from queue_gate.admission import RoomView
 from queue_gate.arrival import Arrival
+from queue_gate.challenge import ChallengeIssuer
 from queue_gate.keys import (
     address_policy_key,
     arrival_key,
+    backend_health_key,
     backend_session_key,
     clock_key,
     control_redis_key,
+    health_reporter_key,
+    health_task_key,
     line_key,
     metrics_key,
     pages_key,
@@ -126,8 +130,11 @@ def create_app(
             RoomStore(control.client, settings, clock=clock, memory=memory), settings, metrics)
         # The visitor's path: arrival -> line (where a ticket stands) -> pass.
         signer, now = app[signer_key], app[clock_key]
+        challenges = ChallengeIssuer(settings.secrets, settings.room,
+                                     wait_s=settings.challenge_wait_s, clock=now)
         app[arrival_key] = Arrival(settings=settings, store=store, signer=signer, view=view,
-                                   policy=app[address_policy_key], metrics=metrics)
+                                   policy=app[address_policy_key], metrics=metrics,
+                                   challenges=challenges)
         passes = app[passes_key] = Passes(settings=settings, store=store, signer=signer,
                                           metrics=metrics, clock=now)
         app[line_key] = Line(view=view, store=store, signer=signer, passes=passes, clock=now)
@@ -157,8 +164,13 @@ def create_app(
         yield
 
     async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
-        session = backend_session(settings.backend_max_connections, settings.backend_timeout_s)
+        # The connector's limit leaves room for the health probe beyond the visitors'
+        # bound, which BackendHealth keeps (waiting for a connection at most
+        # backend_pool_wait_s).
+        session = backend_session(settings.backend_max_connections + health.PROBE_CONNECTIONS,
+                                  settings.backend_timeout_s)
         app[backend_session_key] = session
+        app[backend_health_key] = health.BackendHealth(settings)
         yield
         await session.close()
 
@@ -170,11 +182,16 @@ def create_app(
         except GateUnavailable as exc:
             # Start anyway: visitors get the busy page until Redis answers.
             log.error("room %s: Redis not reachable at start (%s); retrying", settings.room, exc)
+        # Tests without the ticker call the reporter's `report` themselves.
+        reporter = app[health_reporter_key] = health.HealthReporter(
+            app[backend_health_key], view.store, settings, metrics, app[backend_session_key],
+            lambda: view.snapshot)
         if not run_ticker:
             yield
             return
-        async with admission.running(view) as task:
+        async with admission.running(view) as task, health.reporting(reporter) as reporting:
             app[ticker_key] = task
+            app[health_task_key] = reporting
             yield
 
     app.cleanup_ctx.extend([redis_ctx, durability_ctx, backend_ctx, ticker_ctx])

@@ -131,6 +131,35 @@ class GateMetrics:
         self.mode = Gauge(
             name("room_mode"), "1 for the room's current mode, 0 for the others",
             ["room", "mode"], registry=registry)
+        # Adaptive admission (health.py): the room's decision, and this process's view.
+        self.rate_effective = Gauge(
+            name("admission_rate_effective_per_minute"),
+            "Rate the room admits at now: the configured one in fixed mode, the controller's "
+            "decision in adaptive mode (0 while the backend answers nothing)",
+            ["room"], registry=registry)
+        self.rate_min = Gauge(
+            name("admission_rate_min_per_minute"),
+            "Adaptive mode's lowest rate while the backend answers (NaN in fixed mode)",
+            ["room"], registry=registry)
+        self.rate_adaptive = Gauge(
+            name("admission_rate_adaptive"), "1 if the room's rate follows the backend's health",
+            ["room"], registry=registry)
+        self.backend_down = Gauge(
+            name("backend_down"),
+            "1 while the room's decision says the backend answers nothing (adaptive mode)",
+            ["room"], registry=registry)
+        self.backend_verdicts = Counter(
+            name("backend_verdicts"),
+            "This process's verdicts on the backend, one per window (ok, trouble, dead, idle)",
+            ["room", "verdict"], registry=registry)
+        self.backend_capacity = Gauge(
+            name("backend_capacity_hint"),
+            "The backend's newest capacity hint seen by this process (0 saturated .. 1 idle)",
+            ["room"], registry=registry)
+        self.backend_in_flight = Gauge(
+            name("backend_requests_in_flight"),
+            "Requests this process has at the backend now (bounded by "
+            "QUEUE_GATE_BACKEND_MAX_CONNECTIONS)", ["room"], registry=registry)
 
     def observe_room(self, room: str, tick: TickResult, measured: float | None,
                      passed_over: float | None = None,
@@ -162,3 +191,10 @@ class GateMetrics:
         self.estimated_wait.labels(room).set(wait if wait >= 0 else float("nan"))
         for mode in MODES:
             self.mode.labels(room, mode).set(1 if mode == tick.config.mode else 0)
+        adaptive = tick.config.rate_mode == "adaptive"
+        self.rate_effective.labels(room).set(tick.effective_rate)
+        self.rate_min.labels(room).set(tick.config.rate_min if adaptive else float("nan"))
+        self.rate_adaptive.labels(room).set(int(adaptive))
+        self.backend_down.labels(room).set(int(tick.backend_down))
+        if adaptive:  # what the operator configured is the ceiling
+            self.rate_configured.labels(room).set(tick.config.rate_max)

@@ -15,8 +15,10 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from queue_gate.addresses import browser_fingerprint
+from queue_gate.health import BackendBusy, Call
 from queue_gate.keys import (
     address_policy_key,
+    backend_health_key,
     backend_session_key,
     clock_key,
     metrics_key,
@@ -28,6 +30,7 @@ from queue_gate.keys import (
 from queue_gate.responses import see_other, wait_url, wants_html
 from queue_gate.store import GateUnavailable
 from vaccine_queue.contract import (
+    CAPACITY_HEADER,
     END_SESSION_HEADER,
     PASS_COOKIE,
     PASS_HEADER,
@@ -50,6 +53,8 @@ HOP_BY_HOP = frozenset(
 CHUNK = 64 * 1024
 # How long a visitor is asked to wait when the backend does not answer.
 BACKEND_RETRY_S = 30
+# How often a visitor holding a pass looks again while the booking system recovers.
+RECOVERING_RETRY_S = 10
 # Where an app without a pass takes its place in line.
 JOIN_PATH = "/queue/api/join"
 
@@ -131,6 +136,44 @@ def upstream_headers(request: web.Request) -> CIMultiDict[str]:
 
 
 async def proxy_to_backend(request: web.Request, admission: AdmissionPass) -> web.StreamResponse:
+    """Forward through one of this process's bounded backend connections (waited for at
+    most `backend_pool_wait_s`, else a 503 with Retry-After). In adaptive mode, while the
+    room's decision says the backend answers nothing, or when it answers this request
+    with nothing, the visitor is told the booking system is recovering (their pass stays
+    good) rather than shown an error."""
+    app = request.app
+    room = app[settings_key].room
+    snapshot = app[room_view_key].snapshot
+    adaptive = snapshot is not None and snapshot.config.rate_mode == "adaptive"
+    if adaptive and snapshot is not None and snapshot.backend_down:
+        app[metrics_key].proxy_errors.labels(room, "recovering").inc()
+        return backend_recovering(request)
+    health = app[backend_health_key]
+    try:
+        async with health.slot() as call:
+            app[metrics_key].backend_in_flight.labels(room).set(health.in_flight)
+            return await exchange(request, admission, call)
+    except BackendBusy:
+        app[metrics_key].proxy_errors.labels(room, "busy").inc()
+        return backend_failed(request, 503)
+    except NoAnswer as silent:
+        return backend_recovering(request) if adaptive else backend_failed(request,
+                                                                           silent.status)
+    finally:
+        app[metrics_key].backend_in_flight.labels(room).set(health.in_flight)
+
+
+class NoAnswer(Exception):
+    """The backend sent no response headers: 504 (timed out) or 502 (refused, cut)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+async def exchange(request: web.Request, admission: AdmissionPass,
+                   call: Call) -> web.StreamResponse:
+    """One request to the backend and its response streamed back."""
     app = request.app
     settings = app[settings_key]
     metrics = app[metrics_key]
@@ -144,6 +187,7 @@ async def proxy_to_backend(request: web.Request, admission: AdmissionPass) -> we
             request.method, url, headers=upstream_headers(request), data=body,
             allow_redirects=False,
         ) as upstream:
+            call.answered(upstream.status, upstream.headers.get(CAPACITY_HEADER))
             status_class = f"{upstream.status // 100}xx"
             metrics.proxy_duration.labels(settings.room, status_class).observe(
                 time.perf_counter() - started)
@@ -166,13 +210,14 @@ async def proxy_to_backend(request: web.Request, admission: AdmissionPass) -> we
             return response
     except (TimeoutError, aiohttp.ClientError) as exc:
         reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+        call.no_answer()  # nothing if the response had begun
         metrics.proxy_errors.labels(settings.room, reason).inc()
         log.warning("backend %s for %s %s: %s", reason, request.method, request.path,
                     exc.__class__.__name__)
         if response is not None and response.prepared:
             # Headers are gone already: all we can do is cut the connection short.
             raise UpstreamBroken() from exc
-        return backend_failed(request, 504 if reason == "timeout" else 502)
+        raise NoAnswer(504 if reason == "timeout" else 502) from exc
 
 
 async def end_session(request: web.Request, admission: AdmissionPass,
@@ -193,6 +238,16 @@ async def end_session(request: web.Request, admission: AdmissionPass,
         app[metrics_key].redis_errors.labels(room, "end_pass").inc()
         return
     response.del_cookie(PASS_COOKIE, path="/")
+
+
+def backend_recovering(request: web.Request) -> web.Response:
+    """Adaptive mode, the backend answers nothing: admissions are paused and the visitor
+    keeps their pass; a page that tries again by itself, or JSON, 503 with Retry-After."""
+    problem = Problem("backend_recovering", 503, retry_after=RECOVERING_RETRY_S,
+                      message_key="gate.recovering")
+    if wants_html(request):
+        raise problem  # the error middleware renders the gate's page (it reloads itself)
+    return json_problem(request, problem)
 
 
 def backend_failed(request: web.Request, status: int) -> web.Response:

@@ -18,6 +18,7 @@ from queue_gate.keys import room_view_key
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/queue/wait", waiting.waiting_page)
+    app.router.add_post("/queue/wait", waiting.solved_join)
     app.router.add_post("/queue/api/join", waiting.join_api)
     app.router.add_get("/queue/api/status", waiting.status_api)
     app.router.add_get("/queue/api/room", waiting.room_api)

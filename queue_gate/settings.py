@@ -36,6 +36,8 @@ _AT_LEAST = {
     "join_window_s": ("QUEUE_GATE_JOIN_WINDOW_S", 1),
     "pass_max_browsers": ("QUEUE_GATE_PASS_MAX_BROWSERS", 1),
     "backend_max_connections": ("QUEUE_GATE_BACKEND_MAX_CONNECTIONS", 1),
+    "draw_limit": ("QUEUE_GATE_DRAW_LIMIT", 0),
+    "challenge_wait_s": ("QUEUE_GATE_CHALLENGE_WAIT_S", 1),
 }
 # Durations that must be above zero, with their variable.
 _POSITIVE = {
@@ -43,6 +45,8 @@ _POSITIVE = {
     "poll_min_s": "QUEUE_GATE_POLL_MIN_S",
     "poll_max_s": "QUEUE_GATE_POLL_MAX_S",
     "backend_timeout_s": "QUEUE_GATE_BACKEND_TIMEOUT_S",
+    "backend_pool_wait_s": "QUEUE_GATE_BACKEND_POOL_WAIT_S",
+    "backend_latency_target_s": "QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
 }
 
 
@@ -96,6 +100,16 @@ class Settings:
     template_dir: Path | None = None  # QUEUE_GATE_TEMPLATE_DIR
     backend_timeout_s: float = 60.0  # QUEUE_GATE_BACKEND_TIMEOUT_S
     backend_max_connections: int = 200  # QUEUE_GATE_BACKEND_MAX_CONNECTIONS
+    # Pre-queue entries (draws of the opening lottery) per network address and opening,
+    # apart from the join limit: one draw per person, a household's few; 0 = no limit.
+    draw_limit: int = 4  # QUEUE_GATE_DRAW_LIMIT
+    # Seconds a browser without JavaScript waits instead of solving a room's proof of work.
+    challenge_wait_s: int = 30  # QUEUE_GATE_CHALLENGE_WAIT_S
+    # Adaptive admission: how long a request waits for one of those connections before it
+    # gets a 503 with Retry-After, and the p95 latency above which the backend counts as
+    # in trouble (the room's effective rate then falls).
+    backend_pool_wait_s: float = 2.0  # QUEUE_GATE_BACKEND_POOL_WAIT_S
+    backend_latency_target_s: float = 1.0  # QUEUE_GATE_BACKEND_LATENCY_TARGET_S
 
     def __post_init__(self) -> None:
         if not ROOM_NAME.match(self.room):
@@ -238,6 +252,13 @@ class Settings:
                                             cls.backend_timeout_s),
             "backend_max_connections": env.integer("QUEUE_GATE_BACKEND_MAX_CONNECTIONS",
                                                    cls.backend_max_connections),
+            "draw_limit": env.integer("QUEUE_GATE_DRAW_LIMIT", cls.draw_limit),
+            "challenge_wait_s": env.integer("QUEUE_GATE_CHALLENGE_WAIT_S",
+                                            cls.challenge_wait_s),
+            "backend_pool_wait_s": env.number("QUEUE_GATE_BACKEND_POOL_WAIT_S",
+                                              cls.backend_pool_wait_s),
+            "backend_latency_target_s": env.number("QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
+                                                   cls.backend_latency_target_s),
         }
         found.update(overrides)
         if demo:

@@ -42,6 +42,7 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from queue_gate import controller
 from queue_gate.settings import MODES, Settings
 from vaccine_queue.lua import Reply, ScriptError, register
 
@@ -146,8 +147,18 @@ class RoomKeys:
     def pass_browsers(self, ticket_id: str) -> str:
         return self._key(f"pfp:{ticket_id}")
 
+    @property
+    def challenges(self) -> str:
+        """Ids of used proof-of-work challenges, with their expiry."""
+        return self._key("challenges")
+
+    @property
+    def draws(self) -> str:
+        """Pre-queue entries per address for the coming opening."""
+        return self._key("draws")
+
     def join_script_keys(self, window: int) -> tuple[str, ...]:
-        return (*self.room_script_keys, self.joins(window))
+        return (*self.room_script_keys, self.joins(window), self.challenges, self.draws)
 
     def check_pass_script_keys(self, ticket_id: str) -> tuple[str, ...]:
         return (self.passes, self.pass_browsers(ticket_id), self.state)
@@ -155,6 +166,15 @@ class RoomKeys:
     @property
     def end_pass_script_keys(self) -> tuple[str, ...]:
         return (self.state, self.passes)
+
+    @property
+    def health(self) -> str:
+        """Each gate process's newest verdict on the backend (adaptive admission)."""
+        return self._key("health")
+
+    @property
+    def health_script_keys(self) -> tuple[str, ...]:
+        return (self.config, self.state, self.health)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +189,13 @@ class RoomConfig:
     opens_at: float | None = None
     # Admissions pause while this many passes are active; 0 means no cap.
     max_active_sessions: int = 0
+    # Proof of work asked of a new visitor, in leading zero bits of SHA-256; 0 means none.
+    challenge_bits: int = 0
+    # Adaptive admission: "fixed" admits at rate_per_minute; "adaptive" at an effective
+    # rate between rate_min and rate_max that follows the backend's health (health.py).
+    rate_mode: str = "fixed"
+    rate_min: int = 0
+    rate_max: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +218,10 @@ class TickResult:
     passes_ended: int = 0
     # When Redis last lost the room and a gate re-created it from its snapshot.
     reseeded_at: float | None = None
+    # The rate this tick admitted at (the configured one in fixed mode), and whether the
+    # room's decision says the backend answers nothing (adaptive mode only).
+    effective_rate: float = 0.0
+    backend_down: bool = False
 
     @property
     def waiting(self) -> int:
@@ -199,8 +230,19 @@ class TickResult:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthDecision:
+    """The room's adaptive rate as health-3.lua left it."""
+
+    rate_mode: str
+    effective_rate: float
+    backend: str  # up | down ("" in fixed mode)
+    decided: bool
+
+
+@dataclass(frozen=True, slots=True)
 class JoinResult:
-    # queue | paused | passthrough: numbered; prequeue: before opening; closed; limited
+    # queue | paused | passthrough: numbered; prequeue: before opening; closed; limited;
+    # draw_limited: the address used up its pre-queue entries; challenge_used
     mode: str
     number: int
     frontier: int
@@ -248,6 +290,8 @@ class _PendingJoin:
     ticket_id: str
     address: str | None
     result: asyncio.Future[JoinResult]
+    # A solved proof-of-work challenge: its id and expiry, accepted once by the script.
+    challenge: tuple[str, int] | None = None
 
 
 # The field that goes with each outcome of issue_pass-11.lua and check_pass-3.lua.
@@ -268,6 +312,13 @@ def _outcome_value(reply: Reply, values: dict[str, str | None]) -> tuple[str, in
     return outcome, reply.integer(field) if field else 0
 
 
+def _more_settings(config: RoomConfig) -> list[tuple[str, str | int]]:
+    """The room's settings beyond tick-11.lua's fixed creation arguments, as the config
+    hash names them: what a room re-created from a snapshot must keep."""
+    return [("challenge_bits", config.challenge_bits), ("rate_mode", config.rate_mode),
+            ("rate_min", config.rate_min), ("rate_max", config.rate_max)]
+
+
 def _tick_result(reply: Reply) -> TickResult:
     """The room as tick-11.lua reports it."""
     return TickResult(
@@ -278,6 +329,10 @@ def _tick_result(reply: Reply) -> TickResult:
             session_minutes=reply.integer("session_minutes"),
             opens_at=reply.optional_number("opens_at"),
             max_active_sessions=reply.integer("max_active"),
+            challenge_bits=reply.integer("challenge_bits"),
+            rate_mode=reply.text("rate_mode"),
+            rate_min=round(reply.number("rate_min")),
+            rate_max=round(reply.number("rate_max")),
         ),
         epoch=reply.text("epoch"),
         seq=reply.integer("seq"),
@@ -293,14 +348,18 @@ def _tick_result(reply: Reply) -> TickResult:
         draw_count=reply.integer("draw_count"),
         passes_ended=reply.integer("passes_ended"),
         reseeded_at=reply.optional_number("reseeded_at"),
+        effective_rate=reply.number("effective_rate"),
+        backend_down=reply.text("backend") == "down",
     )
 
 
 def _join_result(fields: dict[str, Any]) -> JoinResult:
-    """One join's object from join-12.lua's `joins` array."""
+    """One join's object from join-14.lua's `joins` array."""
     mode = str(fields["mode"])
-    if mode == "limited":
-        return JoinResult("limited", 0, 0, "", retry_after_s=max(int(fields["retry_after_s"]), 1))
+    if mode in ("limited", "draw_limited"):
+        return JoinResult(mode, 0, 0, "", retry_after_s=max(int(fields["retry_after_s"]), 1))
+    if mode == "challenge_used":
+        return JoinResult(mode, 0, 0, "")
     if mode == "prequeue":
         return JoinResult("prequeue", 0, 0, str(fields["epoch"]),
                           opens_at=float(fields["opens_at"]))
@@ -312,9 +371,9 @@ def _join_results(reply: Reply, count: int) -> list[JoinResult]:
     try:
         results = [_join_result(fields) for fields in json.loads(reply.text("joins"))]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ScriptError(f"join-12.lua: unreadable joins in {reply!r}") from exc
+        raise ScriptError(f"join-14.lua: unreadable joins in {reply!r}") from exc
     if len(results) != count:
-        raise ScriptError(f"join-12.lua answered {len(results)} of {count} joins")
+        raise ScriptError(f"join-14.lua answered {len(results)} of {count} joins")
     return results
 
 
@@ -337,6 +396,7 @@ class _Replicas:
     connected: int | None = None
     node: str | None = None
     link: aioredis.Redis | None = None
+    relearning: asyncio.Future[None] | None = None
 
     async def link_to(self, cluster: RedisCluster, key: str) -> aioredis.Redis:
         """A client of the node the cluster client names master of `key`'s slot, made
@@ -354,12 +414,24 @@ class _Replicas:
                 node.name, None
         return self.link
 
+    def relearn(self, cluster: RedisCluster, key: str) -> None:
+        """Have the cluster client ask about `key` in the background (it follows MOVED, or
+        notes a dead node and reads the layout again), one question at a time: the failed
+        call answers "busy, retry" at once instead of waiting for the cluster's retries."""
+        if self.relearning is None or self.relearning.done():
+            self.relearning = asyncio.ensure_future(_ask_about(cluster, key))
+
     def close_link(self) -> None:
         if self.link is not None:
             link, self.link = self.link, None
             task = asyncio.ensure_future(link.aclose())
             _closing.add(task)
             task.add_done_callback(_closing.discard)
+
+
+async def _ask_about(cluster: RedisCluster, key: str) -> None:
+    with contextlib.suppress(RedisError, RedisClusterException, OSError):
+        await cluster.exists(key)
 
 
 # Links being closed in the background (a reference keeps the task alive).
@@ -406,8 +478,7 @@ class _Script:
             return await self._run_replicated(link, keys, args)
         except (RedisError, RedisClusterException, OSError):
             self._replicas.close_link()
-            with contextlib.suppress(RedisError, OSError):
-                await cluster.exists(keys[0])  # follows MOVED, or notes the dead node
+            self._replicas.relearn(cluster, keys[0])
             raise
 
     async def _run_replicated(self, client: aioredis.Redis, keys: Sequence[str],
@@ -545,7 +616,7 @@ class RoomStore:
         # The scripts whose writes must reach a replica share what they learn of it.
         replicas = self._replicas = _Replicas()
         self._tick = _Script(client, "tick-11.lua", replicas)
-        self._join = _Script(client, "join-12.lua", replicas)
+        self._join = _Script(client, "join-14.lua", replicas)
         self._joins: list[_PendingJoin] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self._issue_pass = _Script(client, "issue_pass-11.lua", replicas)
@@ -555,10 +626,16 @@ class RoomStore:
         # end would open a finished session again, a lost change bring back the old rate.
         self._end_pass = _Script(client, "end_pass-2.lua", replicas)
         self._configure = _Script(client, "configure-2.lua", replicas)
+        # Not replicated: a decision lost in a failover is made again within a second.
+        self._health = _Script(client, "health-3.lua")
+        # Names this process's verdict in the room's health hash.
+        self.process_id = secrets.token_hex(6)
 
     async def aclose(self) -> None:
         """Close what the store opened itself (on a cluster, its link to the room's node);
         the client is the caller's."""
+        if self._replicas.relearning is not None:
+            self._replicas.relearning.cancel()
         if self._replicas.link is not None:
             await self._replicas.link.aclose()
             self._replicas.link = None
@@ -594,26 +671,31 @@ class RoomStore:
         if seed is None:
             s = self._settings
             return [s.initial_rate_per_minute, s.initial_mode, s.initial_message,
-                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, "", 0]
+                    s.initial_session_minutes, secrets.token_hex(4), 0, 0, 0, "", 0, 0]
         config = seed.config
         handed_out = self._memory.seq if self._memory.epoch == seed.epoch else 0
+        # Every other setting an operator may have changed comes back as it was too.
+        more = [part for name, value in _more_settings(config) for part in (name, value)]
         return [config.rate_per_minute, config.mode, config.message, config.session_minutes,
                 seed.epoch, max(seed.seq, handed_out), seed.frontier,
                 config.max_active_sessions,
-                "" if config.opens_at is None else math.ceil(config.opens_at), RESEED_MARGIN]
+                "" if config.opens_at is None else math.ceil(config.opens_at), RESEED_MARGIN,
+                len(more) // 2, *more]
 
     async def register_room(self) -> None:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
         await self._call(lambda: self.client.sadd(ROOMS_KEY, self.room))
 
-    async def join(self, ticket_id: str, *, address: str | None = None) -> JoinResult:
+    async def join(self, ticket_id: str, *, address: str | None = None,
+                   challenge: tuple[str, int] | None = None) -> JoinResult:
         """Take a place. Joins arriving together share one round trip (see `_flush_joins`);
         the first join of a room that does not exist yet costs a tick more.
 
         `address` is the network address to count against the join limit; None for
-        trusted networks."""
+        trusted networks. `challenge`: the (id, expiry) of a solved proof-of-work
+        challenge, refused as "challenge_used" if any join had it before."""
         pending = _PendingJoin(ticket_id, address,
-                               asyncio.get_running_loop().create_future())
+                               asyncio.get_running_loop().create_future(), challenge)
         self._joins.append(pending)
         if len(self._joins) == 1:
             # Everything queued until the loop comes round again goes in the same call.
@@ -639,8 +721,11 @@ class RoomStore:
                                          s.abandon_grace_s]
         for join in batch:
             draw_key = secrets.randbits(52) / (1 << 52)
+            trusted = join.address is None
+            challenge_id, challenge_expires_at = join.challenge or ("", 0)
             args += [join.ticket_id, repr(draw_key),
-                     s.join_limit if join.address is not None else 0, join.address or "-"]
+                     0 if trusted else s.join_limit, join.address or "-",
+                     0 if trusted else s.draw_limit, challenge_id, challenge_expires_at]
         try:
             reply = await self._join(keys, args, replicated=True)
             if reply.text("outcome") == "missing":
@@ -705,15 +790,32 @@ class RoomStore:
                                      [ticket_id, self._now_arg()], replicated=True)
         return reply.flag("ended")
 
+    async def report_health(self, verdict: str, last_answer: float,
+                            last_no_answer: float) -> HealthDecision:
+        """Send this process's verdict on the backend; the room decides its effective rate
+        (lua/health-3.lua, with the constants of `queue_gate.controller`)."""
+        args: list[str | int | float] = [
+            self._now_arg(), self.process_id, verdict, repr(last_answer),
+            repr(last_no_answer), controller.DECIDE_EVERY_S, controller.DECREASE_FACTOR,
+            controller.DECREASE_HOLD_S, controller.RAMP_S, controller.VERDICT_TTL_S]
+        reply = await self._health(self.keys.health_script_keys, args)
+        effective = reply.text("effective_rate")
+        return HealthDecision(reply.text("rate_mode"), float(effective or 0),
+                              reply.text("backend"), reply.flag("decided"))
+
     async def read_config(self) -> RoomConfig:
         raw = await self._call(lambda: self.client.hmget(
             self.keys.config,
-            ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active"]))
+            ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active",
+             "challenge_bits", "rate_mode", "rate_min", "rate_max"]))
         if raw[0] is None:
             raise RoomMissing(self.room)
-        rate, mode, message, session, opens_at, max_active = (str(v or "") for v in raw)
+        (rate, mode, message, session, opens_at, max_active, bits, rate_mode, rate_min,
+         rate_max) = (str(v or "") for v in raw)
         return RoomConfig(int(rate), mode, message, int(session or 15),
-                          float(opens_at) if opens_at else None, int(max_active or 0))
+                          float(opens_at) if opens_at else None, int(max_active or 0),
+                          challenge_bits=int(bits or 0), rate_mode=rate_mode or "fixed",
+                          rate_min=int(rate_min or 0), rate_max=int(rate_max or 0))
 
     async def redis_time(self) -> float:
         """Redis TIME in unix seconds (on a cluster, any node's: their clocks agree closely

@@ -2,7 +2,10 @@
 
 `GET /queue/wait` is the waiting page (it joins a browser that has no ticket yet and,
 once admitted, sends it on with its pass to the page it first asked for); `POST
-/queue/api/join` and `GET /queue/api/status` are the same for apps. A status poll is the
+/queue/api/join` and `GET /queue/api/status` are the same for apps. In a room that asks
+for proof of work, a browser without a ticket first gets the checking page, which solves
+the challenge and posts it to `POST /queue/wait` (without JavaScript: waits, then comes
+back with a waited token); an app gets 428 with the challenge. A status poll is the
 gate's hottest path: while the visitor waits it costs no Redis round trip, no template and
 no catalogue lookup (the status holds no words but the operator's message).
 
@@ -24,10 +27,18 @@ from aiohttp import web
 
 from queue_gate.admission import ROOM_CHECK_S
 from queue_gate.arrival import Arrival, JoinRefused
-from queue_gate.keys import arrival_key, line_key, pages_key, passes_key, room_view_key
+from queue_gate.challenge import ChallengeEarly, ChallengeRejected, Solved
+from queue_gate.keys import (
+    arrival_key,
+    clock_key,
+    line_key,
+    pages_key,
+    passes_key,
+    room_view_key,
+)
 from queue_gate.line import VisitorStatus
 from queue_gate.passes import Passes
-from queue_gate.responses import NO_STORE, safe_next, see_other
+from queue_gate.responses import NO_STORE, safe_next, see_other, wait_url
 from queue_gate.store import GateUnavailable
 from vaccine_queue.contract import TokenRejected
 from vaccine_queue.pages import Problem, json_problem
@@ -45,9 +56,11 @@ ROOM_STATE_HEADERS = {"Cache-Control": "public, max-age=1"}
 REJOINED_NOTICES = {"session_ended": "gate.session_ended"}
 
 
-async def join_now(request: web.Request) -> tuple[str, VisitorStatus]:
-    """A new place and where it stands: (ticket token, status). Raises `JoinRefused`."""
-    ticket, token = await request.app[arrival_key].join(request)
+async def join_now(request: web.Request,
+                   solved: Solved | None = None) -> tuple[str, VisitorStatus]:
+    """A new place and where it stands: (ticket token, status). Raises `JoinRefused` or
+    `ChallengeUsed`."""
+    ticket, token = await request.app[arrival_key].join(request, solved)
     try:
         status = await request.app[line_key].standing(ticket, just_joined=True)
     except TokenRejected as exc:
@@ -78,11 +91,32 @@ async def join_api(request: web.Request) -> web.Response:
             return status_response(request, replace(status, ticket_token=None), ticket=token,
                                    http_status=200)
     try:
-        token, status = await join_now(request)
+        token, status = await join_now(request, await api_solution(request))
+    except ChallengeRejected as exc:
+        return json_problem(request, await arrival.challenge_problem(exc))
     except JoinRefused as refused:
         return json_problem(request, arrival.refusal(refused))
     return status_response(request, replace(status, ticket_token=None), ticket=token,
                            http_status=201)
+
+
+async def api_solution(request: web.Request) -> Solved | None:
+    """The proof of work in a join's JSON body, `{"challenge": token, "nonce": nonce}`,
+    checked; None when the room asks for none. Raises `ChallengeRejected`, or a 400
+    `Problem` for a body that is not a JSON object."""
+    arrival = request.app[arrival_key]
+    if not await arrival.challenge_bits():
+        return None  # the body is not read: apps that send none keep working
+    raw = await request.read()
+    body: object = {}
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+    if not isinstance(body, dict):
+        raise Problem("invalid_join_body", 400)
+    return await arrival.solution(body.get("challenge"), body.get("nonce"))
 
 
 async def status_api(request: web.Request) -> web.Response:
@@ -181,7 +215,18 @@ async def waiting_page(request: web.Request) -> web.Response:
         status, notice = None, REJOINED_NOTICES.get(exc.code, f"err.{exc.code}")
     if status is None:
         try:
-            new_token, status = await join_now(request)
+            solved: Solved | None = None
+            if await arrival.challenge_bits():
+                waited = request.query.get("waited")
+                if waited is None:
+                    return await challenge_page(request, arrival, next_path, notice=notice)
+                solved = await waited_solution(request, waited)
+            new_token, status = await join_now(request, solved)
+        except ChallengeEarly:
+            return await challenge_page(request, arrival, next_path, waited=request.query["waited"])
+        except ChallengeRejected as exc:
+            return await challenge_page(request, arrival, next_path, notice=f"err.{exc.code}",
+                                  status=428)
         except JoinRefused as refused:
             return refused_page(request, arrival, refused)
     new_token = status.ticket_token or new_token
@@ -204,11 +249,76 @@ async def waiting_page(request: web.Request) -> web.Response:
     return response
 
 
+async def waited_solution(request: web.Request, token: str) -> Solved:
+    """A browser without JavaScript back after its wait. Raises `ChallengeRejected`."""
+    arrival = request.app[arrival_key]
+    try:
+        return arrival.challenges.verify_waited(token)
+    except ChallengeEarly:
+        raise  # not counted: the page shows the rest of the wait
+    except ChallengeRejected as exc:
+        arrival.challenge_refused(exc)
+
+
+async def solved_join(request: web.Request) -> web.Response:
+    """POST /queue/wait: the checking page's solved challenge (form fields `challenge`
+    and `nonce`). Joins, then sends the browser to the waiting page (303), or shows the
+    checking page again with a fresh challenge when the solution is refused."""
+    arrival = request.app[arrival_key]
+    next_path = safe_next(request.query.get("next"))
+    try:
+        has_ticket = arrival.ticket(request) is not None
+    except TokenRejected:
+        has_ticket = False
+    if has_ticket:
+        return see_other(wait_url(next_path))  # a second submit: the first one joined
+    form = await request.post()
+    try:
+        new_token, _ = await join_now(
+            request, await arrival.solution(form.get("challenge"), form.get("nonce")))
+    except ChallengeRejected as exc:
+        return await challenge_page(request, arrival, next_path, notice=f"err.{exc.code}",
+                              status=428)
+    except JoinRefused as refused:
+        return refused_page(request, arrival, refused)
+    response = see_other(wait_url(next_path))
+    arrival.set_cookie(response, new_token)
+    return response
+
+
+async def challenge_page(request: web.Request, arrival: Arrival, next_path: str, *,
+                   notice: str = "", waited: str | None = None,
+                   status: int = 200) -> web.Response:
+    """The checking page: the browser solves a fresh challenge in a worker and posts it;
+    without JavaScript it waits and comes back with a waited token (`waited`: the one it
+    brought too early, kept with the rest of its wait)."""
+    challenges = arrival.challenges
+    bits = await arrival.challenge_bits()
+    if waited is None:
+        waited_token = challenges.issue_waited().token
+        wait_s = challenges.wait_s
+    else:
+        waited_token = waited
+        wait_s = max(challenges.waited_not_before(waited) - int(request.app[clock_key]()), 1)
+    return request.app[pages_key].render(request, "challenge.html", {
+        "challenge": challenges.issue(max(bits, 1)).as_json(),
+        "notice": notice,
+        "next_path": next_path,
+        "wait_s": wait_s,
+        "waited_url": f"{wait_url(next_path)}&waited={waited_token}",
+        "action": wait_url(next_path),
+    }, status=status, headers=NO_STORE)
+
+
 def refused_page(request: web.Request, arrival: Arrival,
                  refused: JoinRefused) -> web.Response:
-    """Too many joins from this connection (429), or the room is closed (a state, not an
-    error: 200, and the page looks again every minute)."""
+    """Too many joins (or draws) from this connection (429), or the room is closed (a
+    state, not an error: 200, and the page looks again every minute)."""
     pages = request.app[pages_key]
+    if refused.reason == "draw_limited":
+        return pages.render(request, "limited.html",
+                            {"minutes": refused.retry_after_minutes, "draws": True},
+                            status=429, headers={"Retry-After": str(refused.retry_after_s)})
     if refused.reason == "limited":
         return pages.render(request, "limited.html",
                             {"minutes": refused.retry_after_minutes}, status=429,

@@ -44,6 +44,14 @@ END_SESSION_HEADER = "X-Queue-End-Session"
 # Where a visitor without a valid pass joins the line (`?next=` the path they wanted).
 QUEUE_WAIT_PATH = "/queue/wait"
 
+# Sent by the protected application on every response: how much more load it can take
+# now, a number from 0 (saturated) to 1 (idle), from its own pool and recent latency. A
+# gate in adaptive mode lowers its admission rate when the hint is low (docs/api.md).
+CAPACITY_HEADER = "X-Backend-Capacity"
+# A path the protected application answers with no work and no pass (HEAD, 204, with the
+# capacity header): the gate probes it while no visitor's request shows whether it lives.
+CAPACITY_PATH = "/capacity"
+
 _TICKET_SALT = "queue-gate.ticket.v1"
 _PASS_SALT = "queue-gate.pass.v1"
 _SIGNER_KWARGS = {"digest_method": hashlib.sha256}

@@ -7,7 +7,8 @@
 -- numbers those polls saw since the last tick ride along and are marked present here.
 --
 -- KEYS[1]   qg:{room}:config     hash: the room's configuration (fields: see _room.lua)
--- KEYS[2]   qg:{room}:state      hash: the line's counters, credit, last tick, last draw
+-- KEYS[2]   qg:{room}:state      hash: the line's counters, credit, last tick, last draw,
+--                                  the adaptive rate (written by health-3.lua)
 -- KEYS[3]   qg:{room}:passes     zset: ticket id -> pass expiry (unix seconds)
 -- KEYS[4]   qg:{room}:seen:0     bitmap: numbers seen in one time bucket (three take turns)
 -- KEYS[5]   qg:{room}:seen:1     bitmap: the same, the next bucket
@@ -35,7 +36,10 @@
 -- ARGV[14]  max_active               | (creation, as ARGV[7..11])
 -- ARGV[15]  opens_at, "" for none    |
 -- ARGV[16]  margin added to a seq found behind: joins the caller did not see
--- ARGV[17..] ticket numbers seen by this process since its last tick
+-- ARGV[17]  n: how many more settings follow as field, value pairs (creation, as
+--           ARGV[7..11]: challenge_bits, rate_mode, rate_min, rate_max, any the room
+--           holds), in ARGV[18 .. 17 + 2n]
+-- ARGV[18 + 2n ..] ticket numbers seen by this process since its last tick
 -- Returns   named fields, each always present ("" for none):
 --           the configuration: mode, rate_per_minute, message, session_minutes, epoch,
 --             max_active, opens_at (unix seconds, or "" when no opening is set);
@@ -44,7 +48,10 @@
 --           passes: passes_active, passes_issued, passes_ended;
 --           the last draw: draw_opens_at ("" before the first), draw_base, draw_count;
 --           now: the time this tick used (unix seconds, six decimals);
---           reseeded_at: when the room was last re-created from a gate's snapshot ("" never).
+--           reseeded_at: when the room was last re-created from a gate's snapshot ("" never);
+--           challenge_bits: the proof of work asked of new visitors (0: none).
+--           adaptive admission: rate_mode (fixed | adaptive), rate_min, rate_max,
+--             effective_rate (what this tick admitted at), backend (up | down; "" when fixed).
 -- Clock     ARGV[1]: Redis TIME in production, so every process credits the same elapsed
 --           time; an injected clock in tests.
 --!include _clock.lua
@@ -59,7 +66,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[1], 'opens_at', ARGV[15])
   end
+  for i = 18, 17 + 2 * (tonumber(ARGV[17]) or 0), 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
+local seen_from = 18 + 2 * (tonumber(ARGV[17]) or 0)
 
 -- Redis lost the room, or a promoted replica lacks its last writes: the numbers the caller
 -- saw handed out stay taken (plus a margin for those it did not see), so they stay ahead of
@@ -85,14 +96,29 @@ end
 local opens_at = freeze_draw_if_due(now)
 
 local cfg = redis.call('HMGET', KEYS[1], 'rate_per_minute', 'mode', 'message',
-                       'session_minutes', 'epoch', 'max_active')
+                       'session_minutes', 'epoch', 'max_active', 'challenge_bits')
 local rate = tonumber(cfg[1]) or 0
 local mode = cfg[2] or 'paused'
 local max_active = tonumber(cfg[6]) or 0
 
+-- Adaptive admission: the rate is the room's effective rate, which health-3.lua sets from
+-- every process's view of the backend (0 while it answers nothing), kept within
+-- rate_min..rate_max; until its first decision, the configured rate within those bounds.
+local adaptive = redis.call('HMGET', KEYS[1], 'rate_mode', 'rate_min', 'rate_max')
+local rate_mode = adaptive[1] or 'fixed'
+local rate_min, rate_max = tonumber(adaptive[2]) or 0, tonumber(adaptive[3]) or 0
+local backend = ''
+if rate_mode == 'adaptive' then
+  local decision = redis.call('HMGET', KEYS[2], 'effective_rate', 'backend')
+  backend = decision[2] or 'up'
+  local hi = math.max(rate_max, rate_min)
+  rate = math.min(math.max(tonumber(decision[1]) or rate, rate_min), hi)
+  if backend == 'down' then rate = 0 end
+end
+
 local seen = seen_index(now, grace)
 if seen then
-  for i = 17, #ARGV do
+  for i = seen_from, #ARGV do
     redis.call('SETBIT', KEYS[seen], ARGV[i], 1)
   end
 end
@@ -169,7 +195,7 @@ redis.call('HSET', KEYS[2], 'frontier', frontier, 'credit', tostring(credit),
 
 local counters = redis.call('HMGET', KEYS[2], 'passes_issued', 'draw_opens_at', 'passes_ended')
 return {
-  'mode', mode, 'rate_per_minute', tostring(rate), 'message', cfg[3] or '',
+  'mode', mode, 'rate_per_minute', tostring(tonumber(cfg[1]) or 0), 'message', cfg[3] or '',
   'session_minutes', cfg[4] or '15', 'epoch', cfg[5] or '', 'max_active', max_active,
   'opens_at', opens_at and tostring(opens_at) or '',
   'seq', seq, 'frontier', frontier, 'admitted', admitted, 'skipped', skipped,
@@ -178,5 +204,8 @@ return {
   'passes_ended', tonumber(counters[3]) or 0,
   'draw_opens_at', counters[2] or '', 'draw_base', draw_base, 'draw_count', draw_count,
   'now', string.format('%.6f', now),
-  'reseeded_at', redis.call('HGET', KEYS[2], 'reseeded_at') or ''
+  'reseeded_at', redis.call('HGET', KEYS[2], 'reseeded_at') or '',
+  'challenge_bits', tonumber(cfg[7]) or 0,
+  'rate_mode', rate_mode, 'rate_min', tostring(rate_min), 'rate_max', tostring(rate_max),
+  'effective_rate', tostring(rate), 'backend', backend
 }

@@ -90,3 +90,46 @@ def test_the_migrate_command(empty_database_url: str) -> None:
         assert result.returncode == 0, result.stderr
     assert "0001_initial.sql" in result.stderr or "up to date" in result.stderr
     assert asyncio.run(pending(empty_database_url)) == []
+
+
+async def test_version_3_keeps_the_data_of_version_2(empty_database_url: str) -> None:
+    """A database at version 2 holding a booking, a waiting entry and a message: 0003 adds
+    the re-offer columns (every existing entry ordinary, no closure) and keeps the rows."""
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())")
+        for migration in migrations()[:2]:
+            await conn.execute(migration.sql)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                               migration.version, migration.name)
+        await conn.execute(
+            "INSERT INTO centres VALUES ('c', 'd', 'Centre');"
+            " INSERT INTO slots (centre, start_at, capacity, booked) VALUES ('c', 100, 1, 1),"
+            " ('c', 200, 1, 1);"
+            " INSERT INTO bookings (code, centre, district, first_start, second_start, status,"
+            " identity, name, birth, channel, address, source, created) VALUES ('AAAA-BBBB',"
+            " 'c', 'd', 100, 200, 'active', 'id1', 'N', '1940-01-01', 'sms', '+49151', 'api',"
+            " 1);"
+            " INSERT INTO waitlist (id, identity, district, status, name, birth, channel,"
+            " address, joined) VALUES ('w1', 'id2', 'd', 'waiting', 'M', '1941-01-01', 'sms',"
+            " '+49152', 1);"
+            " INSERT INTO outbox (id, kind, channel, address, booking, due, created) VALUES"
+            " ('m1', 'booked', 'sms', '+49151', 'AAAA-BBBB', 1, 1)")
+    finally:
+        await conn.close()
+    assert await pending(empty_database_url) == [m.name for m in migrations()[2:]]
+    assert await migrate(empty_database_url) == [m.name for m in migrations()[2:]]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        entry = await conn.fetchrow("SELECT * FROM waitlist")
+        assert entry is not None
+        assert (entry["id"], entry["priority"], entry["closure"]) == ("w1", 0, None)
+        assert await conn.fetchval("SELECT name FROM bookings") == "N"
+        assert await conn.fetchval("SELECT reason FROM outbox WHERE id = 'm1'") is None
+        # The schema holds the re-offer rule: a priority entry names its closure.
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE waitlist SET priority = 1")
+    finally:
+        await conn.close()

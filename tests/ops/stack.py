@@ -202,6 +202,8 @@ class Stack:
             # Visitors who stop polling are passed over after 4 s (the least allowed).
             "abandon_grace_s": 4.0,
             "backend_timeout_s": 5.0,
+            # The rush's visitors all come from 127.0.0.1 and join before the opening.
+            "draw_limit": 0,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,33 @@ def flag(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
+def redis_server(service: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """The redis-server a service runs (None if it runs another program): its arguments,
+    and the lines a `sh -c` command writes into its config file at the first start (a
+    Sentinel set-up's servers run on a file of their own that Sentinel rewrites)."""
+    command = service.get("command", [])
+    if command[:1] == ["redis-server"]:
+        return command, []
+    if command[:2] != ["sh", "-c"] or "--sentinel" in command[2]:
+        return None
+    before, _, run = command[2].partition("exec docker-entrypoint.sh ")
+    argv = shlex.split(run)
+    if argv[:1] != ["redis-server"]:
+        return None
+    written = re.search(r"echo '([^']*)' > (\S+);", before)
+    config = argv[1]
+    # The file exists before the server starts, and is the one it runs on.
+    assert written is None or written.group(2) == config, command
+    assert written or f"touch {config} " in before, command
+    return argv, written.group(1).splitlines() if written else []
+
+
+def redis_servers(services: dict[str, dict[str, Any]]
+                  ) -> dict[str, tuple[list[str], list[str]]]:
+    return {name: found for name, s in services.items()
+            if (found := redis_server(s)) is not None}
+
+
 def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
@@ -133,7 +161,7 @@ def test_postgres_keeps_its_data_in_a_volume(services: dict[str, dict[str, Any]]
 
 def test_redis_keeps_an_append_only_file(services: dict[str, dict[str, Any]]) -> None:
     redis = services["redis"]
-    command = redis["command"]
+    command, _ = redis_servers(services)["redis"]
     assert flag(command, "--appendonly") == "yes"
     assert flag(command, "--appendfsync") == "everysec"
     assert any(v.endswith(":/data") for v in redis["volumes"])
@@ -319,8 +347,8 @@ def test_sentinels_watch_the_master_the_gates_ask_for() -> None:
                  if "--sentinel" in " ".join(s.get("command", []))}
     assert len(sentinels) == 3
     gates = by_command(services, "queue-gate")
-    masters = {name: s for name, s in by_command(services, "redis-server").items()
-               if "--replicaof" not in s["command"]}
+    masters = {name for name, (_, config) in redis_servers(services).items()
+               if not any(line.startswith("replicaof ") for line in config)}
     volumes = []
     for name, sentinel in sentinels.items():
         path, config = sentinel_config(sentinel)
@@ -330,6 +358,9 @@ def test_sentinels_watch_the_master_the_gates_ask_for() -> None:
         # with one Sentinel lost.
         assert len(sentinels) // 2 < int(quorum) < len(sentinels), (name, quorum)
         assert config["port"] == ["26379"], name
+        # Reached over the compose network: protected mode would answer loopback only.
+        assert config["protected-mode"] == ["no"], name
+        assert not sentinel.get("ports"), name
         # Known to the others by its service name (its address changes when recreated).
         assert config["announce-ip"] == [name], name
         assert config["resolve-hostnames"] == config["announce-hostnames"] == ["yes"], name
@@ -354,23 +385,28 @@ def test_sentinels_watch_the_master_the_gates_ask_for() -> None:
 
 def test_the_replica_copies_the_master_and_both_keep_an_append_only_file() -> None:
     services: dict[str, dict[str, Any]] = sentinel_stack()["services"]
-    servers = by_command(services, "redis-server")
-    replicas = {name: s for name, s in servers.items() if "--replicaof" in s["command"]}
+    servers = redis_servers(services)
+    replicas = {name: config for name, (_, config) in servers.items()
+                if any(line.startswith("replicaof ") for line in config)}
     (master,) = set(servers) - set(replicas)
     assert len(replicas) == 1
-    for name, server in servers.items():
-        command = server["command"]
+    for name, (command, _) in servers.items():
+        service = services[name]
         assert flag(command, "--appendonly") == "yes", name
         assert flag(command, "--appendfsync") == "everysec", name
         # After a failover the old master is a replica: each announces its service name.
         assert flag(command, "--replica-announce-ip") == name, name
-        assert any(v.endswith(":/data") for v in server["volumes"]), name
-        assert "healthcheck" in server, name
-    for name, replica in replicas.items():
-        command = replica["command"]
-        assert command[command.index("--replicaof") + 1:][:2] == [master, "6379"], name
-        assert replica["depends_on"][master]["condition"] == "service_healthy", name
-    assert len({v for s in servers.values() for v in s["volumes"]}) == len(servers)
+        # The role is Sentinel's to change and to write into the config file (CONFIG
+        # REWRITE), which a restart reads: never fixed on the command line.
+        assert "--replicaof" not in command and "--slaveof" not in command, name
+        config_file = Path(command[1])
+        assert config_file.suffix == ".conf" and any(
+            v.endswith(f":{config_file.parent}") for v in service["volumes"]), name
+        assert "healthcheck" in service, name
+    for name, config in replicas.items():
+        assert f"replicaof {master} 6379" in config, name
+        assert services[name]["depends_on"][master]["condition"] == "service_healthy", name
+    assert len({v for name in servers for v in services[name]["volumes"]}) == len(servers)
 
 
 def test_the_schema_check_would_catch_a_broken_file(compose: dict[str, Any]) -> None:

@@ -98,6 +98,8 @@ def gate_settings(redis_url: str, backend_url: str, **overrides: object) -> Sett
         "initial_rate_per_minute": 60,
         # Every test visitor comes from 127.0.0.1; the limit has tests of its own.
         "join_limit": 0,
+        # Likewise the pre-queue's draws per address (tests/queue_gate/test_challenge.py).
+        "draw_limit": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

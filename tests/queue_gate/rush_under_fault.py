@@ -33,6 +33,11 @@ from vaccine_queue.contract import PASS_HEADER, TicketCodec
 
 log = logging.getLogger(__name__)
 
+# How long the gate may take to answer. Not a total: under load, a request may wait for one
+# of the generator's own connections (thousands of visitors share a few hundred) far longer
+# than the gate takes, and that wait is no failure of the gate's.
+ANSWER_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=15)
+
 
 @dataclass
 class Visitor:

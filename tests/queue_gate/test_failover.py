@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestServer
 from bench.procs import SECRET, Stack, stack
 from devtools.servers import LocalSentinel, private_sentinel
 from tests.queue_gate.relay import Relay
-from tests.queue_gate.rush_under_fault import Rush
+from tests.queue_gate.rush_under_fault import ANSWER_TIMEOUT, Rush
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ async def test_a_sentinel_failover_mid_rush_loses_nothing(
 
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=15)) as session:
+                                     timeout=ANSWER_TIMEOUT) as session:
         faulting = asyncio.create_task(fault())
         await rush.run(session, until_s=40.0)
         await faulting

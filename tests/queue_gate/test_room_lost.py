@@ -21,7 +21,7 @@ from devtools.servers import private_redis
 from queue_gate.keys import room_view_key
 from queue_gate.store import RESEED_MARGIN
 from tests.queue_gate.conftest import FakeClock, GateFactory, join, status
-from tests.queue_gate.rush_under_fault import Rush
+from tests.queue_gate.rush_under_fault import ANSWER_TIMEOUT, Rush
 from vaccine_queue.contract import PASS_HEADER
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ async def test_redis_flushed_mid_rush_loses_nobody(
     with private_redis() as url, stack(tmp_path / "logs", url) as running:
         gates = [running.gate(f"gate-{i}", "flushed", rate_per_minute=12_000,
                               backend_url=str(backend.make_url("/")),
-                              extra_env={"QUEUE_GATE_JOIN_LIMIT": "0"}) for i in range(2)]
+                              extra_env={"QUEUE_GATE_JOIN_LIMIT": "0",
+                                         "QUEUE_GATE_DRAW_LIMIT": "0"}) for i in range(2)]
         rush = Rush([gate.url for gate in gates], SECRET, visitors=2000, arrival_s=4.0)
         client = aioredis.Redis.from_url(url)
 
@@ -103,7 +104,7 @@ async def test_redis_flushed_mid_rush_loses_nobody(
         try:
             async with aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=256),
-                    timeout=aiohttp.ClientTimeout(total=15)) as session:
+                    timeout=ANSWER_TIMEOUT) as session:
                 faulting = asyncio.create_task(fault())
                 await rush.run(session, until_s=40.0)
                 await faulting

@@ -28,12 +28,13 @@ KEYS = RoomKeys(ROOM)
 # placeholders in the headers: <window number>, <ticket id>).
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "tick-11.lua": KEYS.room_script_keys,
-    "join-12.lua": KEYS.join_script_keys(2_999_999),
+    "join-14.lua": KEYS.join_script_keys(2_999_999),
     "issue_pass-11.lua": KEYS.room_script_keys,
     "draw_place-11.lua": KEYS.room_script_keys,
     "check_pass-3.lua": KEYS.check_pass_script_keys("t-1"),
     "end_pass-2.lua": KEYS.end_pass_script_keys,
     "configure-2.lua": KEYS.configure_script_keys,
+    "health-3.lua": KEYS.health_script_keys,
     "_room.lua": KEYS.room_script_keys,
 }
 TICK_FIELDS = {
@@ -41,6 +42,8 @@ TICK_FIELDS = {
     "opens_at", "seq", "frontier", "admitted", "skipped", "prequeue_size", "passes_active",
     "passes_issued", "passes_ended", "draw_opens_at", "draw_base", "draw_count", "now",
     "reseeded_at",
+    "challenge_bits",
+    "rate_mode", "rate_min", "rate_max", "effective_rate", "backend",  # adaptive admission
 }
 _HEADER_KEY = re.compile(r"^--\s+KEYS\[(\d+)\]\s+((?:<[^>]*>|\S)+)")
 
@@ -86,7 +89,7 @@ def test_a_script_stays_in_its_rooms_slot(name: str) -> None:
 
 
 def test_each_script_includes_what_it_uses_once() -> None:
-    room_scripts = {"tick-11.lua", "join-12.lua", "issue_pass-11.lua", "draw_place-11.lua"}
+    room_scripts = {"tick-11.lua", "join-14.lua", "issue_pass-11.lua", "draw_place-11.lua"}
     for name in set(SCRIPT_KEYS) - {"_room.lua"}:
         source = script_source("queue_gate", name)
         assert source.count("local function room_now(") == 1, name
@@ -118,9 +121,9 @@ async def test_tick_answers_every_field_it_promises(client: aioredis.Redis,
     tick = register(client, "queue_gate", "tick-11.lua")
     # now, most credited, spent passes kept, grace, draw grace, walk limit, a new room's
     # rate, mode, message, session minutes and epoch, no snapshot (seq, frontier, max
-    # active, opening, margin), then two numbers seen
+    # active, opening, margin), no more settings, then two numbers seen
     args: list[str | int] = [repr(clock.now), 5, 3600, 300, 30, 2000,
-                             60, "queue", "Hello", 15, "e1", 0, 0, 0, "", 0, 3, 4]
+                             60, "queue", "Hello", 15, "e1", 0, 0, 0, "", 0, 0, 3, 4]
     reply = Reply(await tick(keys=KEYS.room_script_keys, args=args), "tick-11.lua")
     assert set(reply) == TICK_FIELDS
     assert (reply.text("mode"), reply.integer("rate_per_minute"), reply.text("message"),
@@ -240,7 +243,8 @@ async def test_a_room_redis_lost_comes_back_from_the_last_snapshot(
     store = make_store(initial_rate_per_minute=60)
     await store.tick()
     await store.update_config({"rate_per_minute": 120, "mode": "queue", "message": "Hi",
-                               "max_active": 50})
+                               "max_active": 50, "challenge_bits": 12,
+                               "rate_mode": "adaptive", "rate_min": 10, "rate_max": 200})
     places = [await store.join(f"t-{i}") for i in range(5)]
     clock.advance(2)
     before = await store.tick()
@@ -249,6 +253,8 @@ async def test_a_room_redis_lost_comes_back_from_the_last_snapshot(
     clock.advance(1)
     after = await store.tick()
     assert (after.epoch, after.config) == (before.epoch, before.config)
+    assert (after.config.challenge_bits, after.config.rate_mode, after.config.rate_max) == (
+        12, "adaptive", 200)  # every operators' setting, not only the first ones
     assert after.seq == before.seq + RESEED_MARGIN and after.frontier >= before.frontier
     assert after.reseeded_at == clock.now
     assert (await store.join("t-new")).number == after.seq + 1  # behind everyone before

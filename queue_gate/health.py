@@ -1,0 +1,303 @@
+"""How the booking backend is doing, as one gate process sees it, for adaptive admission.
+
+Every proxied request passes through `BackendHealth`: it bounds the wait for a backend
+connection (`slot`), and records what came back, how long it took and the backend's
+capacity hint (`CAPACITY_HEADER`). Once a second the `HealthReporter` turns the last
+second into a verdict (`classify`) and sends it to Redis (`RoomStore.report_health`),
+where lua/health-3.lua combines every process's verdicts into the one effective rate of
+the room (the controller is described there and in docs/architecture.md). While no
+visitor's request shows whether the backend lives (none answered in the last window: the
+room is paused, or the backend hangs), the reporter probes `CAPACITY_PATH` with a short
+timeout, so a dead backend is noticed and a recovered one too.
+
+The verdicts, per process and window:
+- dead: something was asked and nothing answered (refused, reset, timed out, the probe
+  failed), and nothing did answer;
+- trouble: answers came, but slowly (p95 over the latency target), with failures (5xx,
+  timeouts, a wait for a connection over its bound), with the connection bound nearly
+  used up, or with a low capacity hint;
+- ok: answers came, quickly and well;
+- idle: nothing was asked (only the probe, which answered with enough capacity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import aiohttp
+
+from queue_gate.metrics import GateMetrics
+from queue_gate.settings import Settings
+from queue_gate.store import GateUnavailable, HealthDecision, RoomStore, TickResult
+from vaccine_queue.contract import CAPACITY_HEADER, CAPACITY_PATH
+
+log = logging.getLogger(__name__)
+
+Verdict = Literal["ok", "trouble", "dead", "idle"]
+
+# Each process reports one verdict per window; a dead backend is reported at once.
+REPORT_EVERY_S = 1.0
+# The probe gives up after this long: a backend that needs more is as good as dead.
+PROBE_TIMEOUT_S = 1.0
+# Trouble: at least this share of requests failed (and at least FAILED_AT_LEAST of them) ...
+FAILED_SHARE = 0.05
+FAILED_AT_LEAST = 2
+# ... or this share of the connection bound was in use at once ...
+BUSY_SHARE = 0.8
+# ... or the backend's capacity hint (0..1) fell below this.
+CAPACITY_LOW = 0.2
+# Connections kept for the probe beyond the visitors' bound: it must not queue behind them.
+PROBE_CONNECTIONS = 2
+
+
+class BackendBusy(Exception):
+    """No backend connection came free within the bound: the visitor gets a 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSample:
+    """One process's window: the verdict and what it rests on."""
+
+    verdict: Verdict
+    requests: int = 0
+    failed: int = 0
+    p95_s: float | None = None
+    busy: float = 0.0
+    capacity: float | None = None
+    # Wall-clock times (unix seconds) of this process's newest answer and newest request
+    # that got none, 0 for never: the room compares them across processes.
+    last_answer: float = 0.0
+    last_no_answer: float = 0.0
+
+
+@dataclass(slots=True)
+class _Window:
+    latencies: list[float] = field(default_factory=list)
+    failed: int = 0
+    no_answer: int = 0
+    answered: int = 0
+    peak_in_flight: int = 0
+    capacities: list[float] = field(default_factory=list)
+
+
+def p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def parse_capacity(value: str | None) -> float | None:
+    """The hint as a number from 0 to 1, or None for a missing or unreadable one."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return min(max(number, 0.0), 1.0) if math.isfinite(number) else None
+
+
+def classify(window: _Window, limit: int, latency_target_s: float) -> Verdict:
+    """The verdict on one window (see the module's docstring)."""
+    if window.no_answer and not window.answered:
+        return "dead"
+    capacity = min(window.capacities) if window.capacities else None
+    requests = len(window.latencies) + window.failed
+    if capacity is not None and capacity < CAPACITY_LOW:
+        return "trouble"
+    if window.peak_in_flight >= BUSY_SHARE * limit:
+        return "trouble"
+    if window.failed >= FAILED_AT_LEAST and window.failed >= FAILED_SHARE * requests:
+        return "trouble"
+    slowest = p95(window.latencies)
+    if slowest is not None and slowest > latency_target_s:
+        return "trouble"
+    return "ok" if requests else "idle"
+
+
+class Call:
+    """One proxied request: the proxy says what became of it."""
+
+    __slots__ = ("_done", "_health", "_started")
+
+    def __init__(self, health: BackendHealth) -> None:
+        self._health = health
+        self._started = time.perf_counter()
+        self._done = False
+
+    def answered(self, status: int, capacity: str | None) -> None:
+        """Response headers arrived (`status`, the capacity header's value)."""
+        if self._done:
+            return
+        self._done = True
+        self._health.record_answer(time.perf_counter() - self._started, status >= 500,
+                                   parse_capacity(capacity))
+
+    def no_answer(self) -> None:
+        """Refused, cut or timed out before any response headers."""
+        if self._done:
+            return
+        self._done = True
+        self._health.record_no_answer()
+
+
+class BackendHealth:
+    """This process's view of the backend: the connection bound and the current window."""
+
+    def __init__(self, settings: Settings, *, wall_clock: Callable[[], float] = time.time
+                 ) -> None:
+        self.limit = settings.backend_max_connections
+        self.pool_wait_s = settings.backend_pool_wait_s
+        self.latency_target_s = settings.backend_latency_target_s
+        self._slots = asyncio.Semaphore(self.limit)
+        self._wall_clock = wall_clock
+        self.in_flight = 0
+        self._window = _Window()
+        self.last_answer = 0.0
+        self.last_no_answer = 0.0
+        # Set when a request got no answer: the reporter tells the room at once.
+        self.urgent = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Call]:
+        """A backend connection, waited for up to `pool_wait_s`; raises `BackendBusy`.
+
+        A request that leaves without saying what happened (the visitor went away) counts
+        for nothing."""
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.pool_wait_s)
+        except TimeoutError:
+            self._window.failed += 1
+            raise BackendBusy() from None
+        self.in_flight += 1
+        self._window.peak_in_flight = max(self._window.peak_in_flight, self.in_flight)
+        call = Call(self)
+        try:
+            yield call
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+
+    def record_answer(self, seconds: float, failed: bool, capacity: float | None) -> None:
+        window = self._window
+        window.answered += 1
+        self.last_answer = self._wall_clock()
+        if failed:
+            window.failed += 1
+        else:
+            window.latencies.append(seconds)
+        if capacity is not None:
+            window.capacities.append(capacity)
+
+    def record_no_answer(self, *, probe: bool = False) -> None:
+        self._window.no_answer += 1
+        if not probe:  # a failed probe says dead, not "a request failed"
+            self._window.failed += 1
+        self.last_no_answer = self._wall_clock()
+        self.urgent.set()
+
+    def needs_probe(self) -> bool:
+        """Nothing answered in this window: only a probe can tell dead from idle."""
+        return self._window.answered == 0
+
+    def take_sample(self) -> HealthSample:
+        """The verdict on the window so far; a new window begins."""
+        window, self._window = self._window, _Window(peak_in_flight=self.in_flight)
+        self.urgent.clear()
+        return HealthSample(
+            verdict=classify(window, self.limit, self.latency_target_s),
+            requests=len(window.latencies) + window.failed,
+            failed=window.failed,
+            p95_s=p95(window.latencies),
+            busy=window.peak_in_flight / self.limit,
+            capacity=min(window.capacities) if window.capacities else None,
+            last_answer=self.last_answer,
+            last_no_answer=self.last_no_answer,
+        )
+
+    async def probe(self, session: aiohttp.ClientSession, backend_url: str) -> None:
+        """HEAD the backend's capacity path with a short timeout; record what came back
+        (its capacity hint, not its latency: a probe is not a visitor's request)."""
+        url = backend_url.rstrip("/") + CAPACITY_PATH
+        try:
+            async with session.head(url, timeout=aiohttp.ClientTimeout(
+                    total=PROBE_TIMEOUT_S), allow_redirects=False) as response:
+                capacity = parse_capacity(response.headers.get(CAPACITY_HEADER))
+        except (TimeoutError, aiohttp.ClientError):
+            self.record_no_answer(probe=True)
+            return
+        self._window.answered += 1
+        self.last_answer = self._wall_clock()
+        if capacity is not None:
+            self._window.capacities.append(capacity)
+
+
+class HealthReporter:
+    """Sends this process's verdict to the room once a window (at once when a request got
+    no answer) while the room is in adaptive mode, probing the backend when needed."""
+
+    def __init__(self, health: BackendHealth, store: RoomStore, settings: Settings,
+                 metrics: GateMetrics, session: aiohttp.ClientSession,
+                 snapshot: Callable[[], TickResult | None]) -> None:
+        self.health = health
+        self.store = store
+        self._settings = settings
+        self._metrics = metrics
+        self._session = session
+        self._snapshot = snapshot
+        self.last: HealthDecision | None = None
+
+    def adaptive(self) -> bool:
+        snapshot = self._snapshot()
+        return snapshot is not None and snapshot.config.rate_mode == "adaptive"
+
+    async def report(self) -> HealthDecision | None:
+        """Probe if needed, then send the window's verdict (None in fixed mode)."""
+        if not self.adaptive():
+            self.health.take_sample()  # the window still starts afresh
+            return None
+        if self.health.needs_probe():
+            await self.health.probe(self._session, self._settings.backend_url)
+        sample = self.health.take_sample()
+        room = self.store.room
+        self._metrics.backend_verdicts.labels(room, sample.verdict).inc()
+        if sample.capacity is not None:
+            self._metrics.backend_capacity.labels(room).set(sample.capacity)
+        decision = await self.store.report_health(sample.verdict, sample.last_answer,
+                                                  sample.last_no_answer)
+        if self.last is not None and decision.backend != self.last.backend:
+            log.warning("room %s: booking backend %s; effective rate %.1f/min", room,
+                        "answers again" if decision.backend == "up" else "answers nothing",
+                        decision.effective_rate)
+        self.last = decision
+        return decision
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.health.urgent.wait(), REPORT_EVERY_S)
+            try:
+                await self.report()
+            except GateUnavailable as exc:
+                self._metrics.redis_errors.labels(self.store.room, "health").inc()
+                log.warning("room %s: health report failed: %s", self.store.room, exc)
+                await asyncio.sleep(REPORT_EVERY_S)
+
+
+@contextlib.asynccontextmanager
+async def reporting(reporter: HealthReporter) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(reporter.run(), name=f"health-reporter-{reporter.store.room}")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
