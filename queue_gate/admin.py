@@ -362,4 +362,8 @@ def create_admin_app(gate_app: web.Application) -> web.Application:
     app.router.add_get("/admin/audit", audit)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    # The operators' console (pages for a browser) at /console: queue_gate/console.py.
+    from queue_gate.console import install as install_console
+
+    install_console(app, gate_app)
     return app
