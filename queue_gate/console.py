@@ -173,7 +173,7 @@ class Plot:
 
 def plot(points: list[tuple[float, int, float | None]], width: int = 640,
          height: int = 160) -> Plot:
-    if not points:
+    if len(points) < 2:  # a line needs two samples
         return Plot(width, height, "", "", 0, 0.0, None, 0.0)
     end = points[-1][0]
     start = end - HISTORY_S
