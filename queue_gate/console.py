@@ -432,10 +432,15 @@ class Console:
         room = request.match_info["room"]
         async with self.store_for(room) as store:
             doc = await self.figures(request, store)
-        self.history.record(self.gate[room_view_key])
-        line = plot(self.history.points()) if doc["here"] else None
         return self.render(request, "room.html", session, {
-            "room": doc, "line": line, "done": request.query.get("done") == "1"})
+            "room": doc, "line": self.line(doc), "done": request.query.get("done") == "1"})
+
+    def line(self, doc: Mapping[str, Any]) -> Plot | None:
+        """The room's line over the last hour, if this process keeps it (its own room)."""
+        if not doc["here"]:
+            return None
+        self.history.record(self.gate[room_view_key])
+        return plot(self.history.points())
 
     async def figures_json(self, request: web.Request, session: Session) -> web.Response:
         room = request.match_info["room"]
@@ -459,17 +464,19 @@ class Console:
             except Problem as problem:
                 # The room's page again, with the reason on top.
                 return self.render(request, "room.html", session, {
-                    "room": doc, "line": None, "done": False, "problem": problem,
+                    "room": doc, "line": self.line(doc), "done": False, "problem": problem,
                     "text": problem.message(t)}, status=problem.status)
         new = {**doc, **{API_FIELD_NAMES.get(k, k): v for k, v in changes.items()}}
         new_rate = rate_in_use(new, fallback_measured=False) if (
             "rate_per_minute" in changes) else doc["rate_in_use"]
         new_wait = last_in_line_wait(str(new["mode"]), new_rate, doc["waiting"])
         rows = [(name, doc[name], new[name]) for name in FORM_FIELDS if name in changes]
+        # Only what differs (a form sends the message along with the mode), unless nothing.
+        differing = [row for row in rows if row[1] != row[2]]
         return self.render(request, "confirm.html", session, {
-            "room": doc, "rows": rows, "form": {k: data[k] for k in FORM_FIELDS if k in data},
-            "old_wait": doc["last_wait_s"], "new_wait": new_wait,
-            "unchanged": all(old == value for _, old, value in rows)})
+            "room": doc, "rows": differing or rows,
+            "form": {k: data[k] for k in FORM_FIELDS if k in data},
+            "old_wait": doc["last_wait_s"], "new_wait": new_wait, "unchanged": not differing})
 
     async def apply(self, request: web.Request, session: Session) -> web.StreamResponse:
         data = await self.form(request)

@@ -208,3 +208,14 @@ def test_the_line_plot_draws_the_last_hour() -> None:
     drawn = plot(points)
     assert drawn.waiting_path.startswith("M") and drawn.admitted_path
     assert drawn.last_waiting == 1
+
+
+async def test_the_confirmation_lists_only_what_changes(console: Client) -> None:
+    csrf = await sign_in(console)
+    same = await console.post("/console/rooms/default/change?lang=en",
+                              data={"csrf_token": csrf, "rate_per_minute": "10"})
+    assert "Nothing changes" in await same.text()
+    paused = await (await console.post("/console/rooms/default/change?lang=en", data={
+        "csrf_token": csrf, "mode": "paused", "message": ""})).text()
+    assert '<th scope="row">Mode</th>' in paused
+    assert '<th scope="row">Message</th>' not in paused  # sent along, unchanged
