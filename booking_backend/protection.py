@@ -32,7 +32,7 @@ OPEN_PATHS = frozenset({"/api/v1/openapi.json", "/static/booking.css", "/static/
 # calendar file), managing and cancelling a booking, and the demo's inbox (demo mode only).
 # The gate proxies these without a pass when QUEUE_GATE_BYPASS_PATHS names them.
 PASS_FREE_PATHS = frozenset({"/confirmation", "/manage", "/manage/cancel-code",
-                             "/manage/cancel", "/demo/inbox"})
+                             "/manage/cancel", "/manage/calendar.ics", "/demo/inbox"})
 PASS_FREE_PREFIXES = ("/confirmation/",)
 
 

@@ -337,12 +337,20 @@ async def confirmation(request: web.Request) -> web.Response:
     return await _confirmation(request, session, booking)
 
 
-async def calendar_file(request: web.Request) -> web.Response:
-    """GET /confirmation/{code}.ics: both appointments for the person's calendar; only for
-    the booking this browser made or opened with its code and birth date."""
-    code = request.match_info["code"]
-    session = await sessions.load(request)
-    if code not in {session.get("booking"), session.get("manage")} - {""}:
+def calendar_file(session_field: str) -> Handler:
+    """GET /confirmation/calendar.ics (the booking this browser made) and
+    /manage/calendar.ics (the one it opened with code and birth date): both appointments
+    for the person's calendar. The code is not in the URL, so not in any access log."""
+
+    async def handler(request: web.Request) -> web.Response:
+        session = await sessions.load(request)
+        return await _calendar_file(request, session, session.get(session_field))
+
+    return handler
+
+
+async def _calendar_file(request: web.Request, session: Session, code: str) -> web.Response:
+    if not code:
         raise Problem("not_found", 404)
     service = service_of(request)
     booking = await service.booking(code)
@@ -483,7 +491,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/verify", verify_submit)
     app.router.add_post("/resend", resend)
     app.router.add_get("/confirmation", confirmation)
-    app.router.add_get("/confirmation/{code}.ics", calendar_file)
+    app.router.add_get("/confirmation/calendar.ics", calendar_file("booking"))
+    app.router.add_get("/manage/calendar.ics", calendar_file("manage"))
     app.router.add_get("/demo/inbox", demo_inbox)
     app.router.add_post("/waitlist", waitlist_submit)
     app.router.add_get("/manage", manage_page)

@@ -30,7 +30,7 @@ async def test_reloading_the_confirmation_needs_no_pass(env: Env) -> None:
     browser, code = await booked(env)
     assert await browser.get("/confirmation") == 200
     assert code in browser.page and "Ihre Termine sind gebucht" in browser.page
-    assert f'href="/confirmation/{code}.ics"' in browser.page
+    assert 'href="/confirmation/calendar.ics"' in browser.page
     async with env.client.get("/static/booking.css") as resp:
         assert "@media print" in await resp.text()
     # Another browser (no session) is sent to manage by code, not to the queue.
@@ -41,7 +41,7 @@ async def test_reloading_the_confirmation_needs_no_pass(env: Env) -> None:
 
 async def test_the_calendar_file(env: Env) -> None:
     _, code = await booked(env, "en")
-    async with env.client.get(f"/confirmation/{code}.ics",
+    async with env.client.get("/confirmation/calendar.ics",
                               headers={"Accept-Language": "en"}) as resp:
         assert resp.status == 200
         assert resp.content_type == "text/calendar"
@@ -61,12 +61,13 @@ async def test_the_calendar_file(env: Env) -> None:
     assert "Braunschweig" in location and "\\," in location
     assert all(len(line.encode()) <= 75 for line in raw.decode().split("\r\n"))
     # In German when asked so.
-    async with env.client.get(f"/confirmation/{code}.ics?lang=de") as resp:
+    async with env.client.get("/confirmation/calendar.ics?lang=de") as resp:
         assert "Impftermin (erste Impfung)" in (await resp.text()).replace("\r\n ", "")
     # Only for the booking this browser made or opened.
     env.client.session.cookie_jar.clear()
-    async with env.client.get(f"/confirmation/{code}.ics") as resp:
-        assert resp.status == 404
+    for path in ("/confirmation/calendar.ics", "/manage/calendar.ics"):
+        async with env.client.get(path) as resp:
+            assert resp.status == 404
 
 
 def test_long_lines_fold_between_characters() -> None:
@@ -82,9 +83,10 @@ async def test_manage_and_cancel_after_the_session_ended(env: Env) -> None:
     browser.headers = {"Accept-Language": "de"}
     assert await browser.get("/manage") == 200
     assert await browser.post("/manage", booking_code=code, birth_date=OLD) == 200
-    assert code in browser.page and f"/confirmation/{code}.ics" in browser.page
-    async with env.client.get(f"/confirmation/{code}.ics") as resp:
+    assert code in browser.page and 'href="/manage/calendar.ics"' in browser.page
+    async with env.client.get("/manage/calendar.ics") as resp:
         assert resp.status == 200
+        assert f"UID:{code}-first@test" in await resp.text()
     assert await browser.post("/manage/cancel-code") == 200
     await env.deliver()
     assert await browser.post("/manage/cancel", code=env.sender.last_code()) == 200
