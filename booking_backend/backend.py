@@ -80,10 +80,8 @@ class Backend:
         self.sender: Sender = (sender or self.webhook
                                or ConsoleSender(demo_or_dev=settings.dev_or_demo))
         # The demo shows what it sent on its inbox page (booking_backend/inbox.py).
-        self.inbox: InboxSender | None = None
-        if settings.demo:
-            self.sender = self.inbox = InboxSender(self.sender, self.clock)
-        self.outbox = Outbox(self.db, self.sender, settings, self.clock, self.metrics,
+        self.inbox = InboxSender(self.sender, self.clock) if settings.demo else None
+        self.outbox = Outbox(self.db, self.inbox or self.sender, settings, self.clock, self.metrics,
                              self.render_message)
         self.verifier = Verifier(self.db, settings, self.clock, self.hasher, self.metrics,
                                  self.outbox.wakeup)
