@@ -24,6 +24,11 @@ DEFAULT_POLL_MAX_S = 120.0
 ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # An operator's name in QUEUE_GATE_ADMIN_TOKENS, as the audit records it.
 OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+# QUEUE_GATE_BYPASS_PATHS of the demo (in front of the booking backend's demo): its
+# confirmation, managing a booking, its static files and the demo inbox.
+DEMO_BYPASS_PATHS = ("/manage", "/confirmation", "/static", "/demo")
+# One entry of QUEUE_GATE_BYPASS_PATHS.
+BYPASS_PATH = re.compile(r"^/[A-Za-z0-9/_.-]{0,99}$")
 # The operator QUEUE_GATE_ADMIN_TOKEN stands for.
 SHARED_OPERATOR = "admin"
 
@@ -110,8 +115,13 @@ class Settings:
     # in trouble (the room's effective rate then falls).
     backend_pool_wait_s: float = 2.0  # QUEUE_GATE_BACKEND_POOL_WAIT_S
     backend_latency_target_s: float = 1.0  # QUEUE_GATE_BACKEND_LATENCY_TARGET_S
+    # Path prefixes proxied to the backend without a pass and without asking Redis: what a
+    # citizen needs after their session ended (the confirmation, managing a booking by its
+    # code, the static files). "/manage" covers "/manage" and "/manage/...", not "/manager".
+    bypass_paths: tuple[str, ...] = ()  # QUEUE_GATE_BYPASS_PATHS
 
     def __post_init__(self) -> None:
+        self._check_bypass_paths()
         if not ROOM_NAME.match(self.room):
             raise SettingsError(f"QUEUE_GATE_ROOM must be 1-40 lowercase letters, digits, "
                                 f"'-' or '_', starting with a letter or digit, not {self.room!r}")
@@ -158,6 +168,14 @@ class Settings:
             raise SettingsError("QUEUE_GATE_ADMIN_TOKEN or QUEUE_GATE_ADMIN_TOKENS is "
                                 "required; demo mode generates one")
         self._check_operators()
+
+    def _check_bypass_paths(self) -> None:
+        for path in self.bypass_paths:
+            if (not BYPASS_PATH.match(path) or path.rstrip("/") in ("", "/queue")
+                    or path.startswith("/queue/") or "/." in path):
+                raise SettingsError("QUEUE_GATE_BYPASS_PATHS: each entry is a path prefix "
+                                    "such as /manage (letters, digits, '/', '-', '_', '.'; not "
+                                    f"/ itself, nothing under /queue), not {path[:40]!r}")
 
     def _check_operators(self) -> None:
         names: set[str] = {SHARED_OPERATOR} if self.admin_token else set()
@@ -259,6 +277,8 @@ class Settings:
                                               cls.backend_pool_wait_s),
             "backend_latency_target_s": env.number("QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
                                                    cls.backend_latency_target_s),
+            "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
+                                      DEMO_BYPASS_PATHS if demo else ()),
         }
         found.update(overrides)
         if demo:
