@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from booking_backend.catalogue import CatalogueCache, demo_catalogue_json
 from booking_backend.db import Database, StoreUnavailable
 from booking_backend.identity import IdentityHasher
+from booking_backend.inbox import InboxSender
 from booking_backend.inventory import Inventory, generate_slots
 from booking_backend.invitations import Invitations
 from booking_backend.levels import Levels, counts, read_levels
@@ -78,7 +79,9 @@ class Backend:
             self.webhook = WebhookSender(settings.webhook_url, settings.webhook_token)
         self.sender: Sender = (sender or self.webhook
                                or ConsoleSender(demo_or_dev=settings.dev_or_demo))
-        self.outbox = Outbox(self.db, self.sender, settings, self.clock, self.metrics,
+        # The demo shows what it sent on its inbox page (booking_backend/inbox.py).
+        self.inbox = InboxSender(self.sender, self.clock) if settings.demo else None
+        self.outbox = Outbox(self.db, self.inbox or self.sender, settings, self.clock, self.metrics,
                              self.render_message)
         self.verifier = Verifier(self.db, settings, self.clock, self.hasher, self.metrics,
                                  self.outbox.wakeup)

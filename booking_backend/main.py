@@ -34,7 +34,14 @@ from booking_backend.settings import Settings
 from booking_backend.verification import Sender
 from vaccine_queue.config import SettingsError
 from vaccine_queue.i18n import language_middleware
-from vaccine_queue.pages import Handler, Pages, Problem, error_middleware
+from vaccine_queue.pages import (
+    PARSER_LIMITS,
+    Handler,
+    Pages,
+    Problem,
+    error_middleware,
+    limits_middleware,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +189,12 @@ def create_app(
             capacity_middleware,
             metrics_middleware,
             error_middleware(site, is_api=is_api, convert=store_trouble(backend.metrics)),
+            limits_middleware(max_body_bytes=settings.max_body_bytes),
             language_middleware(secure_cookies=settings.cookie_secure),
             pass_middleware,
         ],
         client_max_size=settings.max_body_bytes,
+        handler_args=PARSER_LIMITS,
     )
     _install(app, backend)
     app[keys.pages_key] = site

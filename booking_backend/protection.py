@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 # page, shown after the pass has ended, still needs its stylesheet and print script).
 OPEN_PATHS = frozenset({"/api/v1/openapi.json", "/static/booking.css", "/static/countdown.js",
                         "/static/print.js"})
+# What a citizen needs after their queue session ended, guarded by their booking code (and
+# birth date) or their own session instead of a pass: the confirmation again (reload, print,
+# calendar file), managing and cancelling a booking, and the demo's inbox (demo mode only).
+# The gate proxies these without a pass when QUEUE_GATE_BYPASS_PATHS names them.
+PASS_FREE_PATHS = frozenset({"/confirmation", "/manage", "/manage/cancel-code",
+                             "/manage/cancel", "/manage/calendar.ics", "/demo/inbox"})
+PASS_FREE_PREFIXES = ("/confirmation/",)
 
 
 def queue_link(request: web.Request) -> str:
@@ -37,6 +44,9 @@ def queue_link(request: web.Request) -> str:
 async def pass_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[keys.settings_key]
     if request.path in OPEN_PATHS:
+        return await handler(request)
+    if request.path in PASS_FREE_PATHS or request.path.startswith(PASS_FREE_PREFIXES):
+        request[keys.owner_key] = "anon:"  # sessions, not holds: nothing here holds a slot
         return await handler(request)
     token = request.headers.get(PASS_HEADER) or request.cookies.get(PASS_COOKIE, "")
     if token:

@@ -17,11 +17,12 @@ from multidict import MultiDictProxy
 
 from booking_backend import keys, sessions
 from booking_backend.catalogue import Centre
+from booking_backend.ics import booking_calendar
 from booking_backend.inventory import Booking, Offer
 from booking_backend.service import Person, Service
 from booking_backend.sessions import CSRF_FIELD, Session
 from vaccine_queue.contract import END_SESSION_HEADER
-from vaccine_queue.i18n import request_language
+from vaccine_queue.i18n import request_language, translator
 from vaccine_queue.pages import Handler, Problem
 
 log = logging.getLogger(__name__)
@@ -327,11 +328,53 @@ async def _confirmation(request: web.Request, session: Session, booking: Booking
 
 
 async def confirmation(request: web.Request) -> web.Response:
+    """The confirmation again (reload, print, back button): it needs no pass, because the
+    booking ended the queue session; this browser's session names the booking."""
     session = await sessions.load(request)
     booking = await service_of(request).booking(session.get("booking"))
     if booking is None:
-        return await redirect(request, "/")
+        return await redirect(request, "/manage")
     return await _confirmation(request, session, booking)
+
+
+def calendar_file(session_field: str) -> Handler:
+    """GET /confirmation/calendar.ics (the booking this browser made) and
+    /manage/calendar.ics (the one it opened with code and birth date): both appointments
+    for the person's calendar. The code is not in the URL, so not in any access log."""
+
+    async def handler(request: web.Request) -> web.Response:
+        session = await sessions.load(request)
+        return await _calendar_file(request, session, session.get(session_field))
+
+    return handler
+
+
+async def _calendar_file(request: web.Request, session: Session, code: str) -> web.Response:
+    if not code:
+        raise Problem("not_found", 404)
+    service = service_of(request)
+    booking = await service.booking(code)
+    if booking is None or booking.status != "active":
+        raise Problem("not_found", 404)
+    t = translator(request_language(request))
+    body = booking_calendar(booking, await _centre(request, booking.centre), t,
+                            now=service.now(), domain=service.settings.deployment)
+    response = web.Response(body=body, content_type="text/calendar", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{t("ics.filename")}-{code}.ics"',
+        "Cache-Control": "no-store"})
+    await sessions.save(request, response)
+    return response
+
+
+# -- demo inbox -------------------------------------------------------------------------------
+async def demo_inbox(request: web.Request) -> web.Response:
+    """GET /demo/inbox: what the demo sent (codes included), newest first; 404 outside
+    demo mode."""
+    inbox = request.app[keys.backend_key].inbox
+    if inbox is None:
+        raise web.HTTPNotFound()
+    session = await sessions.load(request)
+    return await page(request, session, "inbox.html", {"messages": list(inbox.messages)})
 
 
 # -- waiting list -----------------------------------------------------------------------------
@@ -448,6 +491,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/verify", verify_submit)
     app.router.add_post("/resend", resend)
     app.router.add_get("/confirmation", confirmation)
+    app.router.add_get("/confirmation/calendar.ics", calendar_file("booking"))
+    app.router.add_get("/manage/calendar.ics", calendar_file("manage"))
+    app.router.add_get("/demo/inbox", demo_inbox)
     app.router.add_post("/waitlist", waitlist_submit)
     app.router.add_get("/manage", manage_page)
     app.router.add_post("/manage", manage_submit)

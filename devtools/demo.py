@@ -28,7 +28,7 @@ from devtools.servers import private_postgres, private_redis
 from queue_gate.admin import create_admin_app
 from queue_gate.keys import store_key
 from queue_gate.main import create_app, until_stopped
-from queue_gate.settings import Settings
+from queue_gate.settings import DEMO_BYPASS_PATHS, Settings
 from queue_gate.tickets import TicketSigner
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,8 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
         demo=True,
         cookie_secure=False,
         initial_rate_per_minute=args.rate,
+        # The confirmation, managing a booking and the demo inbox need no place in line.
+        bypass_paths=DEMO_BYPASS_PATHS,
     )
     gate = create_app(gate_settings)
     async with contextlib.AsyncExitStack() as stack:
@@ -128,6 +130,8 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
 
   Open in your browser:   {base}:{args.port}/
   {args.crowd} visitors are in line ahead of you; {args.rate} are let in per minute.
+  No SMS or e-mail is sent: the codes to confirm and to cancel are in the demo inbox,
+  {base}:{args.port}/demo/inbox (and in this log).
 
   Operate the room (gate admin API, token {gate_token}):
     curl -H 'Authorization: Bearer {gate_token}' {base}:{args.admin_port}/admin/rooms/default

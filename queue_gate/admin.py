@@ -1,8 +1,11 @@
 """The operators' API, served on its own port: rooms, metrics and health.
 
-`GET /admin/rooms`, `GET` and `PATCH /admin/rooms/{room}` need `Authorization: Bearer
-<QUEUE_GATE_ADMIN_TOKEN>`. A change is written to Redis, where every gate process's next
-tick (within `tick_interval_s`) picks it up: no restart.
+`GET /admin/rooms`, `GET` and `PATCH /admin/rooms/{room}` and `GET /admin/audit` need
+`Authorization: Bearer <token>`: QUEUE_GATE_ADMIN_TOKEN (the operator "admin") or one of
+the named operators' QUEUE_GATE_ADMIN_TOKENS. A change is written to Redis, where every gate
+process's next tick (within `tick_interval_s`) picks it up: no restart. Each field it
+changes is recorded in the room's audit (time, operator, room, field, old and new value) in
+the same step, and counted in `queuegate_room_changes_total`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,14 @@ MAX_RATE_PER_MINUTE = 1_000_000
 MAX_SESSION_MINUTES = 24 * 60
 MAX_MESSAGE_LENGTH = 1000
 MAX_ACTIVE_SESSIONS = 10_000_000
+AUDIT_DEFAULT_LIMIT = 100
+AUDIT_MAX_LIMIT = 1000
+# The config hash's names of fields the API calls otherwise.
+API_FIELD_NAMES = {"max_active": "max_active_sessions"}
+
+# The operator whose token the request carried.
+operator_key = web.RequestKey("operator", str)
+
 MAX_CHALLENGE_BITS = 28
 
 
@@ -61,13 +72,17 @@ def json_error(status: int, code: str, message: str) -> web.Response:
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer-token check for /admin/*, and JSON for every error."""
     if request.path.startswith("/admin/"):
-        token = request.app[gate_app_key][settings_key].admin_token
+        operators = request.app[gate_app_key][settings_key].operators
         auth = request.headers.get("Authorization", "")
         given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         # The bytes as sent: a header that is not UTF-8 arrives with surrogate escapes.
         sent = given.encode("utf-8", "surrogateescape")
-        if not given or not hmac.compare_digest(sent, token.encode()):
+        # Every token compared, in constant time each: which one matched does not show.
+        matched = [name for name, token in operators
+                   if hmac.compare_digest(sent, token.encode())]
+        if not given or not matched:
             return json_error(401, "unauthorized", "Send 'Authorization: Bearer <admin token>'.")
+        request[operator_key] = matched[0]
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -110,9 +125,13 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
     config, counters = await store.read_room()
     gate = request.app[gate_app_key]
     view = gate[room_view_key]
-    measured = view.measured_rate_per_minute() if store.room == view.store.room else None
+    here = store.room == view.store.room
+    measured = view.measured_rate_per_minute() if here else None
+    rates = {name: None if value is None else round(value, 2) for name, value in (
+        ("passed_over_per_minute", view.passed_over_per_minute() if here else None),
+        ("frontier_per_minute", view.frontier_per_minute() if here else None))}
     # The room's decision as this process's last tick saw it (only for its own room).
-    snapshot = view.snapshot if store.room == view.store.room else None
+    snapshot = view.snapshot if here else None
     effective = None if snapshot is None else round(snapshot.effective_rate, 2)
     backend = None if snapshot is None or snapshot.config.rate_mode != "adaptive" else (
         "down" if snapshot.backend_down else "up")
@@ -127,6 +146,7 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         "max_active_sessions": config.max_active_sessions,
         "challenge_bits": config.challenge_bits,
         "measured_rate_per_minute": None if measured is None else round(measured, 2),
+        **rates,
         "rate_mode": config.rate_mode,
         "rate_min": config.rate_min,
         "rate_max": config.rate_max,
@@ -160,12 +180,16 @@ async def patch_room(request: web.Request) -> web.Response:
             return json_error(422, "invalid_change", str(exc))
         except RoomMissing:
             return json_error(404, "room_not_found", "No gate has created this room.")
+        operator = request[operator_key]
         try:
-            await store.update_config(changes)
+            _, changed = await store.change_config(changes, operator=operator)
         except RoomMissing:
             return json_error(404, "room_not_found", "No gate has created this room.")
-        log.info("room %s changed: %s", store.room, changes)
+        log.info("room %s changed by %s: %s", store.room, operator, changes)
         gate = request.app[gate_app_key]
+        for name in changed:
+            gate[metrics_key].room_changes.labels(store.room,
+                                                  API_FIELD_NAMES.get(name, name)).inc()
         if store.room == gate[room_view_key].store.room:
             await gate[room_view_key].refresh()  # this process applies it at once
         return web.json_response(await room_document(request, store))
@@ -261,6 +285,60 @@ def _bounded_int(value: object, name: str, low: int, high: int) -> int:
     return value
 
 
+def audit_entry(raw: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry as configure-2.lua stored it, in the API's names and types: the time
+    and an opening time in ISO 8601, whole numbers as numbers."""
+
+    def value(name: str, stored: object) -> object:
+        if stored is None or name in ("mode", "message"):
+            return stored
+        if name == "opens_at":
+            return dt.datetime.fromtimestamp(float(str(stored)), dt.UTC).isoformat()
+        try:
+            return int(str(stored))
+        except ValueError:
+            return stored
+
+    name = str(raw.get("field", ""))
+    at = raw.get("at")
+    return {
+        "at": dt.datetime.fromtimestamp(float(at), dt.UTC).isoformat()
+        if isinstance(at, int | float) else None,
+        "operator": raw.get("operator"),
+        "room": raw.get("room"),
+        "field": API_FIELD_NAMES.get(name, name),
+        "old": value(name, raw.get("old")),
+        "new": value(name, raw.get("new")),
+    }
+
+
+async def audit(request: web.Request) -> web.Response:
+    """GET /admin/audit?room=&limit=: operators' changes, newest first, of one room or of
+    every room."""
+    raw_limit = request.query.get("limit", str(AUDIT_DEFAULT_LIMIT))
+    if not raw_limit.isascii() or not raw_limit.isdigit() or not (
+            1 <= int(raw_limit) <= AUDIT_MAX_LIMIT):
+        return json_error(400, "invalid_limit",
+                          f"limit must be a whole number from 1 to {AUDIT_MAX_LIMIT}.")
+    limit = int(raw_limit)
+    gate = request.app[gate_app_key]
+    room = request.query.get("room")
+    if room is not None and not ROOM_NAME.match(room):
+        return json_error(400, "invalid_room", "room must be a room's name (1-40 lowercase "
+                          "letters, digits, '-' or '_').")
+    rooms = [room] if room is not None else await known_rooms(gate[control_redis_key])
+    entries: list[dict[str, Any]] = []
+    for name in rooms:
+        store = RoomStore(gate[control_redis_key], gate[settings_key], room=name)
+        try:
+            entries.extend(await store.read_audit(limit))
+        finally:
+            await store.aclose()
+    entries.sort(key=lambda entry: entry.get("at") or 0, reverse=True)
+    return web.json_response({"entries": [audit_entry(e) for e in entries[:limit]]},
+                             headers=NO_STORE)
+
+
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[gate_app_key][metrics_key].registry
     response = web.Response(body=generate_latest(registry))
@@ -281,6 +359,11 @@ def create_admin_app(gate_app: web.Application) -> web.Application:
     app.router.add_get("/admin/rooms", list_rooms)
     app.router.add_get("/admin/rooms/{room}", get_room)
     app.router.add_patch("/admin/rooms/{room}", patch_room)
+    app.router.add_get("/admin/audit", audit)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    # The operators' console (pages for a browser) at /console: queue_gate/console.py.
+    from queue_gate.console import install as install_console
+
+    install_console(app, gate_app)
     return app

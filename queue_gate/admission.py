@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import random
 import time
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from queue_gate.metrics import GateMetrics
 from queue_gate.settings import Settings
-from queue_gate.store import GateUnavailable, RoomStore, TickResult
+from queue_gate.store import GateUnavailable, RoomConfig, RoomStore, TickResult
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,39 @@ MEASURE_WINDOW_S = 60.0
 # A snapshot older than this means Redis is not answering: health checks say so.
 STALE_AFTER_S = 5.0
 POLL_JITTER = 0.2
+# How often a waiting page checks the room-wide state (`RoomState`), jittered by
+# POLL_JITTER: with a one-second cache in front and a tick of 0.25 s, a change reaches every
+# waiting page within 6 * 1.2 + 1 + 0.25 < 10 s (docs/architecture.md "Changes reach
+# visitors").
+ROOM_CHECK_S = 6.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """What every waiting page of the room shows alike (mode, message, rate), with a version
+    that changes when any of it does: served by `GET /queue/api/room`, the same bytes from
+    every process for the same configuration, so caches and ETags agree."""
+
+    version: str
+    body: bytes
+
+    @classmethod
+    def of(cls, config: RoomConfig, epoch: str, *, effective_rate: float = 0.0,
+           backend_down: bool = False) -> RoomState:
+        adaptive = config.rate_mode == "adaptive"
+        fields = {
+            "mode": config.mode,
+            "message": config.message or None,
+            # Adaptive admission: the rate admitted at now, and whether the booking system
+            # is recovering (nobody is admitted until it answers again).
+            "rate_per_minute": round(effective_rate) if adaptive else config.rate_per_minute,
+            "opens_at": config.opens_at,
+            "recovering": adaptive and backend_down,
+        }
+        digest = hashlib.blake2b(json.dumps([epoch, fields], sort_keys=True).encode(),
+                                 digest_size=8).hexdigest()
+        body = json.dumps({"version": digest, **fields, "check_after_s": ROOM_CHECK_S})
+        return cls(digest, body.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +91,10 @@ class RoomView:
         self._rng = rng or random.Random()
         self.snapshot: TickResult | None = None
         self._fetched_at = 0.0
-        # (redis time, frontier) while the queue had a backlog under one configuration.
-        self._samples: deque[tuple[float, int]] = deque()
+        # (redis time, frontier, admitted, passed over) while the queue had a backlog under
+        # one configuration.
+        self._samples: deque[tuple[float, int, int, int]] = deque()
+        self.room_state: RoomState | None = None
         # Numbers whose visitors polled since the last tick: marked present by the next one.
         self._seen: set[int] = set()
         # Numbers already sent for the current presence bucket, one bit each: a visitor polls
@@ -115,21 +152,41 @@ class RoomView:
             or previous.epoch != result.epoch
         ):
             self._samples.clear()
-        self._samples.append((result.now, result.frontier))
+        self._samples.append((result.now, result.frontier, result.admitted, result.skipped))
         while self._samples and result.now - self._samples[0][0] > MEASURE_WINDOW_S:
             self._samples.popleft()
+        state = RoomState.of(result.config, result.epoch, effective_rate=result.effective_rate,
+                             backend_down=result.backend_down)
+        if self.room_state is None or state.version != self.room_state.version:
+            self.room_state = state
         self.snapshot = result
         self._fetched_at = time.monotonic()
-        self._metrics.observe_room(self.store.room, result, self.measured_rate_per_minute())
+        self._metrics.observe_room(self.store.room, result, self.measured_rate_per_minute(),
+                                   self.passed_over_per_minute(), self.frontier_per_minute())
 
-    def measured_rate_per_minute(self) -> float | None:
-        """Admissions per minute actually seen over the last minute of backlog, if known."""
+    def _per_minute(self, column: int) -> float | None:
+        """How fast sample column `column` grew over the last minute of backlog, per minute,
+        if ten seconds of it are known."""
         if len(self._samples) < 2:
             return None
-        (t0, f0), (t1, f1) = self._samples[0], self._samples[-1]
-        if t1 - t0 < MEASURE_MIN_S:
+        first, last = self._samples[0], self._samples[-1]
+        if last[0] - first[0] < MEASURE_MIN_S:
             return None
-        return (f1 - f0) * 60 / (t1 - t0)
+        return (last[column] - first[column]) * 60 / (last[0] - first[0])
+
+    def measured_rate_per_minute(self) -> float | None:
+        """Visitors admitted per minute over the last minute of backlog, if known: only
+        those present (passed-over leavers are `passed_over_per_minute`)."""
+        return self._per_minute(2)
+
+    def passed_over_per_minute(self) -> float | None:
+        """Visitors passed over as gone per minute over the last minute of backlog."""
+        return self._per_minute(3)
+
+    def frontier_per_minute(self) -> float | None:
+        """The frontier's speed: admitted plus passed over (minus returners admitted), per
+        minute. What a place in line moves by, so what estimates use."""
+        return self._per_minute(1)
 
     @property
     def fresh(self) -> bool:
@@ -138,13 +195,13 @@ class RoomView:
     def estimate(self, position: int) -> Estimate:
         """Honest wait and next poll interval for the visitor at `position` (1 = next).
 
-        The measured rate is the frontier's speed, which counts visitors passed over
-        because they left: the estimate stays honest when many leave."""
+        The rate is the frontier's speed, which counts visitors passed over because they
+        left: the estimate stays honest when many leave."""
         snap = self.snapshot
         assert snap is not None
         wait_s: float | None = None
         if snap.config.mode == "queue":
-            rate = self.measured_rate_per_minute() or float(snap.config.rate_per_minute)
+            rate = self.frontier_per_minute() or float(snap.config.rate_per_minute)
             if snap.config.rate_mode == "adaptive":  # the rate admitted at now
                 rate = 0.0 if snap.backend_down else snap.effective_rate
             if rate > 0:

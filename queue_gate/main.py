@@ -50,7 +50,13 @@ from queue_gate.store import Clock, GateUnavailable, LineMemory, RoomStore, conn
 from queue_gate.tickets import TicketSigner
 from vaccine_queue.config import SettingsError
 from vaccine_queue.i18n import language_middleware
-from vaccine_queue.pages import Pages, Problem, error_middleware
+from vaccine_queue.pages import (
+    PARSER_LIMITS,
+    Pages,
+    Problem,
+    error_middleware,
+    limits_middleware,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ CONTROL_POOL = 4
 BUSY_RETRY_S = 5
 # The gate's own words where the shared ones would be wrong for someone in line.
 MESSAGE_KEYS = {"internal_error": "gate.internal_error"}
+# The largest body the gate takes (and forwards): the booking forms are small.
+MAX_BODY_BYTES = 1024**2
 
 
 def redis_trouble(metrics: GateMetrics, room: str) -> Callable[[web.Request, Exception],
@@ -98,9 +106,11 @@ def create_app(
         middlewares=[
             error_middleware(site, is_api=is_api, convert=redis_trouble(metrics, settings.room),
                              passthrough=(UpstreamBroken,), message_keys=MESSAGE_KEYS),
+            limits_middleware(max_body_bytes=MAX_BODY_BYTES),
             language_middleware(secure_cookies=settings.cookie_secure),
         ],
-        client_max_size=1024**2,
+        client_max_size=MAX_BODY_BYTES,
+        handler_args=PARSER_LIMITS,
     )
     app[settings_key] = settings
     app[clock_key] = clock or time.time

@@ -105,8 +105,22 @@ class GateMetrics:
             ["room"], registry=registry)
         self.rate_measured = Gauge(
             name("admission_rate_measured_per_minute"),
-            "Admissions per minute measured over the last minute of backlog (NaN if unknown)",
+            "Visitors admitted per minute (present ones only: not those passed over as "
+            "gone), measured over the last minute of backlog (NaN if unknown)",
             ["room"], registry=registry)
+        self.passed_over_rate = Gauge(
+            name("passed_over_per_minute"),
+            "Visitors passed over as gone per minute, measured over the last minute of "
+            "backlog (NaN if unknown)", ["room"], registry=registry)
+        self.frontier_rate = Gauge(
+            name("frontier_speed_per_minute"),
+            "How fast places in line move: admitted plus passed over per minute, measured "
+            "over the last minute of backlog (NaN if unknown); estimates use it",
+            ["room"], registry=registry)
+        # Operators' changes, counted by the process that made them: dashboards annotate them.
+        self.room_changes = Counter(
+            name("room_changes"), "Room settings changed through the admin API, by field",
+            ["room", "field"], registry=registry)
         self.estimated_wait = Gauge(
             name("estimated_wait_seconds"), "Estimated wait of a visitor joining now",
             ["room"], registry=registry)
@@ -147,7 +161,9 @@ class GateMetrics:
             "Requests this process has at the backend now (bounded by "
             "QUEUE_GATE_BACKEND_MAX_CONNECTIONS)", ["room"], registry=registry)
 
-    def observe_room(self, room: str, tick: TickResult, measured: float | None) -> None:
+    def observe_room(self, room: str, tick: TickResult, measured: float | None,
+                     passed_over: float | None = None,
+                     frontier_speed: float | None = None) -> None:
         self.waiting.labels(room).set(tick.waiting)
         self.tickets_total.labels(room).set(tick.seq)
         self.admitted_total.labels(room).set(tick.admitted)
@@ -166,7 +182,11 @@ class GateMetrics:
             self.reseeded_at.labels(room).set(tick.reseeded_at)
         self.rate_configured.labels(room).set(tick.config.rate_per_minute)
         self.rate_measured.labels(room).set(float("nan") if measured is None else measured)
-        rate = measured or tick.config.rate_per_minute
+        self.passed_over_rate.labels(room).set(
+            float("nan") if passed_over is None else passed_over)
+        self.frontier_rate.labels(room).set(
+            float("nan") if frontier_speed is None else frontier_speed)
+        rate = frontier_speed or tick.config.rate_per_minute
         wait = tick.waiting * 60 / rate if tick.config.mode == "queue" and rate > 0 else -1
         self.estimated_wait.labels(room).set(wait if wait >= 0 else float("nan"))
         for mode in MODES:

@@ -93,8 +93,23 @@ async def check_pass(request: web.Request) -> AdmissionPass | None:
     return admission
 
 
+def bypassed(request: web.Request, prefixes: tuple[str, ...]) -> bool:
+    """Whether the path is under one of QUEUE_GATE_BYPASS_PATHS, as sent (no encoded
+    characters, no dot segments: what the backend sees is what was checked here)."""
+    if not prefixes:
+        return False
+    path = request.rel_url.raw_path
+    if "%" in path or "/." in path or "//" in path:
+        return False
+    return any(path == prefix or path.startswith(prefix.rstrip("/") + "/")
+               for prefix in prefixes)
+
+
 async def forward(request: web.Request) -> web.StreamResponse:
-    """Any method, any path outside /queue/: proxy with a pass, else to the queue."""
+    """Any method, any path outside /queue/: proxy with a pass, else to the queue. Paths
+    of QUEUE_GATE_BYPASS_PATHS are proxied without a pass, and without asking Redis."""
+    if bypassed(request, request.app[settings_key].bypass_paths):
+        return await proxy_to_backend(request, None)
     try:
         admission = await check_pass(request)
     except TokenRejected as exc:
@@ -135,7 +150,8 @@ def upstream_headers(request: web.Request) -> CIMultiDict[str]:
     return headers
 
 
-async def proxy_to_backend(request: web.Request, admission: AdmissionPass) -> web.StreamResponse:
+async def proxy_to_backend(request: web.Request,
+                           admission: AdmissionPass | None) -> web.StreamResponse:
     """Forward through one of this process's bounded backend connections (waited for at
     most `backend_pool_wait_s`, else a 503 with Retry-After). In adaptive mode, while the
     room's decision says the backend answers nothing, or when it answers this request
@@ -171,9 +187,10 @@ class NoAnswer(Exception):
         self.status = status
 
 
-async def exchange(request: web.Request, admission: AdmissionPass,
+async def exchange(request: web.Request, admission: AdmissionPass | None,
                    call: Call) -> web.StreamResponse:
-    """One request to the backend and its response streamed back."""
+    """One request to the backend and its response streamed back (`admission` None: a
+    bypass path, whose end-session header ends nothing)."""
     app = request.app
     settings = app[settings_key]
     metrics = app[metrics_key]
@@ -198,7 +215,7 @@ async def exchange(request: web.Request, admission: AdmissionPass,
                 if name.lower() == END_SESSION_HEADER.lower():
                     continue
                 response.headers.add(name, value)
-            if upstream.headers.get(END_SESSION_HEADER):
+            if admission is not None and upstream.headers.get(END_SESSION_HEADER):
                 await end_session(request, admission, response)
             if upstream.content_length is not None and not upstream.headers.get(
                     hdrs.TRANSFER_ENCODING):

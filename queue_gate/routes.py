@@ -21,6 +21,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/queue/wait", waiting.solved_join)
     app.router.add_post("/queue/api/join", waiting.join_api)
     app.router.add_get("/queue/api/status", waiting.status_api)
+    app.router.add_get("/queue/api/room", waiting.room_api)
     app.router.add_get("/queue/healthz", health)
     # Anything else under /queue/ is ours and does not exist; it must not reach the backend.
     app.router.add_route("*", "/queue/{tail:.*}", not_found)

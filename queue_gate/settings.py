@@ -22,6 +22,15 @@ MODES = ("queue", "paused", "passthrough", "closed")
 DEFAULT_POLL_MIN_S = 2.0
 DEFAULT_POLL_MAX_S = 120.0
 ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# An operator's name in QUEUE_GATE_ADMIN_TOKENS, as the audit records it.
+OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+# QUEUE_GATE_BYPASS_PATHS of the demo (in front of the booking backend's demo): its
+# confirmation, managing a booking, its static files and the demo inbox.
+DEMO_BYPASS_PATHS = ("/manage", "/confirmation", "/static", "/demo")
+# One entry of QUEUE_GATE_BYPASS_PATHS.
+BYPASS_PATH = re.compile(r"^/[A-Za-z0-9/_.-]{0,99}$")
+# The operator QUEUE_GATE_ADMIN_TOKEN stands for.
+SHARED_OPERATOR = "admin"
 
 # Whole-number fields with their variable and least value.
 _AT_LEAST = {
@@ -62,6 +71,9 @@ class Settings:
     # QUEUE_GATE_SECRETS, newest first: the newest signs, all of them verify.
     secrets: tuple[str, ...] = field(default=(), repr=False)
     admin_token: str = field(default="", repr=False)  # QUEUE_GATE_ADMIN_TOKEN
+    # Named operators, "name:token" each: the audit of changes records who made them
+    # (QUEUE_GATE_ADMIN_TOKEN, if set too, is the operator "admin").
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)  # QUEUE_GATE_ADMIN_TOKENS
     backend_url: str = "http://127.0.0.1:8082"  # BACKEND_URL
     room: str = "default"  # QUEUE_GATE_ROOM
     demo: bool = False  # QUEUE_GATE_DEMO
@@ -103,8 +115,13 @@ class Settings:
     # in trouble (the room's effective rate then falls).
     backend_pool_wait_s: float = 2.0  # QUEUE_GATE_BACKEND_POOL_WAIT_S
     backend_latency_target_s: float = 1.0  # QUEUE_GATE_BACKEND_LATENCY_TARGET_S
+    # Path prefixes proxied to the backend without a pass and without asking Redis: what a
+    # citizen needs after their session ended (the confirmation, managing a booking by its
+    # code, the static files). "/manage" covers "/manage" and "/manage/...", not "/manager".
+    bypass_paths: tuple[str, ...] = ()  # QUEUE_GATE_BYPASS_PATHS
 
     def __post_init__(self) -> None:
+        self._check_bypass_paths()
         if not ROOM_NAME.match(self.room):
             raise SettingsError(f"QUEUE_GATE_ROOM must be 1-40 lowercase letters, digits, "
                                 f"'-' or '_', starting with a letter or digit, not {self.room!r}")
@@ -147,8 +164,44 @@ class Settings:
                 "QUEUE_GATE_SECRETS is required (comma-separated, newest first); "
                 "demo mode generates one"
             )
-        if not self.admin_token:
-            raise SettingsError("QUEUE_GATE_ADMIN_TOKEN is required; demo mode generates one")
+        if not self.admin_token and not self.admin_tokens:
+            raise SettingsError("QUEUE_GATE_ADMIN_TOKEN or QUEUE_GATE_ADMIN_TOKENS is "
+                                "required; demo mode generates one")
+        self._check_operators()
+
+    def _check_bypass_paths(self) -> None:
+        for path in self.bypass_paths:
+            if (not BYPASS_PATH.match(path) or path.rstrip("/") in ("", "/queue")
+                    or path.startswith("/queue/") or "/." in path):
+                raise SettingsError("QUEUE_GATE_BYPASS_PATHS: each entry is a path prefix "
+                                    "such as /manage (letters, digits, '/', '-', '_', '.'; not "
+                                    f"/ itself, nothing under /queue), not {path[:40]!r}")
+
+    def _check_operators(self) -> None:
+        names: set[str] = {SHARED_OPERATOR} if self.admin_token else set()
+        tokens: set[str] = {self.admin_token} if self.admin_token else set()
+        for item in self.admin_tokens:
+            name, colon, token = item.partition(":")
+            if not colon or not OPERATOR_NAME.match(name) or not token:
+                raise SettingsError("QUEUE_GATE_ADMIN_TOKENS: each entry is name:token (a "
+                                    "name of letters, digits, '.', '_', '@' or '-', then a "
+                                    f"token), not one starting {name[:12]!r}")
+            if name in names:
+                raise SettingsError(f"QUEUE_GATE_ADMIN_TOKENS: operator {name!r} named twice"
+                                    + (" ('admin' is QUEUE_GATE_ADMIN_TOKEN's)"
+                                       if name == SHARED_OPERATOR else ""))
+            if token in tokens:
+                raise SettingsError(f"QUEUE_GATE_ADMIN_TOKENS: operator {name!r} shares a "
+                                    "token with another: the audit could not tell them apart")
+            names.add(name)
+            tokens.add(token)
+
+    @property
+    def operators(self) -> tuple[tuple[str, str], ...]:
+        """(name, token) of every operator who may use the admin API."""
+        named = tuple((name, token) for name, _, token in
+                      (item.partition(":") for item in self.admin_tokens))
+        return (((SHARED_OPERATOR, self.admin_token),) if self.admin_token else ()) + named
 
     def _check_redis(self) -> None:
         """One way to reach Redis, fully named."""
@@ -187,6 +240,7 @@ class Settings:
                                               cls.require_durable_redis),
             "secrets": env.items("QUEUE_GATE_SECRETS"),
             "admin_token": env.text("QUEUE_GATE_ADMIN_TOKEN"),
+            "admin_tokens": env.items("QUEUE_GATE_ADMIN_TOKENS"),
             "backend_url": env.text("BACKEND_URL", cls.backend_url),
             "room": env.text("QUEUE_GATE_ROOM", cls.room),
             "demo": demo,
@@ -223,6 +277,8 @@ class Settings:
                                               cls.backend_pool_wait_s),
             "backend_latency_target_s": env.number("QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
                                                    cls.backend_latency_target_s),
+            "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
+                                      DEMO_BYPASS_PATHS if demo else ()),
         }
         found.update(overrides)
         if demo:
@@ -234,6 +290,6 @@ def _with_demo_credentials(found: dict[str, object]) -> dict[str, object]:
     """Demo mode generates what production must be given; main() says so in the log."""
     if not found.get("secrets"):
         found["secrets"] = (secrets.token_urlsafe(32),)
-    if not found.get("admin_token"):
+    if not found.get("admin_token") and not found.get("admin_tokens"):
         found["admin_token"] = secrets.token_urlsafe(18)
     return found

@@ -66,6 +66,8 @@ REPLICA_WAIT_MS = 200
 # processes handed out after that snapshot. A number nobody holds is never seen polling and
 # is passed over without using an admission.
 RESEED_MARGIN = 1000
+# Most entries a room's audit list keeps (configure-2.lua drops older ones).
+AUDIT_KEEP = 10_000
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -133,6 +135,15 @@ class RoomKeys:
     @property
     def drawn(self) -> str:
         return self._key("drawn")
+
+    @property
+    def audit(self) -> str:
+        """Operators' changes, newest first (configure-2.lua writes them)."""
+        return self._key("audit")
+
+    @property
+    def configure_script_keys(self) -> tuple[str, ...]:
+        return (self.config, self.audit)
 
     def joins(self, window: int) -> str:
         """Joins per address in join-limit window number `window`."""
@@ -684,7 +695,7 @@ class RoomStore:
         # An ended session and an operator's change must outlive a failover too: a lost
         # end would open a finished session again, a lost change bring back the old rate.
         self._end_pass = _Script(client, "end_pass-2.lua", replicas)
-        self._configure = _Script(client, "configure-1.lua", replicas)
+        self._configure = _Script(client, "configure-2.lua", replicas)
         # Not replicated: a decision lost in a failover is made again within a second.
         self._health = _Script(client, "health-3.lua")
         # Names this process's verdict in the room's health hash.
@@ -921,9 +932,17 @@ class RoomStore:
             "passes_active": int(active),
         }
 
-    async def update_config(self, changes: dict[str, str | int | float | None]) -> RoomConfig:
+    async def update_config(self, changes: dict[str, str | int | float | None], *,
+                            operator: str = "admin") -> RoomConfig:
         """Write validated changes (None deletes a field); every gate process picks them up
-        at its next tick."""
+        at its next tick. Each field that changed is recorded in the room's audit."""
+        config, _ = await self.change_config(changes, operator=operator)
+        return config
+
+    async def change_config(self, changes: dict[str, str | int | float | None], *,
+                            operator: str) -> tuple[RoomConfig, tuple[str, ...]]:
+        """`update_config`, also returning the names of the fields whose value changed (in
+        the config hash's names: `max_active`), as recorded in the audit."""
         assert changes.get("mode", "queue") in MODES
         opens_at = changes.get("opens_at")
         if isinstance(opens_at, float):
@@ -932,12 +951,32 @@ class RoomStore:
         setting = [part for name, value in changes.items() if value is not None
                    for part in (name, value)]
         clearing = [name for name, value in changes.items() if value is None]
-        reply = await self._configure((self.keys.config,),
-                                      [len(setting) // 2, *setting, *clearing],
-                                      replicated=True)
+        reply = await self._configure(
+            self.keys.configure_script_keys,
+            [operator, self._now_arg(), self.room, AUDIT_KEEP, len(setting) // 2, *setting,
+             *clearing],
+            replicated=True)
         if reply.text("outcome") == "missing":
             raise RoomMissing(self.room)  # a room must exist before it is changed
-        return await self.read_config()
+        try:
+            changed = tuple(str(name) for name in json.loads(reply.text("changed")))
+        except (ValueError, TypeError) as exc:
+            raise ScriptError(f"configure-2.lua: unreadable changes in {reply!r}") from exc
+        return await self.read_config(), changed
+
+    async def read_audit(self, limit: int) -> list[dict[str, Any]]:
+        """The room's last `limit` audit entries, newest first, as configure-2.lua wrote
+        them (an entry that does not read as JSON is left out)."""
+        raw = await self._call(lambda: self.client.lrange(self.keys.audit, 0, limit - 1))
+        entries = []
+        for item in raw:
+            try:
+                entry = json.loads(item)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
 
 
 async def known_rooms(client: RedisClient) -> list[str]:

@@ -8,6 +8,12 @@ the challenge and posts it to `POST /queue/wait` (without JavaScript: waits, the
 back with a waited token); an app gets 428 with the challenge. A status poll is the
 gate's hottest path: while the visitor waits it costs no Redis round trip, no template and
 no catalogue lookup (the status holds no words but the operator's message).
+
+`GET /queue/api/room` is the room-wide state every waiting page checks every few seconds
+(mode, message, rate and a version): the same for everybody, so a reverse proxy caches it
+for a second, and an operator's change reaches every page within 10 s while the personal
+status keeps its long interval. Without JavaScript the page reloads itself at most every
+`NOSCRIPT_REFRESH_MAX_S` seconds for the same promise.
 """
 
 from __future__ import annotations
@@ -19,9 +25,17 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from queue_gate.admission import ROOM_CHECK_S
 from queue_gate.arrival import Arrival, JoinRefused
 from queue_gate.challenge import ChallengeEarly, ChallengeRejected, Solved
-from queue_gate.keys import arrival_key, clock_key, line_key, pages_key, passes_key
+from queue_gate.keys import (
+    arrival_key,
+    clock_key,
+    line_key,
+    pages_key,
+    passes_key,
+    room_view_key,
+)
 from queue_gate.line import VisitorStatus
 from queue_gate.passes import Passes
 from queue_gate.responses import NO_STORE, safe_next, see_other, wait_url
@@ -30,6 +44,12 @@ from vaccine_queue.contract import TokenRejected
 from vaccine_queue.pages import Problem, json_problem
 
 log = logging.getLogger(__name__)
+
+# Longest reload interval of a waiting page without JavaScript: with the tick (0.25 s) an
+# operator's change shows within 10 s. Such pages are few (the status poll's long interval
+# serves the many with JavaScript); docs/benchmarks.md "Changes reach visitors" counts them.
+NOSCRIPT_REFRESH_MAX_S = 8
+ROOM_STATE_HEADERS = {"Cache-Control": "public, max-age=1"}
 
 # The waiting page's notice for a refused ticket when its holder has just been given a new
 # place, where the catalogue's `err.<code>` would ask them to join again.
@@ -112,6 +132,23 @@ async def status_api(request: web.Request) -> web.Response:
         arrival.clear_cookie(response)
         return response
     return status_response(request, status)
+
+
+async def room_api(request: web.Request) -> web.Response:
+    """GET /queue/api/room: the room-wide state from this process's snapshot (no Redis
+    round trip, no cookie read), cacheable for a second; 304 for a matching If-None-Match."""
+    view = request.app[room_view_key]
+    state = view.room_state
+    if state is None:
+        await view.refresh()  # right after start, before the ticker's first tick
+        state = view.room_state
+        assert state is not None
+    etag = f'"{state.version}"'
+    headers = {**ROOM_STATE_HEADERS, "ETag": etag}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=state.body, headers=headers, content_type="application/json",
+                        charset="utf-8")
 
 
 @functools.lru_cache(maxsize=64)
@@ -201,8 +238,11 @@ async def waiting_page(request: web.Request) -> web.Response:
             "status": status,
             "notice": notice,
             "next_path": next_path,
-            "refresh_s": max(round(status.poll_after_s), 1),
+            "refresh_s": min(max(round(status.poll_after_s), 1), NOSCRIPT_REFRESH_MAX_S),
             "progress_percent": int(status.progress * 100),
+            "room_check_s": ROOM_CHECK_S,
+            # The version this page shows: a change made before the first check counts.
+            "room_version": state.version if (state := app[room_view_key].room_state) else None,
         })
     if new_token is not None:
         arrival.set_cookie(response, new_token)

@@ -37,6 +37,10 @@ def test_wheel_contains_templates_scripts_catalogues_and_data(wheel_names: set[s
         for path in (ROOT / "templates").rglob("*.html")
     }
     assert "vaccine_queue/templates/gate/waiting.html" in wanted
+    # The console's stylesheet and script, served from beside its templates.
+    wanted |= {f"vaccine_queue/templates/console/{path.name}"
+               for pattern in ("*.css", "*.js")
+               for path in (ROOT / "templates" / "console").glob(pattern)}
     for package in ("queue_gate", "booking_backend", "vaccine_queue"):
         for folder in ("lua", "data", "locale", "migrations"):
             wanted |= {

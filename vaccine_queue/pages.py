@@ -178,3 +178,40 @@ def error_middleware(
             return respond(request, known)
 
     return middleware
+
+
+# -- the server's own limits on a request's head ----------------------------------------------
+# aiohttp's parser refuses an over-long request line or header itself, before any middleware,
+# with a bare English 400 ("Got more than 8190 bytes when reading ..."). So the parser is
+# given room (PARSER_LIMITS, for `web.Application(handler_args=...)`) and the site's limits
+# are held here, where the answer is the site's page in the visitor's language (JSON for
+# apps): 414 for the address, 431 for the headers. Bodies over `client_max_size` get 413 from
+# aiohttp's own check (an HTTPException the error middleware renders), or here already when
+# Content-Length announces one. Only a head beyond the parser's room still gets aiohttp's 400.
+MAX_URL_BYTES = 8190
+MAX_HEADER_BYTES = 8190  # one header's name and value
+MAX_HEADERS_TOTAL_BYTES = 32 * 1024
+PARSER_ROOM_BYTES = 64 * 1024
+PARSER_LIMITS: Mapping[str, int] = {"max_line_size": PARSER_ROOM_BYTES,
+                                    "max_field_size": PARSER_ROOM_BYTES}
+
+
+def limits_middleware(*, max_body_bytes: int) -> Middleware:
+    """414/431/413 as `Problem`s; goes right after `error_middleware`, which renders them."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if len(request.raw_path) > MAX_URL_BYTES:
+            raise Problem("uri_too_long", 414)
+        total = 0
+        for name, value in request.raw_headers:
+            size = len(name) + len(value)
+            total += size
+            if size > MAX_HEADER_BYTES or total > MAX_HEADERS_TOTAL_BYTES:
+                raise Problem("headers_too_large", 431)
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            raise Problem("body_too_large", 413)
+        return await handler(request)
+
+    return middleware

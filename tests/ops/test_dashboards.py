@@ -24,6 +24,7 @@ ROOM_WIDE_GAUGES = {
     "queuegate_visitors_waiting", "queuegate_prequeue_visitors", "queuegate_room_tickets",
     "queuegate_room_admitted", "queuegate_room_left_while_waiting", "queuegate_passes_active",
     "queuegate_admission_rate_per_minute", "queuegate_admission_rate_measured_per_minute",
+    "queuegate_passed_over_per_minute", "queuegate_frontier_speed_per_minute",
     "queuegate_estimated_wait_seconds", "queuegate_room_mode",
     "queuegate_room_passes_issued", "queuegate_room_passes_ended",
     "queuegate_max_active_sessions", "queuegate_room_opens_at_timestamp_seconds",

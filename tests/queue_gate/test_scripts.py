@@ -33,7 +33,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "draw_place-11.lua": KEYS.room_script_keys,
     "check_pass-3.lua": KEYS.check_pass_script_keys("t-1"),
     "end_pass-2.lua": KEYS.end_pass_script_keys,
-    "configure-1.lua": (KEYS.config,),
+    "configure-2.lua": KEYS.configure_script_keys,
     "health-3.lua": KEYS.health_script_keys,
     "_room.lua": KEYS.room_script_keys,
 }
@@ -90,7 +90,7 @@ def test_a_script_stays_in_its_rooms_slot(name: str) -> None:
 
 def test_each_script_includes_what_it_uses_once() -> None:
     room_scripts = {"tick-11.lua", "join-14.lua", "issue_pass-11.lua", "draw_place-11.lua"}
-    for name in set(SCRIPT_KEYS) - {"_room.lua", "configure-1.lua"}:  # configure: no clock
+    for name in set(SCRIPT_KEYS) - {"_room.lua"}:
         source = script_source("queue_gate", name)
         assert source.count("local function room_now(") == 1, name
         assert source.count("local function freeze_draw_if_due(") == (name in room_scripts)

@@ -1,0 +1,631 @@
+"""The operators' console on the admin port: the rooms' figures, changing a room with a
+confirmation step, the audit, in German and English; every action works without JavaScript.
+
+A browser cannot send the admin bearer header, so an operator signs in once at
+`/console/login` with their operator token (QUEUE_GATE_ADMIN_TOKEN or one of
+QUEUE_GATE_ADMIN_TOKENS) and then carries a session cookie (`qg_console`: signed with the
+gate's QUEUE_GATE_SECRETS and a salt of its own, HttpOnly, SameSite=Strict, path
+`/console`, valid for a working day). The cookie names the operator and holds a fingerprint
+of their token: rotating the token ends their sessions. Every form carries a CSRF token (the
+session id signed with a salt of its own). A change made here takes the API's path
+(`validate_changes`, `RoomStore.change_config`) and is audited under the operator's name.
+
+    GET  /console/login                     sign-in form
+    POST /console/login                     token -> session cookie
+    POST /console/logout                    end the session
+    GET  /console/                          every room with its figures
+    GET  /console/rooms/{room}              one room: figures, its line over the last hour,
+                                            forms to change rate, mode and message, session
+    POST /console/rooms/{room}/change       a change -> the confirmation page (no change yet)
+    POST /console/rooms/{room}/apply        the confirmed change -> applied, back to the room
+    GET  /console/rooms/{room}/figures.json the figures, for the page's script (same session)
+    GET  /console/audit                     operators' changes, newest first
+
+The line over the last hour is this process's own record (`LineHistory`): its room's
+snapshot sampled every `SAMPLE_EVERY_S`, no Redis round trip; other rooms have none here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import hmac
+import importlib.resources
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from queue_gate.admin import (
+    API_FIELD_NAMES,
+    MAX_MESSAGE_LENGTH,
+    MAX_RATE_PER_MINUTE,
+    MAX_SESSION_MINUTES,
+    InvalidChange,
+    audit_entry,
+    room_document,
+    validate_changes,
+)
+from queue_gate.keys import (
+    control_redis_key,
+    gate_app_key,
+    metrics_key,
+    room_view_key,
+    settings_key,
+)
+from queue_gate.settings import MODES, ROOM_NAME, Settings
+from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomStore, known_rooms
+from vaccine_queue.i18n import Translator, language_middleware, request_language, translator
+from vaccine_queue.pages import Pages, Problem, error_middleware
+
+log = logging.getLogger(__name__)
+
+CONSOLE_PREFIX = "/console"
+SESSION_COOKIE = "qg_console"
+SESSION_SALT = "queue_gate.console.session.v1"
+CSRF_SALT = "queue_gate.console.csrf.v1"
+CSRF_FIELD = "csrf_token"
+SESSION_MAX_AGE_S = 12 * 3600
+# Our own files only: no inline script or style.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; style-src 'self'; script-src 'self'; form-action 'self';"
+    " frame-ancestors 'none'"
+)
+# The line's record: one sample every 10 s, an hour of them.
+SAMPLE_EVERY_S = 10.0
+HISTORY_S = 3600.0
+AUDIT_PAGE_LIMIT = 200
+_MAX_FORM_FIELD = MAX_MESSAGE_LENGTH + 100
+# The fields the console's forms change, in the order the confirmation lists them.
+FORM_FIELDS = ("mode", "message", "rate_per_minute", "session_minutes")
+# Words for a refused value, by field (the API's own messages are English).
+INVALID_KEYS: Mapping[str, str] = {
+    "rate_per_minute": "console.invalid.rate_per_minute",
+    "session_minutes": "console.invalid.session_minutes",
+    "mode": "console.invalid.mode",
+    "message": "console.invalid.message",
+    "": "console.invalid.nothing",
+}
+
+# The words for each mode and each field (keys spelled out: the catalogue test finds them).
+MODE_KEYS: Mapping[str, str] = {
+    "queue": "console.mode.queue", "paused": "console.mode.paused",
+    "passthrough": "console.mode.passthrough", "closed": "console.mode.closed",
+}
+FIELD_KEYS: Mapping[str, str] = {
+    "mode": "console.field.mode", "message": "console.field.message",
+    "rate_per_minute": "console.field.rate_per_minute",
+    "session_minutes": "console.field.session_minutes",
+    "opens_at": "console.field.opens_at",
+    "max_active_sessions": "console.field.max_active_sessions",
+    "challenge_bits": "console.field.challenge_bits",
+    "rate_mode": "console.field.rate_mode", "rate_min": "console.field.rate_min",
+    "rate_max": "console.field.rate_max",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: float  # the snapshot's time (Redis or the injected clock)
+    waiting: int
+    admitted: int  # admitted so far (a counter)
+    mode: str
+
+
+class LineHistory:
+    """This process's room over the last hour: one sample per `every` seconds of snapshot
+    time, read from the room view's snapshot (no Redis call)."""
+
+    def __init__(self, *, every: float = SAMPLE_EVERY_S, keep: float = HISTORY_S) -> None:
+        self.every = every
+        self.samples: deque[Sample] = deque(maxlen=int(keep // every) + 2)
+        self.keep = keep
+
+    def record(self, view: Any) -> None:
+        snap = view.snapshot
+        if snap is None:
+            return
+        if self.samples and snap.now - self.samples[-1].at < self.every:
+            return
+        if self.samples and snap.now < self.samples[-1].at:
+            self.samples.clear()  # the clock went back (another Redis): start again
+        self.samples.append(Sample(snap.now, snap.waiting, snap.admitted, snap.config.mode))
+        while self.samples and snap.now - self.samples[0].at > self.keep:
+            self.samples.popleft()
+
+    def points(self) -> list[tuple[float, int, float | None]]:
+        """(time, waiting, admitted per minute since the sample before) for each sample."""
+        out: list[tuple[float, int, float | None]] = []
+        previous: Sample | None = None
+        for sample in self.samples:
+            rate = None
+            if previous is not None and sample.at > previous.at:
+                rate = max(0, sample.admitted - previous.admitted) * 60 / (
+                    sample.at - previous.at)
+            out.append((sample.at, sample.waiting, rate))
+            previous = sample
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Plot:
+    """The line as an inline SVG's shapes (drawn by the template, no script)."""
+
+    width: int
+    height: int
+    waiting_path: str
+    admitted_path: str
+    max_waiting: int
+    max_admitted: float
+    last_waiting: int | None
+    span_s: float
+
+
+def plot(points: list[tuple[float, int, float | None]], width: int = 640,
+         height: int = 160) -> Plot:
+    if len(points) < 2:  # a line needs two samples
+        return Plot(width, height, "", "", 0, 0.0, None, 0.0)
+    end = points[-1][0]
+    start = end - HISTORY_S
+    top_waiting = max(1, max(p[1] for p in points))
+    top_admitted = max([1.0, *(p[2] for p in points if p[2] is not None)])
+
+    def x(at: float) -> float:
+        return round((at - start) / HISTORY_S * width, 1)
+
+    def y(value: float, top: float) -> float:
+        return round(height - value / top * (height - 4) - 2, 1)
+
+    waiting = " ".join(f"{'M' if i == 0 else 'L'}{x(at)},{y(count, top_waiting)}"
+                       for i, (at, count, _) in enumerate(points))
+    rated = [(at, rate) for at, _, rate in points if rate is not None]
+    admitted = " ".join(f"{'M' if i == 0 else 'L'}{x(at)},{y(rate, top_admitted)}"
+                        for i, (at, rate) in enumerate(rated))
+    return Plot(width, height, waiting, admitted, top_waiting, round(top_admitted, 1),
+                points[-1][1], end - points[0][0])
+
+
+def last_in_line_wait(mode: str, rate: float | None, waiting: int) -> float | None:
+    """The estimated wait of the last in line (waiting / rate), None when nobody is admitted
+    (paused, closed, a rate of 0) and 0 when the gate lets everyone through."""
+    if mode == "passthrough":
+        return 0.0
+    if mode != "queue" or not rate or rate <= 0:
+        return None
+    return waiting * 60 / rate
+
+
+def _fingerprint(token: str) -> str:
+    return hashlib.sha256(f"console-session:{token}".encode()).hexdigest()[:32]
+
+
+def _serializer(secret_keys: tuple[str, ...], salt: str) -> URLSafeTimedSerializer:
+    """Our secrets are listed newest first; itsdangerous signs with the last of its list and
+    verifies with all."""
+    return URLSafeTimedSerializer(list(reversed(secret_keys)), salt=salt)
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _redis_trouble(request: web.Request, exc: Exception) -> Problem | None:
+    if isinstance(exc, NotReplicated):
+        log.warning("console: change not confirmed by a replica: %s", exc)
+        return Problem("console_not_replicated", 503, retry_after=5)
+    if isinstance(exc, GateUnavailable):
+        log.warning("console: Redis unavailable: %s", exc)
+        return Problem("console_redis_unavailable", 503, retry_after=5)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    operator: str
+
+
+class Console:
+    """The console's handlers, with what they need injected."""
+
+    def __init__(self, gate: web.Application, history: LineHistory) -> None:
+        self.gate = gate
+        self.settings: Settings = gate[settings_key]
+        self.history = history
+        self.pages = Pages("console", timezone=self.settings.timezone,
+                           globals={"prefix": CONSOLE_PREFIX, "modes": MODES,
+                                    "max_message": MAX_MESSAGE_LENGTH,
+                                    "max_rate": MAX_RATE_PER_MINUTE,
+                                    "max_session": MAX_SESSION_MINUTES,
+                                    "mode_keys": MODE_KEYS, "field_keys": FIELD_KEYS},
+                           content_security_policy=CONTENT_SECURITY_POLICY)
+        self.sessions = _serializer(self.settings.secrets, SESSION_SALT)
+        self.csrf = _serializer(self.settings.secrets, CSRF_SALT)
+
+    # -- session --------------------------------------------------------------------------
+    def session(self, request: web.Request) -> Session | None:
+        raw = request.cookies.get(SESSION_COOKIE, "")
+        if not raw:
+            return None
+        try:
+            data = self.sessions.loads(raw, max_age=SESSION_MAX_AGE_S)
+        except BadSignature:  # SignatureExpired included: sign in again
+            return None
+        if not isinstance(data, dict):
+            return None
+        sid, operator, tok = data.get("sid"), data.get("op"), str(data.get("tok", ""))
+        if not isinstance(sid, str) or not isinstance(operator, str):
+            return None
+        for name, token in self.settings.operators:
+            if name == operator and hmac.compare_digest(tok, _fingerprint(token)):
+                return Session(sid, operator)
+        return None  # the operator is gone, or their token was rotated
+
+    def csrf_token(self, session: Session) -> str:
+        return str(self.csrf.dumps(session.sid))
+
+    def check_csrf(self, session: Session, token: object) -> None:
+        if not isinstance(token, str) or not token:
+            raise Problem("csrf_invalid", 400)
+        try:
+            signed = self.csrf.loads(token, max_age=SESSION_MAX_AGE_S)
+        except BadSignature as exc:  # SignatureExpired is one
+            raise Problem("csrf_invalid", 400) from exc
+        if not isinstance(signed, str) or not hmac.compare_digest(signed, session.sid):
+            raise Problem("csrf_invalid", 400)
+
+    def signed_in(self, handler: Callable[[Console, web.Request, Session],
+                                          Awaitable[web.StreamResponse]]) -> Handler:
+        """A page asked for without a session sends the browser to sign in; a form or the
+        figures without one are refused with 401."""
+
+        @functools.wraps(handler)
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            session = self.session(request)
+            if session is None:
+                if request.method == "GET" and not request.path.endswith(".json"):
+                    raise web.HTTPSeeOther(
+                        f"{CONSOLE_PREFIX}/login?next={quote(request.path_qs, safe='')}")
+                raise Problem("console_signin_required", 401)
+            return await handler(self, request, session)
+
+        return wrapped
+
+    def render(self, request: web.Request, name: str, session: Session | None,
+               context: Mapping[str, Any] | None = None, *, status: int = 200) -> web.Response:
+        extra: dict[str, Any] = {"operator": None, "csrf": None}
+        if session is not None:
+            extra = {"operator": session.operator, "csrf": self.csrf_token(session)}
+        return self.pages.render(request, name, {**extra, **(context or {})}, status=status)
+
+    # -- forms ----------------------------------------------------------------------------
+    @staticmethod
+    async def form(request: web.Request) -> dict[str, str]:
+        try:
+            data = await request.post()
+        except ValueError as exc:
+            raise Problem("bad_request", 400) from exc
+        return {name: value[:_MAX_FORM_FIELD] for name, value in data.items()
+                if isinstance(value, str)}
+
+    @staticmethod
+    def safe_next(raw: str) -> str:
+        if raw.startswith(f"{CONSOLE_PREFIX}/") and not raw.startswith("//") and "\\" not in raw:
+            return raw
+        return f"{CONSOLE_PREFIX}/"
+
+    @contextlib.asynccontextmanager
+    async def store_for(self, room: str) -> AsyncIterator[RoomStore]:
+        if not ROOM_NAME.match(room):
+            raise Problem("not_found", 404)
+        view = self.gate[room_view_key]
+        if room == view.store.room:
+            yield view.store
+            return
+        store = RoomStore(self.gate[control_redis_key], self.settings, room=room)
+        try:
+            yield store
+        finally:
+            await store.aclose()
+
+    async def figures(self, request: web.Request, store: RoomStore) -> dict[str, Any]:
+        """The room's document (as `GET /admin/rooms/{room}`) with the console's own
+        figures: the rate admissions use, and the last in line's estimated wait."""
+        try:
+            doc = await room_document(request, store)
+        except RoomMissing as exc:
+            raise Problem("console_room_missing", 404) from exc
+        doc["rate_in_use"] = in_use = rate_in_use(doc)
+        doc["last_wait_s"] = last_in_line_wait(doc["mode"], in_use, doc["waiting"])
+        doc["here"] = store.room == self.gate[room_view_key].store.room
+        return doc
+
+    def changes_of(self, data: Mapping[str, str], t: Translator
+                   ) -> dict[str, str | int | float | None]:
+        """The form's fields as the API's changes, checked as the API checks them."""
+        body: dict[str, object] = {}
+        for name in FORM_FIELDS:
+            if name not in data:
+                continue
+            raw = data[name].strip()
+            if name in ("rate_per_minute", "session_minutes"):
+                if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+                    raise Problem("console_invalid", 422, field=name,
+                                  message_key=INVALID_KEYS[name],
+                                  params=self.bounds(name, t))
+                body[name] = int(raw)
+            else:
+                body[name] = raw
+        if not body:
+            raise Problem("console_invalid", 422, message_key=INVALID_KEYS[""])
+        try:
+            return validate_changes(body)
+        except InvalidChange as exc:
+            field = next((name for name in FORM_FIELDS if str(exc).startswith(name)), "")
+            raise Problem("console_invalid", 422, field=field, message_key=INVALID_KEYS[field],
+                          params=self.bounds(field, t)) from exc
+
+    @staticmethod
+    def bounds(name: str, t: Translator) -> dict[str, object]:
+        """The limits the words of a refused value name, as numbers of the language."""
+        high = {"rate_per_minute": MAX_RATE_PER_MINUTE,
+                "session_minutes": MAX_SESSION_MINUTES}.get(name, 0)
+        low = 1 if name == "session_minutes" else 0
+        return {"low": t.number(low), "high": t.number(high), "max": MAX_MESSAGE_LENGTH}
+
+    # -- handlers -------------------------------------------------------------------------
+    async def login_page(self, request: web.Request) -> web.Response:
+        return self.render(request, "login.html", None,
+                           {"next": self.safe_next(request.query.get("next", "")),
+                            "wrong": False})
+
+    async def login_submit(self, request: web.Request) -> web.StreamResponse:
+        data = await self.form(request)
+        target = self.safe_next(data.get("next", ""))
+        given = data.get("token", "").strip().encode("utf-8", "surrogateescape")
+        # Every token compared, in constant time each.
+        matched = [(name, token) for name, token in self.settings.operators
+                   if hmac.compare_digest(given, token.encode())]
+        if not given or not matched:
+            log.info("console: sign-in refused")
+            return self.render(request, "login.html", None, {"next": target, "wrong": True},
+                               status=401)
+        name, token = matched[0]
+        log.info("console: operator %s signed in", name)
+        cookie = self.sessions.dumps({"sid": secrets.token_urlsafe(18), "op": name,
+                                      "tok": _fingerprint(token)})
+        response = _see_other(target)
+        response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE_S, httponly=True,
+                            samesite="Strict", secure=self.settings.cookie_secure,
+                            path=CONSOLE_PREFIX)
+        return response
+
+    async def logout(self, request: web.Request, session: Session) -> web.StreamResponse:
+        data = await self.form(request)
+        self.check_csrf(session, data.get(CSRF_FIELD))
+        response = _see_other(f"{CONSOLE_PREFIX}/login")
+        response.del_cookie(SESSION_COOKIE, path=CONSOLE_PREFIX)
+        return response
+
+    async def index(self, request: web.Request, session: Session) -> web.StreamResponse:
+        names = await known_rooms(self.gate[control_redis_key])
+        rooms = []
+        for name in names:
+            async with self.store_for(name) as store:
+                try:
+                    rooms.append(await self.figures(request, store))
+                except Problem:
+                    continue  # listed but gone meanwhile
+        return self.render(request, "index.html", session, {"rooms": rooms})
+
+    async def room_page(self, request: web.Request, session: Session) -> web.StreamResponse:
+        room = request.match_info["room"]
+        async with self.store_for(room) as store:
+            doc = await self.figures(request, store)
+        return self.render(request, "room.html", session, {
+            "room": doc, "line": self.line(doc), "done": request.query.get("done") == "1"})
+
+    def line(self, doc: Mapping[str, Any]) -> Plot | None:
+        """The room's line over the last hour, if this process keeps it (its own room)."""
+        if not doc["here"]:
+            return None
+        self.history.record(self.gate[room_view_key])
+        return plot(self.history.points())
+
+    async def figures_json(self, request: web.Request, session: Session) -> web.Response:
+        room = request.match_info["room"]
+        async with self.store_for(room) as store:
+            doc = await self.figures(request, store)
+        t = translator(request_language(request))
+        return web.json_response({**doc, "text": figure_texts(doc, t)},
+                                 headers={"Cache-Control": "no-store"})
+
+    async def change(self, request: web.Request, session: Session) -> web.StreamResponse:
+        """The confirmation step: what would change, and what it means for the last in
+        line. Nothing is written yet."""
+        data = await self.form(request)
+        self.check_csrf(session, data.get(CSRF_FIELD))
+        room = request.match_info["room"]
+        t = translator(request_language(request))
+        async with self.store_for(room) as store:
+            doc = await self.figures(request, store)
+            try:
+                changes = self.changes_of(data, t)
+            except Problem as problem:
+                # The room's page again, with the reason on top.
+                return self.render(request, "room.html", session, {
+                    "room": doc, "line": self.line(doc), "done": False, "problem": problem,
+                    "text": problem.message(t)}, status=problem.status)
+        new = {**doc, **{API_FIELD_NAMES.get(k, k): v for k, v in changes.items()}}
+        new_rate = rate_in_use(new, fallback_measured=False) if (
+            "rate_per_minute" in changes) else doc["rate_in_use"]
+        new_wait = last_in_line_wait(str(new["mode"]), new_rate, doc["waiting"])
+        rows = [(name, doc[name], new[name]) for name in FORM_FIELDS if name in changes]
+        # Only what differs (a form sends the message along with the mode), unless nothing.
+        differing = [row for row in rows if row[1] != row[2]]
+        return self.render(request, "confirm.html", session, {
+            "room": doc, "rows": differing or rows,
+            "form": {k: data[k] for k in FORM_FIELDS if k in data},
+            "old_wait": doc["last_wait_s"], "new_wait": new_wait, "unchanged": not differing})
+
+    async def apply(self, request: web.Request, session: Session) -> web.StreamResponse:
+        data = await self.form(request)
+        self.check_csrf(session, data.get(CSRF_FIELD))
+        room = request.match_info["room"]
+        changes = self.changes_of(data, translator(request_language(request)))
+        async with self.store_for(room) as store:
+            try:
+                _, changed = await store.change_config(changes, operator=session.operator)
+            except RoomMissing as exc:
+                raise Problem("console_room_missing", 404) from exc
+            log.info("room %s changed by %s (console): %s", room, session.operator, changes)
+            for name in changed:
+                self.gate[metrics_key].room_changes.labels(
+                    room, API_FIELD_NAMES.get(name, name)).inc()
+            view = self.gate[room_view_key]
+            if room == view.store.room:
+                await view.refresh()  # this process applies it at once
+        raise web.HTTPSeeOther(f"{CONSOLE_PREFIX}/rooms/{room}?done=1")
+
+    async def audit(self, request: web.Request, session: Session) -> web.StreamResponse:
+        room = request.query.get("room") or None
+        if room is not None and not ROOM_NAME.match(room):
+            raise Problem("console_room_missing", 404)
+        redis = self.gate[control_redis_key]
+        rooms = [room] if room is not None else await known_rooms(redis)
+        entries: list[dict[str, Any]] = []
+        for name in rooms:
+            store = RoomStore(redis, self.settings, room=name)
+            try:
+                entries.extend(await store.read_audit(AUDIT_PAGE_LIMIT))
+            finally:
+                await store.aclose()
+        entries.sort(key=lambda entry: entry.get("at") or 0, reverse=True)
+        shown = []
+        for raw in entries[:AUDIT_PAGE_LIMIT]:
+            entry = audit_entry(raw)
+            entry["at_s"] = raw.get("at") if isinstance(raw.get("at"), int | float) else None
+            shown.append(entry)
+        return self.render(request, "audit.html", session, {"entries": shown, "room": room})
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        types = {"console.css": "text/css", "console.js": "text/javascript"}
+        if name not in types:
+            raise Problem("not_found", 404)
+        data = (importlib.resources.files("vaccine_queue.templates") / "console" / name
+                ).read_bytes()
+        response = web.Response(body=data, content_type=types[name])
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return response
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        raise Problem("not_found", 404)
+
+
+def rate_in_use(doc: Mapping[str, Any], *, fallback_measured: bool = True) -> float | None:
+    """The rate the room admits at: the adaptive rate of the last tick in adaptive mode,
+    else the frontier's measured speed if known, else the setting."""
+    if doc.get("rate_mode") == "adaptive" and doc.get("effective_rate_per_minute") is not None:
+        return float(doc["effective_rate_per_minute"])
+    if fallback_measured and doc.get("frontier_per_minute"):
+        return float(doc["frontier_per_minute"])
+    return float(doc["rate_per_minute"])
+
+
+def figure_texts(doc: Mapping[str, Any], t: Translator) -> dict[str, str]:
+    """The figures as the page shows them (the script swaps these texts in)."""
+
+    def number(value: object) -> str:
+        return "\u2013" if value is None else t.number(float(str(value)))
+
+    cap = doc.get("max_active_sessions") or 0
+    return {
+        "mode": t(MODE_KEYS[doc["mode"]]) if doc["mode"] in MODE_KEYS else str(doc["mode"]),
+        "rate_per_minute": number(doc["rate_per_minute"]),
+        "effective_rate_per_minute": number(doc.get("effective_rate_per_minute")),
+        "measured_rate_per_minute": number(doc.get("measured_rate_per_minute")),
+        "waiting": number(doc["waiting"]),
+        "prequeue": number(doc["prequeue"]),
+        "admitted": number(doc["admitted"]),
+        "left_while_waiting": number(doc["left_while_waiting"]),
+        "passes_active": (t("console.sessions_of", n=t.number(doc["passes_active"]),
+                                cap=t.number(cap)) if cap
+                          else t("console.sessions_uncapped", n=t.number(doc["passes_active"]))),
+        "last_wait": wait_text(doc.get("last_wait_s"), t),
+    }
+
+
+def wait_text(seconds: float | None, t: Translator) -> str:
+    return t("console.nobody_admitted") if seconds is None else t.duration(seconds)
+
+
+async def _to_index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently(f"{CONSOLE_PREFIX}/")
+
+
+history_key = web.AppKey("console_history", LineHistory)
+
+
+def create_console_app(gate: web.Application, *,
+                       history: LineHistory | None = None) -> web.Application:
+    """The console's pages for `gate`, mounted on the admin app at `CONSOLE_PREFIX`."""
+    history = history or LineHistory()
+    console = Console(gate, history)
+    app = web.Application(middlewares=[
+        error_middleware(console.pages, is_api=lambda request: request.path.endswith(".json"),
+                         convert=_redis_trouble),
+        language_middleware(secure_cookies=console.settings.cookie_secure),
+    ])
+    app[gate_app_key] = gate
+    app[history_key] = history
+    console.pages.env.globals.update({
+        "wait_text": wait_text, "figure_texts": figure_texts,
+        "quote": lambda value: quote(str(value), safe="")})
+
+    async def sampler(app: web.Application) -> AsyncIterator[None]:
+        async def sample() -> None:
+            while True:
+                history.record(gate[room_view_key])
+                await asyncio.sleep(history.every / 2)
+
+        task = asyncio.create_task(sample())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(sampler)
+
+    def bound(handler: Callable[[Console, web.Request, Session],
+                                Awaitable[web.StreamResponse]]) -> Handler:
+        return console.signed_in(handler)
+
+    app.router.add_get("/login", console.login_page)
+    app.router.add_post("/login", console.login_submit)
+    app.router.add_post("/logout", bound(Console.logout))
+    app.router.add_get("/static/{name}", console.static)
+    app.router.add_get("/", bound(Console.index))
+    app.router.add_get("/audit", bound(Console.audit))
+    app.router.add_get("/rooms/{room}", bound(Console.room_page))
+    app.router.add_get("/rooms/{room}/figures.json", bound(Console.figures_json))
+    app.router.add_post("/rooms/{room}/change", bound(Console.change))
+    app.router.add_post("/rooms/{room}/apply", bound(Console.apply))
+    app.router.add_route("*", "/{tail:.*}", console.not_found)
+    return app
+
+
+def install(admin: web.Application, gate: web.Application) -> None:
+    """Mount the console on the admin app (`/console` itself leads to it)."""
+    admin.router.add_get(CONSOLE_PREFIX, _to_index)
+    admin.add_subapp(CONSOLE_PREFIX, create_console_app(gate))
