@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 
 from booking_backend.migrations import migrate
 from devtools.servers import private_postgres, private_redis
+from tests.browser import launched_chromium
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +97,10 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Real Chromium, headless, for one test (tests/browser.py)."""
+    async for launched in launched_chromium():
+        yield launched

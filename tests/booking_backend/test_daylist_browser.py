@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from tests.booking_backend.conftest import (
     MakeEnv,
     local,
 )
+from tests.browser import needs_chromium
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -40,17 +39,8 @@ PRINTABLE_WIDTH_PX = 703  # inside the print style's 12 mm page margins
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def chromium_path() -> str | None:
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
-
-pytestmark = pytest.mark.skipif(
-    chromium_path() is None,
-    reason="no chromium on this machine (Debian: apt-get install chromium); .ci/run installs it")
+pytestmark = needs_chromium
 
 # Who comes on SECOND_DAY: second doses of people first vaccinated on FIRST_DAY (one missed
 # it), and first doses booked for that day.
@@ -92,19 +82,6 @@ async def mark(env: Env, code: str, dose: str, status: str) -> None:
     async with env.admin.post(f"/admin/bookings/{code}/attendance", headers=AUTH,
                               json={"dose": dose, "status": status}) as resp:
         assert resp.status == 200, await resp.text()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True,
-            # Root in a container has no user namespaces for chromium's sandbox.
-            args=["--no-sandbox"] if os.geteuid() == 0 else [])
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 # What the test reads from the page: every line's box, font size and overflow.

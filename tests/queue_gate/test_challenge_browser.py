@@ -4,45 +4,21 @@ on its place in line; without JavaScript the page waits and continues by itself.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from queue_gate.keys import store_key
+from tests.browser import needs_chromium
 from tests.queue_gate.conftest import FakeClock, GateFactory
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
 
-def chromium_path() -> str | None:
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
-
-pytestmark = pytest.mark.skipif(
-    chromium_path() is None,
-    reason="no chromium on this machine (Debian: apt-get install chromium)")
+pytestmark = needs_chromium
 
 BITS = 12  # a few milliseconds here; the default difficulty's time is in bench/pow.py
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True,
-            # Root in a container has no user namespaces for chromium's sandbox.
-            args=["--no-sandbox"] if os.geteuid() == 0 else [])
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.parametrize("lang", ["de", "en"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry
 
 from queue_gate.admin import create_admin_app
 from queue_gate.main import create_app
+from tests.browser import needs_chromium
 from tests.queue_gate.conftest import gate_settings
-from tests.queue_gate.test_live_browser import DEADLINE_S, chromium_path, equals, shows, text_of
+from tests.queue_gate.test_live_browser import DEADLINE_S, equals, shows, text_of
 from vaccine_queue.i18n import translator
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -38,21 +39,7 @@ EN = translator("en")
 SCREENSHOTS = os.environ.get("QUEUE_GATE_CONSOLE_SCREENSHOTS") == "1"
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
 
-pytestmark = pytest.mark.skipif(
-    chromium_path() is None,
-    reason="no chromium on this machine (Debian: apt-get install chromium); .ci/run installs it")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True,
-            args=["--no-sandbox"] if os.geteuid() == 0 else [])
-        try:
-            yield launched
-        finally:
-            await launched.close()
+pytestmark = needs_chromium
 
 
 class Checked:

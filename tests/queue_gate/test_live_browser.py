@@ -11,11 +11,9 @@ test waits for it with a deadline: 10 s after the change and a couple of ticks o
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -26,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from queue_gate.admin import create_admin_app
 from queue_gate.main import create_app
+from tests.browser import needs_chromium
 from tests.queue_gate.conftest import gate_settings
 from vaccine_queue.i18n import translator
 
@@ -39,30 +38,8 @@ AHEAD = 300  # visitors ahead of the browser: its estimate is far from "under a 
 EN = translator("en")
 
 
-def chromium_path() -> str | None:
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
-
-pytestmark = pytest.mark.skipif(
-    chromium_path() is None,
-    reason="no chromium on this machine (Debian: apt-get install chromium); .ci/run installs it")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True,
-            # Root in a container has no user namespaces for chromium's sandbox.
-            args=["--no-sandbox"] if os.geteuid() == 0 else [])
-        try:
-            yield launched
-        finally:
-            await launched.close()
+pytestmark = needs_chromium
 
 
 async def text_of(page: Any, selector: str) -> str | None:
