@@ -17,12 +17,12 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from queue_gate.metrics import GateMetrics
 from queue_gate.settings import Settings
 from queue_gate.store import GateUnavailable, RoomConfig, RoomStore, TickResult
+from vaccine_queue.background import background
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +237,6 @@ class RoomView:
             await asyncio.sleep(delay)
 
 
-@contextlib.asynccontextmanager
-async def running(view: RoomView) -> AsyncIterator[asyncio.Task[None]]:
+def running(view: RoomView) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
     """Run the ticker as a background task; cancel it on exit."""
-    task = asyncio.create_task(view.run(), name=f"admission-ticker-{view.store.room}")
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return background(view.run(), f"admission-ticker-{view.store.room}")

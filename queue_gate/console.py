@@ -63,6 +63,7 @@ from queue_gate.keys import (
 )
 from queue_gate.settings import MODES, ROOM_NAME, Settings
 from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomStore, known_rooms
+from vaccine_queue.background import background
 from vaccine_queue.i18n import Translator, language_middleware, request_language, translator
 from vaccine_queue.pages import Pages, Problem, error_middleware
 
@@ -599,11 +600,8 @@ def create_console_app(gate: web.Application, *,
                 history.record(gate[room_view_key])
                 await asyncio.sleep(history.every / 2)
 
-        task = asyncio.create_task(sample())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with background(sample(), "console-line-sampler"):
+            yield
 
     app.cleanup_ctx.append(sampler)
 

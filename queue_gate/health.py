@@ -37,6 +37,7 @@ import aiohttp
 from queue_gate.metrics import GateMetrics
 from queue_gate.settings import Settings
 from queue_gate.store import GateUnavailable, HealthDecision, RoomStore, TickResult
+from vaccine_queue.background import background
 from vaccine_queue.contract import CAPACITY_HEADER, CAPACITY_PATH
 
 log = logging.getLogger(__name__)
@@ -301,12 +302,7 @@ class HealthReporter:
                 await asyncio.sleep(REPORT_EVERY_S)
 
 
-@contextlib.asynccontextmanager
-async def reporting(reporter: HealthReporter) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(reporter.run(), name=f"health-reporter-{reporter.store.room}")
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def reporting(reporter: HealthReporter,
+              ) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    """Run the reporter as a background task; cancel it on exit."""
+    return background(reporter.run(), f"health-reporter-{reporter.store.room}")
