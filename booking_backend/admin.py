@@ -258,6 +258,7 @@ async def create_closure(request: web.Request) -> web.Response:
     except ClosureError as exc:
         raise _closure_problem(exc) from exc
     backend.outbox.wakeup()
+    backend.metrics.closure_cancellations.inc(counts["bookings"])
     if assigned:
         backend.metrics.bookings.labels(channel="waitlist").inc(len(assigned))
     return web.json_response({"dry_run": False, "closure": cid, "centre": wanted.centre,

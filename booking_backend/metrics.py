@@ -101,6 +101,11 @@ class Metrics:
         self.cancellations = Counter(
             "booking_cancellations_total", "Bookings cancelled", registry=registry,
         )
+        self.closure_cancellations = Counter(
+            "booking_closure_cancellations_total",
+            "Bookings cancelled by a centre closing a range of its appointments",
+            registry=registry,
+        )
         self.waitlist_joins = Counter(
             "booking_waitlist_joins_total", "Attempts to join the waiting list, by outcome",
             ["outcome"], registry=registry,

@@ -227,6 +227,10 @@ async def test_second_doses_go_with_the_booking_and_people_come_first(env: Env) 
     status, closure = await admin(env, "POST", CLOSURES, json={**body, "dry_run": False})
     assert status == 201
     assert closure["assigned"] == 1 and closure["units_closed"] == 1
+    # Counted apart from people's own cancellations (the Booking dashboard shows both).
+    registry = env.backend.registry
+    assert registry.get_sample_value("booking_closure_cancellations_total") == 1
+    assert registry.get_sample_value("booking_cancellations_total") == 0
     # Her first dose was given back, and is hers again with the next free second dose.
     new = await sql(env, "SELECT * FROM bookings WHERE status = 'active'")
     assert len(new) == 1 and new[0]["name"] == "Anna Abgesagt"
