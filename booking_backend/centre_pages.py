@@ -20,16 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import hmac
 import importlib.resources
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
 from babel.dates import format_date
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from booking_backend.daylist import DayLists, parse_day
 from booking_backend.db import StoreUnavailable
@@ -37,6 +34,7 @@ from booking_backend.service import Service
 from booking_backend.settings import Settings
 from vaccine_queue.i18n import Translator, language_middleware
 from vaccine_queue.pages import Pages, Problem, error_middleware
+from vaccine_queue.signin import SignIn, read_form, see_other
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +55,6 @@ _MAX_FORM_FIELD = 200
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def centre_serializer(secret_keys: tuple[str, ...], salt: str) -> URLSafeTimedSerializer:
-    """Our secrets are listed newest first; itsdangerous signs with the last of its list
-    and verifies with all (as `backend.csrf_serializer`)."""
-    return URLSafeTimedSerializer(list(reversed(secret_keys)), salt=salt)
-
-
-def _fingerprint(token: str) -> str:
-    return hashlib.sha256(f"centre-session:{token}".encode()).hexdigest()[:32]
-
-
 def short_date(day: dt.date | None, t: Translator) -> str:
     """A calendar date (a birth date: no time zone) as `24.12.1938` / `24/12/1938`."""
     return "" if day is None else str(format_date(day, t("centre.daylist.birth_format"),
@@ -76,11 +64,6 @@ def short_date(day: dt.date | None, t: Translator) -> str:
 def long_date(day: dt.date, t: Translator) -> str:
     """The list's day with its weekday: `Montag, 11.01.2021`."""
     return str(format_date(day, t("centre.daylist.day_format"), locale=t.lang))
-
-
-def _see_other(location: str) -> web.Response:
-    """A 303 to `location` returned (not raised), so cookies set on it are sent."""
-    return web.Response(status=303, headers={"Location": location})
 
 
 def _store_trouble(request: web.Request, exc: Exception) -> Problem | None:
@@ -104,41 +87,26 @@ class CentreDesk:
                            content_security_policy=CONTENT_SECURITY_POLICY)
         # Demo/dev may run without QUEUE_GATE_SECRETS: then the admin token signs, so
         # several processes still agree (and a new token still ends every session).
-        keys = settings.secrets or (_fingerprint(f"key:{settings.admin_token}"),)
-        self.sessions = centre_serializer(keys, SESSION_SALT)
-        self.csrf = centre_serializer(keys, CSRF_SALT)
+        keys = settings.secrets or (
+            hashlib.sha256(f"centre-key:{settings.admin_token}".encode()).hexdigest(),)
+        self.signin = SignIn(
+            prefix=CENTRE_PREFIX, cookie=SESSION_COOKIE, purpose="centre",
+            session_salt=SESSION_SALT, csrf_salt=CSRF_SALT, secret_keys=keys,
+            # The desk signs in with the admin token: one operator, "desk".
+            operators=lambda: [("desk", settings.admin_token)] if settings.admin_token
+            else [], secure=settings.cookie_secure, max_age_s=SESSION_MAX_AGE_S)
 
-    # -- session --------------------------------------------------------------------------
+    # -- session ----------------------------------------------------------------------------
     def session_id(self, request: web.Request) -> str | None:
         """The signed-in desk's session id, or None."""
-        token = self.settings.admin_token
-        raw = request.cookies.get(SESSION_COOKIE, "")
-        if not token or not raw:
-            return None
-        try:
-            data = self.sessions.loads(raw, max_age=SESSION_MAX_AGE_S)
-        except BadSignature:  # SignatureExpired included: either way, sign in again
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
-            return None
-        if not hmac.compare_digest(str(data.get("tok", "")), _fingerprint(token)):
-            return None  # signed before the token was rotated
-        return str(data["sid"])
+        signed_in = self.signin.read(request)
+        return None if signed_in is None else signed_in.sid
 
     def csrf_token(self, sid: str) -> str:
-        return str(self.csrf.dumps(sid))
+        return self.signin.csrf_token(sid)
 
     def check_csrf(self, sid: str, token: object) -> None:
-        if not isinstance(token, str) or not token:
-            raise Problem("csrf_invalid", 400)
-        try:
-            signed = self.csrf.loads(token, max_age=SESSION_MAX_AGE_S)
-        except SignatureExpired as exc:  # before BadSignature: it is a subclass of it
-            raise Problem("csrf_invalid", 400) from exc
-        except BadSignature as exc:
-            raise Problem("csrf_invalid", 400) from exc
-        if not isinstance(signed, str) or not hmac.compare_digest(signed, sid):
-            raise Problem("csrf_invalid", 400)
+        self.signin.check_csrf(sid, token)
 
     def signed_in(self, handler: Callable[[CentreDesk, web.Request, str],
                                           Awaitable[web.StreamResponse]]) -> Handler:
@@ -150,8 +118,7 @@ class CentreDesk:
             sid = self.session_id(request)
             if sid is None:
                 if request.method == "GET":
-                    raise web.HTTPSeeOther(
-                        f"{CENTRE_PREFIX}/login?next={quote(request.path_qs, safe='')}")
+                    raise web.HTTPSeeOther(self.signin.login_url(request))
                 raise Problem("centre_signin_required", 401)
             return await handler(self, request, sid)
 
@@ -160,19 +127,10 @@ class CentreDesk:
     # -- forms ----------------------------------------------------------------------------
     @staticmethod
     async def form(request: web.Request) -> dict[str, str]:
-        try:
-            data = await request.post()
-        except ValueError as exc:  # a body that is not a form
-            raise Problem("bad_request", 400) from exc
-        return {name: value[:_MAX_FORM_FIELD] for name, value in data.items()
-                if isinstance(value, str)}
+        return await read_form(request, _MAX_FORM_FIELD)
 
-    @staticmethod
-    def safe_next(raw: str) -> str:
-        """Only a path of these pages: never another site (`//evil`) or the admin API."""
-        if raw.startswith(f"{CENTRE_PREFIX}/") and not raw.startswith("//") and "\\" not in raw:
-            return raw
-        return f"{CENTRE_PREFIX}/"
+    def safe_next(self, raw: str) -> str:
+        return self.signin.safe_next(raw)
 
     # -- handlers -------------------------------------------------------------------------
     async def login_page(self, request: web.Request) -> web.Response:
@@ -183,26 +141,20 @@ class CentreDesk:
     async def login_submit(self, request: web.Request) -> web.StreamResponse:
         data = await self.form(request)
         target = self.safe_next(data.get("next", ""))
-        token = self.settings.admin_token
-        given = data.get("token", "").strip().encode("utf-8", "surrogateescape")
-        # No token configured means nobody signs in, never "anyone".
-        if not token or not hmac.compare_digest(given, token.encode()):
+        matched = self.signin.match(data.get("token", ""))
+        if matched is None:
             log.info("centre pages: sign-in refused")
             return self.pages.render(request, "login.html", {"next": target, "wrong": True},
                                      status=401)
-        session = self.sessions.dumps({"sid": secrets.token_urlsafe(18),
-                                       "tok": _fingerprint(token)})
-        response = _see_other(target)
-        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_MAX_AGE_S, httponly=True,
-                            samesite="Strict", secure=self.settings.cookie_secure,
-                            path=CENTRE_PREFIX)
+        response = see_other(target)
+        self.signin.start(response, *matched)
         return response
 
     async def logout(self, request: web.Request, sid: str) -> web.StreamResponse:
         data = await self.form(request)
         self.check_csrf(sid, data.get(CSRF_FIELD))
-        response = _see_other(f"{CENTRE_PREFIX}/login")
-        response.del_cookie(SESSION_COOKIE, path=CENTRE_PREFIX)
+        response = see_other(f"{CENTRE_PREFIX}/login")
+        self.signin.end(response)
         return response
 
     async def index(self, request: web.Request, sid: str) -> web.StreamResponse:

@@ -30,11 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import hmac
 import importlib.resources
 import logging
-import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -42,7 +39,6 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from queue_gate.admin import (
     API_FIELD_NAMES,
@@ -66,6 +62,8 @@ from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomSt
 from vaccine_queue.background import background
 from vaccine_queue.i18n import Translator, language_middleware, request_language, translator
 from vaccine_queue.pages import Pages, Problem, error_middleware
+from vaccine_queue.signin import SignedIn as Session
+from vaccine_queue.signin import SignIn, read_form, see_other
 
 log = logging.getLogger(__name__)
 
@@ -206,20 +204,6 @@ def last_in_line_wait(mode: str, rate: float | None, waiting: int) -> float | No
     return waiting * 60 / rate
 
 
-def _fingerprint(token: str) -> str:
-    return hashlib.sha256(f"console-session:{token}".encode()).hexdigest()[:32]
-
-
-def _serializer(secret_keys: tuple[str, ...], salt: str) -> URLSafeTimedSerializer:
-    """Our secrets are listed newest first; itsdangerous signs with the last of its list and
-    verifies with all."""
-    return URLSafeTimedSerializer(list(reversed(secret_keys)), salt=salt)
-
-
-def _see_other(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
-
-
 def _redis_trouble(request: web.Request, exc: Exception) -> Problem | None:
     if isinstance(exc, NotReplicated):
         log.warning("console: change not confirmed by a replica: %s", exc)
@@ -228,12 +212,6 @@ def _redis_trouble(request: web.Request, exc: Exception) -> Problem | None:
         log.warning("console: Redis unavailable: %s", exc)
         return Problem("console_redis_unavailable", 503, retry_after=5)
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    sid: str
-    operator: str
 
 
 class Console:
@@ -250,40 +228,23 @@ class Console:
                                     "max_session": MAX_SESSION_MINUTES,
                                     "mode_keys": MODE_KEYS, "field_keys": FIELD_KEYS},
                            content_security_policy=CONTENT_SECURITY_POLICY)
-        self.sessions = _serializer(self.settings.secrets, SESSION_SALT)
-        self.csrf = _serializer(self.settings.secrets, CSRF_SALT)
+        settings = self.settings
+        self.signin = SignIn(
+            prefix=CONSOLE_PREFIX, cookie=SESSION_COOKIE, purpose="console",
+            session_salt=SESSION_SALT, csrf_salt=CSRF_SALT, secret_keys=settings.secrets,
+            operators=lambda: settings.operators, secure=settings.cookie_secure,
+            max_age_s=SESSION_MAX_AGE_S)
 
-    # -- session --------------------------------------------------------------------------
+    # -- session ----------------------------------------------------------------------------
     def session(self, request: web.Request) -> Session | None:
-        raw = request.cookies.get(SESSION_COOKIE, "")
-        if not raw:
-            return None
-        try:
-            data = self.sessions.loads(raw, max_age=SESSION_MAX_AGE_S)
-        except BadSignature:  # SignatureExpired included: sign in again
-            return None
-        if not isinstance(data, dict):
-            return None
-        sid, operator, tok = data.get("sid"), data.get("op"), str(data.get("tok", ""))
-        if not isinstance(sid, str) or not isinstance(operator, str):
-            return None
-        for name, token in self.settings.operators:
-            if name == operator and hmac.compare_digest(tok, _fingerprint(token)):
-                return Session(sid, operator)
-        return None  # the operator is gone, or their token was rotated
+        """The signed-in operator, or None (gone, or their token rotated)."""
+        return self.signin.read(request)
 
     def csrf_token(self, session: Session) -> str:
-        return str(self.csrf.dumps(session.sid))
+        return self.signin.csrf_token(session.sid)
 
     def check_csrf(self, session: Session, token: object) -> None:
-        if not isinstance(token, str) or not token:
-            raise Problem("csrf_invalid", 400)
-        try:
-            signed = self.csrf.loads(token, max_age=SESSION_MAX_AGE_S)
-        except BadSignature as exc:  # SignatureExpired is one
-            raise Problem("csrf_invalid", 400) from exc
-        if not isinstance(signed, str) or not hmac.compare_digest(signed, session.sid):
-            raise Problem("csrf_invalid", 400)
+        self.signin.check_csrf(session.sid, token)
 
     def signed_in(self, handler: Callable[[Console, web.Request, Session],
                                           Awaitable[web.StreamResponse]]) -> Handler:
@@ -295,8 +256,7 @@ class Console:
             session = self.session(request)
             if session is None:
                 if request.method == "GET" and not request.path.endswith(".json"):
-                    raise web.HTTPSeeOther(
-                        f"{CONSOLE_PREFIX}/login?next={quote(request.path_qs, safe='')}")
+                    raise web.HTTPSeeOther(self.signin.login_url(request))
                 raise Problem("console_signin_required", 401)
             return await handler(self, request, session)
 
@@ -312,18 +272,10 @@ class Console:
     # -- forms ----------------------------------------------------------------------------
     @staticmethod
     async def form(request: web.Request) -> dict[str, str]:
-        try:
-            data = await request.post()
-        except ValueError as exc:
-            raise Problem("bad_request", 400) from exc
-        return {name: value[:_MAX_FORM_FIELD] for name, value in data.items()
-                if isinstance(value, str)}
+        return await read_form(request, _MAX_FORM_FIELD)
 
-    @staticmethod
-    def safe_next(raw: str) -> str:
-        if raw.startswith(f"{CONSOLE_PREFIX}/") and not raw.startswith("//") and "\\" not in raw:
-            return raw
-        return f"{CONSOLE_PREFIX}/"
+    def safe_next(self, raw: str) -> str:
+        return self.signin.safe_next(raw)
 
     @contextlib.asynccontextmanager
     async def store_for(self, room: str) -> AsyncIterator[RoomStore]:
@@ -393,29 +345,21 @@ class Console:
     async def login_submit(self, request: web.Request) -> web.StreamResponse:
         data = await self.form(request)
         target = self.safe_next(data.get("next", ""))
-        given = data.get("token", "").strip().encode("utf-8", "surrogateescape")
-        # Every token compared, in constant time each.
-        matched = [(name, token) for name, token in self.settings.operators
-                   if hmac.compare_digest(given, token.encode())]
-        if not given or not matched:
+        matched = self.signin.match(data.get("token", ""))
+        if matched is None:
             log.info("console: sign-in refused")
             return self.render(request, "login.html", None, {"next": target, "wrong": True},
                                status=401)
-        name, token = matched[0]
-        log.info("console: operator %s signed in", name)
-        cookie = self.sessions.dumps({"sid": secrets.token_urlsafe(18), "op": name,
-                                      "tok": _fingerprint(token)})
-        response = _see_other(target)
-        response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE_S, httponly=True,
-                            samesite="Strict", secure=self.settings.cookie_secure,
-                            path=CONSOLE_PREFIX)
+        log.info("console: operator %s signed in", matched[0])
+        response = see_other(target)
+        self.signin.start(response, *matched)
         return response
 
     async def logout(self, request: web.Request, session: Session) -> web.StreamResponse:
         data = await self.form(request)
         self.check_csrf(session, data.get(CSRF_FIELD))
-        response = _see_other(f"{CONSOLE_PREFIX}/login")
-        response.del_cookie(SESSION_COOKIE, path=CONSOLE_PREFIX)
+        response = see_other(f"{CONSOLE_PREFIX}/login")
+        self.signin.end(response)
         return response
 
     async def index(self, request: web.Request, session: Session) -> web.StreamResponse:
