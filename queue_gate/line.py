@@ -105,7 +105,10 @@ class Line:
             position = ticket.number - snapshot.frontier
         estimate = view.estimate(position)
         span = ticket.number - ticket.frontier_at_join
-        progress = 1.0 if span <= 0 or returning else min(max(1 - position / span, 0.0), 1.0)
+        # The share of those ahead at joining who are through: full at place 1 (nobody
+        # ahead), where `1 - position / span` left the bar empty for someone who joined there.
+        progress = 1.0 if span <= 0 or returning else min(max(1 - (position - 1) / span, 0.0),
+                                                          1.0)
         state = {"paused": "paused", "closed": "closed"}.get(config.mode, "waiting")
         if state == "waiting" and snapshot.backend_down:
             state = "recovering"  # adaptive admission: paused until the backend answers

@@ -240,6 +240,8 @@ async def waiting_page(request: web.Request) -> web.Response:
             "next_path": next_path,
             "refresh_s": min(max(round(status.poll_after_s), 1), NOSCRIPT_REFRESH_MAX_S),
             "progress_percent": int(status.progress * 100),
+            # Shown as "updated at" on a page without JavaScript (the script keeps it current).
+            "rendered_at": app[clock_key](),
             "room_check_s": ROOM_CHECK_S,
             # The version this page shows: a change made before the first check counts.
             "room_version": state.version if (state := app[room_view_key].room_state) else None,

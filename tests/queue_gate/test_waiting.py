@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import zoneinfo
 from typing import Any
 
 import pytest
@@ -132,6 +134,18 @@ async def test_waiting_page_joins_and_shows_the_place(gate: Gate) -> None:
     assert "You do not need to do anything" in html
     assert '<meta http-equiv="refresh"' in html
     assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_page_without_javascript_says_when_it_was_updated_and_fills_the_bar(
+        gate: Gate, clock: FakeClock) -> None:
+    """Without JavaScript the "updated" time is the server's (it was empty), and the first
+    in line sees a full bar (nobody ahead; it was empty)."""
+    response = await gate.client.get("/queue/wait", headers={"Accept": "text/html"})
+    html = await response.text()
+    assert 'id="position">1<' in html
+    shown = dt.datetime.fromtimestamp(clock.now, zoneinfo.ZoneInfo("Europe/Berlin"))
+    assert f'<span id="updated">{shown:%H:%M}</span>' in html
+    assert '<progress id="progress" max="100" value="100">' in html
 
 
 async def test_waiting_page_speaks_german_by_default_and_formats_numbers(
