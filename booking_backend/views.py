@@ -458,9 +458,10 @@ async def cancel(request: web.Request, session: Session, data: FormData) -> web.
     booking = await _managed(request, session)
     if booking is None:
         return await redirect(request, "/manage")
-    await service_of(request).cancel(booking, field(data, "code"))
+    assigned = await service_of(request).cancel(booking, field(data, "code"))
     session.drop("manage", "booking")
-    return await page(request, session, "cancelled.html", {})
+    # Only say the pair went to the waiting list when it did.
+    return await page(request, session, "cancelled.html", {"handed_on": bool(assigned)})
 
 
 # -- static -----------------------------------------------------------------------------------

@@ -211,6 +211,8 @@ async def test_waiting_list_and_manage_pages(env: Env) -> None:
     await env.deliver()
     assert await manage.post("/manage/cancel", code=env.sender.last_code()) == 200
     assert "Ihr Termin ist abgesagt" in manage.page
+    # Nobody else waits: the page does not claim the pair went to the waiting list.
+    assert "Warteliste" not in manage.page and "wieder frei" in manage.page
     assert (await env.backend.counts())["bookings"] == 0
 
 
