@@ -432,14 +432,17 @@ async def _managed(request: web.Request, session: Session) -> Booking | None:
 
 
 def _managed_again(*, code_sent: bool) -> Reshow:
-    """The booking again with the error; `code_sent`: whether the code form is shown."""
+    """The booking again with the error; `code_sent`: whether the code form is shown. Asked
+    for a new code too soon means a code was sent a moment ago: the form for it is shown,
+    so whoever left the page and came back can still type the code they have."""
 
     async def reshow(request: web.Request, session: Session, data: FormData,
                      error: Problem) -> web.Response:
         booking = await _managed(request, session)
         if booking is None:
             return await redirect(request, "/manage")
-        return await _manage_booking(request, session, booking, error, code_sent=code_sent)
+        return await _manage_booking(request, session, booking, error,
+                                     code_sent=code_sent or error.code == "code_wait")
 
     return reshow
 

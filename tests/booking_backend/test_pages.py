@@ -221,3 +221,24 @@ async def test_static_assets_need_no_pass(env: Env) -> None:
         assert resp.status == 200 and resp.content_type == "text/css"
     async with env.client.get("/static/countdown.js") as resp:
         assert resp.status == 200
+
+
+async def test_a_cancel_code_already_sent_can_still_be_typed(env: Env) -> None:
+    """Leaving the code page and coming back: asking again too soon says to wait, and the
+    field for the code already sent is there (it offered only "wait" before)."""
+    pairs = await env.add_pairs(1)
+    booking = await env.book(pairs[0], "keeper", contact="+4915122223333")
+    manage = Browser(env)
+    await manage.get("/manage")
+    assert await manage.post("/manage", booking_code=booking["booking_code"],
+                             birth_date=OLD) == 200
+    assert await manage.post("/manage/cancel-code") == 200
+    await env.deliver()
+    code = env.sender.last_code()
+    assert await manage.get("/manage") == 200  # away and back
+    assert await manage.post("/manage", booking_code=booking["booking_code"],
+                             birth_date=OLD) == 200
+    assert await manage.post("/manage/cancel-code") == 429  # too soon for another code
+    assert "Sekunden" in manage.page and 'name="code"' in manage.page
+    assert await manage.post("/manage/cancel", code=code) == 200
+    assert "Ihr Termin ist abgesagt" in manage.page
