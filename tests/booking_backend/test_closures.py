@@ -180,7 +180,9 @@ async def test_cancelling_a_day_of_200_bookings_while_bookings_keep_arriving(
     assert all(r["n"] == 1 for r in again)
     assigned = [r for r in offers if r["status"] == "assigned"]
     assert len(again) == len(assigned) == closure["assigned"]
-    assert closure["assigned"] > 0  # freed second doses paired with next-day first doses
+    # How many got a new pair at once depends on the race (the outside bookers may have
+    # taken the next day's first doses before the closure began); that freed pairs are
+    # given is held by test_second_doses_go_with_the_booking_and_people_come_first.
 
     # The range is closed: no unit left, none oversold, every counter matches its rows.
     slots = await sql(env, "SELECT * FROM slots WHERE centre = $1", CENTRE)
