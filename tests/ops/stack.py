@@ -181,7 +181,7 @@ class Stack:
 
     def stop(self) -> None:
         try:
-            self.run(self._stop())
+            self.run(self._stop(), timeout=120)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
@@ -220,7 +220,9 @@ class Stack:
     async def _serve(self, service: Service, public: web.Application,
                      admin: web.Application) -> None:
         for app, port in ((public, service.public_port), (admin, service.admin_port)):
-            runner = web.AppRunner(app, access_log=None)
+            # A short graceful shutdown: the stack stops seven servers in one teardown, and
+            # aiohttp's default (60 s each for open connections) once ran past its bound.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
             await runner.setup()
             service.runners.append(runner)
             await web.TCPSite(runner, "127.0.0.1", port).start()
