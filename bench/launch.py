@@ -550,8 +550,12 @@ def measure_scale(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict
     # below is the waiting visitors', not the connections' buffers.
     join_until(gates, room, 2000, cap_s=5)
     info_before = redis_info(redis_url)
+    # The memory delta below is the measured joins' only: the warm-up's are in info_before.
+    waiting_before = int(admin_call(gates[0], room)["waiting"])
+    issued_before = int(admin_call(gates[0], room)["tickets_issued"])
     log.info("scale: %d joins through %d gates", cfg.scale_population, len(gates))
-    joins = join_until(gates, room, cfg.scale_population, cfg.scale_join_cap_s)
+    joins = join_until(gates, room, issued_before + cfg.scale_population,
+                       cfg.scale_join_cap_s)
     tickets = asyncio.run(join_tickets(gates[0], 2000))
     ticket_file = workdir / "tickets-scale.txt"
     ticket_file.write_text("\n".join(tickets) + "\n")
@@ -592,8 +596,8 @@ def measure_scale(st: Stack, cfg: Config, workdir: Path, redis_url: str) -> dict
         "waiting": waiting,
         "memory_delta_bytes": memory_delta,
         "memory_delta_without_clients_bytes": dataset_delta,
-        "bytes_per_waiting": memory_delta / max(waiting, 1),
-        "bytes_per_waiting_without_clients": dataset_delta / max(waiting, 1),
+        "bytes_per_waiting": memory_delta / max(waiting - waiting_before, 1),
+        "bytes_per_waiting_without_clients": dataset_delta / max(waiting - waiting_before, 1),
         "status_runs": runs,
         "sustained_polls_per_s": capacity,
         "rate_per_minute": rate,

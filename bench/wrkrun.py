@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WRK_DIR = Path(__file__).parent / "wrk"
+SIGINT_AFTER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ def run(commands: Sequence[Sequence[str]], *, timeout_s: float,
     procs = [subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env) for argv in commands]
     if stop_when is not None:
+        # wrk ignores SIGINT until its threads run and only then takes it as "stop and
+        # report"; before that (the dynamic loader, the first instructions) SIGINT ends it
+        # with nothing printed. So it is never interrupted in its first second.
+        time.sleep(SIGINT_AFTER_S)
         while any(proc.poll() is None for proc in procs) and \
                 time.monotonic() - started < timeout_s:
             if stop_when():
@@ -107,4 +112,8 @@ def run(commands: Sequence[Sequence[str]], *, timeout_s: float,
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    for proc, out in zip(procs, outputs, strict=True):
+        if proc.returncode < 0:
+            raise RuntimeError(f"wrk ended by signal {-proc.returncode}: {proc.args}\n"
+                               f"{out[-2000:]}")
     return WrkRun([parse(out) for out in outputs], cpu, wall)
