@@ -112,8 +112,8 @@ def run(commands: Sequence[Sequence[str]], *, timeout_s: float,
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    for proc, out in zip(procs, outputs, strict=True):
+    for proc, text in zip(procs, outputs, strict=True):
         if proc.returncode < 0:
-            raise RuntimeError(f"wrk ended by signal {-proc.returncode}: {proc.args}\n"
-                               f"{out[-2000:]}")
+            raise RuntimeError(f"wrk ended by signal {-proc.returncode}: {proc.args!r}\n"
+                               f"{text[-2000:]}")
     return WrkRun([parse(out) for out in outputs], cpu, wall)
