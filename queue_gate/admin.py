@@ -1,11 +1,15 @@
 """The operators' API, served on its own port: rooms, metrics and health.
 
-`GET /admin/rooms`, `GET` and `PATCH /admin/rooms/{room}` and `GET /admin/audit` need
+`GET /admin/rooms`, `GET`, `PUT`, `PATCH` and `DELETE /admin/rooms/{room}` and
+`GET /admin/audit` need
 `Authorization: Bearer <token>`: QUEUE_GATE_ADMIN_TOKEN (the operator "admin") or one of
 the named operators' QUEUE_GATE_ADMIN_TOKENS. A change is written to Redis, where every gate
 process's next tick (within `tick_interval_s`) picks it up: no restart. Each field it
 changes is recorded in the room's audit (time, operator, room, field, old and new value) in
 the same step, and counted in `queuegate_room_changes_total`.
+
+The fields a room takes are one table, `ROOM_FIELDS`: how each is checked, what `PUT` sets
+when it is left out, and its name in the config hash. A new field is one entry there.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import datetime as dt
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -26,11 +31,12 @@ from queue_gate.keys import (
     control_redis_key,
     gate_app_key,
     metrics_key,
-    room_view_key,
+    rooms_key,
     settings_key,
 )
 from queue_gate.responses import NO_STORE
-from queue_gate.settings import MODES, ROOM_NAME
+from queue_gate.rooms import InvalidRoutes, parse_routes, routes_json, stored_routes
+from queue_gate.settings import MODES, ROOM_NAME, Settings
 from queue_gate.store import (
     GateUnavailable,
     NotReplicated,
@@ -104,28 +110,31 @@ async def _store_for(request: web.Request) -> AsyncIterator[RoomStore]:
     room = request.match_info["room"]
     if not ROOM_NAME.match(room):
         raise web.HTTPNotFound()
-    gate = request.app[gate_app_key]
-    view = gate[room_view_key]
-    if room == view.store.room:
-        yield view.store
-        return
-    store = RoomStore(gate[control_redis_key], gate[settings_key], room=room)
-    try:
+    async with request.app[gate_app_key][rooms_key].store_for(room) as store:
         yield store
-    finally:
-        await store.aclose()
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    rooms = await known_rooms(request.app[gate_app_key][control_redis_key])
-    return web.json_response({"rooms": rooms})
+    """Every room of the registry, and the routes of each."""
+    gate = request.app[gate_app_key]
+    names = await known_rooms(gate[control_redis_key])
+    routes: dict[str, list[dict[str, str]]] = {}
+    for name in names:
+        async with gate[rooms_key].store_for(name) as store:
+            try:
+                config = await store.read_config()
+            except RoomMissing:
+                continue  # deleted meanwhile
+        routes[name] = [route.as_json() for route in stored_routes(config.routes, name)]
+    return web.json_response({"rooms": names, "routes": routes})
 
 
 async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any]:
     config, counters = await store.read_room()
     gate = request.app[gate_app_key]
-    view = gate[room_view_key]
-    here = store.room == view.store.room
+    served = gate[rooms_key].get(store.room)
+    view = (served or gate[rooms_key].first).view
+    here = served is not None
     measured = view.measured_rate_per_minute() if here else None
     rates = {name: None if value is None else round(value, 2) for name, value in (
         ("passed_over_per_minute", view.passed_over_per_minute() if here else None),
@@ -152,6 +161,7 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         "rate_max": config.rate_max,
         "effective_rate_per_minute": effective,
         "backend": backend,
+        "routes": [route.as_json() for route in stored_routes(config.routes, store.room)],
         **counters,
     }
 
@@ -164,91 +174,222 @@ async def get_room(request: web.Request) -> web.Response:
         return json_error(404, "room_not_found", "No gate has created this room.")
 
 
+async def _read_body(request: web.Request) -> object:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidBody() from None
+
+
+class InvalidBody(Exception):
+    pass
+
+
+def _not_found() -> web.Response:
+    return json_error(404, "room_not_found", "No gate has created this room (or it was "
+                      "deleted).")
+
+
 async def patch_room(request: web.Request) -> web.Response:
+    """Change the fields given; 404 for a room that does not exist."""
     async with _store_for(request) as store:
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return json_error(400, "invalid_json", "The body must be a JSON object.")
-        try:
-            changes = validate_changes(body)
+            changes = validate_changes(await _read_body(request))
             if set(changes) & set(RATE_FIELDS):
                 # Race: two operators changing the bounds at once may each pass this check
                 # against the other's old values; the tick keeps rate_min..rate_max sane.
                 check_rate_bounds(await store.read_config(), changes)
+            if "routes" in changes:
+                await check_routes_free(request, store.room, changes["routes"])
+        except InvalidBody:
+            return json_error(400, "invalid_json", "The body must be a JSON object.")
         except InvalidChange as exc:
             return json_error(422, "invalid_change", str(exc))
         except RoomMissing:
-            return json_error(404, "room_not_found", "No gate has created this room.")
+            return _not_found()
+        try:
+            await apply_changes(request, store, changes)
+        except RoomMissing:
+            return _not_found()
+        return web.json_response(await room_document(request, store))
+
+
+async def put_room(request: web.Request) -> web.Response:
+    """Create the room (201) or replace it (200): every field of `ROOM_FIELDS`, those left
+    out at their defaults. 409 for a room deleted for good."""
+    async with _store_for(request) as store:
+        try:
+            body = await _read_body(request)
+            if not isinstance(body, dict):
+                raise InvalidChange("Send a JSON object with the room's fields (an empty "
+                                    "object gives every field its default).")
+            defaults = {name: field.put_default(request.app[gate_app_key][settings_key])
+                        for name, field in ROOM_FIELDS.items() if name not in body}
+            changes = validate_changes({**defaults, **body})
+            check_rate_bounds(RoomConfig(0, "queue", "", 1), changes)
+            await check_routes_free(request, store.room, changes.get("routes"))
+        except InvalidBody:
+            return json_error(400, "invalid_json", "The body must be a JSON object.")
+        except InvalidChange as exc:
+            return json_error(422, "invalid_change", str(exc))
+        if await store.deleted_at() is not None:
+            return json_error(409, "room_deleted", "This room was deleted for good; its "
+                              "visitors were told its line closed. Choose another name.")
+        try:
+            await store.read_config()
+            created = False
+        except RoomMissing:
+            # Created as a gate creates its room (the first tick), then set as asked below
+            # (so the audit holds every field the operator set). Race: two PUTs creating the
+            # same room at once both answer 201; the later one's fields win.
+            await store.tick()
+            created = True
+        await apply_changes(request, store, changes)
+        await store.register_room()  # every gate process serves it from its next tick
+        await request.app[gate_app_key][rooms_key].refresh_room(store.room)
+        return web.json_response(await room_document(request, store),
+                                 status=201 if created else 200)
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    """Close the room for good: mode closed, no routes, off the registry (every process
+    stops serving it within a tick). Its visitors' tickets get the closed state."""
+    async with _store_for(request) as store:
         operator = request[operator_key]
         try:
-            _, changed = await store.change_config(changes, operator=operator)
+            changed = await store.delete_room(operator=operator)
         except RoomMissing:
-            return json_error(404, "room_not_found", "No gate has created this room.")
-        log.info("room %s changed by %s: %s", store.room, operator, changes)
+            return _not_found()
+        if await store.deleted_at() is None:
+            return _not_found()  # never created: configure found nothing to mark
+        log.info("room %s deleted by %s", store.room, operator)
         gate = request.app[gate_app_key]
         for name in changed:
             gate[metrics_key].room_changes.labels(store.room,
                                                   API_FIELD_NAMES.get(name, name)).inc()
-        if store.room == gate[room_view_key].store.room:
-            await gate[room_view_key].refresh()  # this process applies it at once
-        return web.json_response(await room_document(request, store))
+        await gate[rooms_key].refresh_room(store.room)
+        return web.json_response({"room": store.room, "deleted": True})
 
 
-FIELDS = ("rate_per_minute", "mode", "message", "session_minutes", "opens_at",
-          "max_active_sessions", "challenge_bits")
-# Adaptive admission (queue_gate/health.py): fixed, or between rate_min and rate_max.
+async def apply_changes(request: web.Request, store: RoomStore,
+                        changes: dict[str, str | int | float | None]) -> None:
+    """Write validated changes under the operator's name, count them, and apply them in this
+    process at once. Raises `RoomMissing`."""
+    if await store.deleted_at() is not None:
+        raise RoomMissing(store.room)
+    operator = request[operator_key]
+    _, changed = await store.change_config(changes, operator=operator)
+    log.info("room %s changed by %s: %s", store.room, operator, changes)
+    gate = request.app[gate_app_key]
+    for name in changed:
+        gate[metrics_key].room_changes.labels(store.room, API_FIELD_NAMES.get(name, name)).inc()
+    await gate[rooms_key].refresh_room(store.room)
+
+
+async def check_routes_free(request: web.Request, room: str,
+                            routes: str | int | float | None) -> None:
+    """No other room of the registry has an identical route (host and path). Race: two PUTs
+    racing with the same route for two rooms may both pass; the route table then gives it
+    to the first room by name and logs it (queue_gate/rooms.py)."""
+    if not isinstance(routes, str):
+        return
+    gate = request.app[gate_app_key]
+    mine = {(route.host, route.path) for route in stored_routes(routes, room)}
+    for other in await known_rooms(gate[control_redis_key]):
+        if other == room:
+            continue
+        async with gate[rooms_key].store_for(other) as store:
+            try:
+                config = await store.read_config()
+            except RoomMissing:
+                continue
+        for route in stored_routes(config.routes, other):
+            if (route.host, route.path) in mine:
+                raise InvalidChange(f"route {route.host} {route.path} belongs to room "
+                                    f"{other!r} already; a route names one room.")
+
+
+def _mode(value: object) -> str:
+    if value not in MODES:
+        raise InvalidChange(f"mode must be one of: {', '.join(MODES)}.")
+    return str(value)
+
+
+def _message(value: object) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str) or len(value) > MAX_MESSAGE_LENGTH:
+        raise InvalidChange(f"message must be text of at most {MAX_MESSAGE_LENGTH} "
+                            "characters (or null to clear it).")
+    return value.strip()
+
+
+def _rate_mode(value: object) -> str:
+    if value not in RATE_MODES:
+        raise InvalidChange(f"rate_mode must be one of: {', '.join(RATE_MODES)}.")
+    return str(value)
+
+
+def _routes(value: object) -> str | None:
+    """Canonical JSON of checked routes; None (the field removed) for none."""
+    try:
+        routes = parse_routes(value)
+    except InvalidRoutes as exc:
+        raise InvalidChange(str(exc)) from None
+    return routes_json(routes) if routes else None
+
+
+def _whole(name: str, low: int, high: int) -> Callable[[object], int]:
+    return lambda value: _bounded_int(value, name, low, high)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomField:
+    """A field of a room as the admin API takes it."""
+
+    # Checks the API's value, returns what the config hash stores (None: the field
+    # removed). Raises `InvalidChange` with words for the operator.
+    check: Callable[[object], str | int | float | None]
+    # What PUT sets when the field is left out (an API value, checked like a sent one).
+    put_default: Callable[[Settings], object]
+    # The config hash's name (API_FIELD_NAMES maps it back).
+    stored_as: str
+
+
+ROOM_FIELDS: dict[str, RoomField] = {
+    "rate_per_minute": RoomField(_whole("rate_per_minute", 0, MAX_RATE_PER_MINUTE),
+                                 lambda s: s.initial_rate_per_minute, "rate_per_minute"),
+    "mode": RoomField(_mode, lambda s: s.initial_mode, "mode"),
+    "message": RoomField(_message, lambda s: s.initial_message, "message"),
+    "session_minutes": RoomField(_whole("session_minutes", 1, MAX_SESSION_MINUTES),
+                                 lambda s: s.initial_session_minutes, "session_minutes"),
+    "opens_at": RoomField(lambda v: _opening_time(v), lambda s: None, "opens_at"),
+    "max_active_sessions": RoomField(_whole("max_active_sessions", 0, MAX_ACTIVE_SESSIONS),
+                                     lambda s: 0, "max_active"),
+    "challenge_bits": RoomField(_whole("challenge_bits", 0, MAX_CHALLENGE_BITS),
+                                lambda s: 0, "challenge_bits"),
+    # Adaptive admission (queue_gate/health.py): fixed, or between rate_min and rate_max.
+    "rate_mode": RoomField(_rate_mode, lambda s: "fixed", "rate_mode"),
+    "rate_min": RoomField(_whole("rate_min", 0, MAX_RATE_PER_MINUTE), lambda s: 0, "rate_min"),
+    "rate_max": RoomField(_whole("rate_max", 0, MAX_RATE_PER_MINUTE), lambda s: 0, "rate_max"),
+    # Which requests the room covers (queue_gate/rooms.py).
+    "routes": RoomField(_routes, lambda s: [], "routes"),
+}
+FIELDS = tuple(name for name in ROOM_FIELDS if name not in ("rate_mode", "rate_min",
+                                                            "rate_max"))
 RATE_FIELDS = ("rate_mode", "rate_min", "rate_max")
 RATE_MODES = ("fixed", "adaptive")
 
 
 def validate_changes(body: object) -> dict[str, str | int | float | None]:
+    """The fields of `body` checked, by their config hash names. Raises `InvalidChange`."""
     if not isinstance(body, dict) or not body:
         raise InvalidChange(f"Send a JSON object with at least one of {', '.join(FIELDS)}.")
-    unknown = sorted(set(body) - set(FIELDS) - set(RATE_FIELDS))
+    unknown = sorted(set(body) - set(ROOM_FIELDS))
     if unknown:
         raise InvalidChange(f"Unknown field(s): {', '.join(unknown)}.")
-    changes: dict[str, str | int | float | None] = {}
-    if "opens_at" in body:
-        changes["opens_at"] = _opening_time(body["opens_at"])
-    if "max_active_sessions" in body:
-        changes["max_active"] = _bounded_int(body["max_active_sessions"], "max_active_sessions",
-                                             0, MAX_ACTIVE_SESSIONS)
-    if "challenge_bits" in body:
-        changes["challenge_bits"] = _bounded_int(body["challenge_bits"], "challenge_bits",
-                                                 0, MAX_CHALLENGE_BITS)
-    if "rate_per_minute" in body:
-        changes["rate_per_minute"] = _bounded_int(body["rate_per_minute"], "rate_per_minute",
-                                                  0, MAX_RATE_PER_MINUTE)
-    if "session_minutes" in body:
-        changes["session_minutes"] = _bounded_int(body["session_minutes"], "session_minutes",
-                                                  1, MAX_SESSION_MINUTES)
-    if "mode" in body:
-        if body["mode"] not in MODES:
-            raise InvalidChange(f"mode must be one of: {', '.join(MODES)}.")
-        changes["mode"] = body["mode"]
-    if "message" in body:
-        message = body["message"]
-        if message is None:
-            message = ""
-        if not isinstance(message, str) or len(message) > MAX_MESSAGE_LENGTH:
-            raise InvalidChange(f"message must be text of at most {MAX_MESSAGE_LENGTH} "
-                                "characters (or null to clear it).")
-        changes["message"] = message.strip()
-    changes.update(_rate_changes(body))
-    return changes
-
-
-def _rate_changes(body: dict[str, object]) -> dict[str, str | int | float | None]:
-    changes: dict[str, str | int | float | None] = {}
-    if "rate_mode" in body:
-        if body["rate_mode"] not in RATE_MODES:
-            raise InvalidChange(f"rate_mode must be one of: {', '.join(RATE_MODES)}.")
-        changes["rate_mode"] = str(body["rate_mode"])
-    for name in ("rate_min", "rate_max"):
-        if name in body:
-            changes[name] = _bounded_int(body[name], name, 0, MAX_RATE_PER_MINUTE)
-    return changes
+    return {field.stored_as: field.check(body[name])
+            for name, field in ROOM_FIELDS.items() if name in body}
 
 
 def check_rate_bounds(config: RoomConfig, changes: dict[str, str | int | float | None]) -> None:
@@ -347,9 +488,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    view = request.app[gate_app_key][room_view_key]
-    ok = view.fresh
-    return web.json_response({"ok": ok, "room": view.store.room}, status=200 if ok else 503)
+    """Whether this process's view of every room it serves is fresh."""
+    rooms = request.app[gate_app_key][rooms_key]
+    fresh = {room.name: room.view.fresh for room in rooms}
+    ok = all(fresh.values())
+    return web.json_response({"ok": ok, "room": rooms.first.name, "rooms": fresh},
+                             status=200 if ok else 503)
 
 
 def create_admin_app(gate_app: web.Application) -> web.Application:
@@ -359,6 +503,8 @@ def create_admin_app(gate_app: web.Application) -> web.Application:
     app.router.add_get("/admin/rooms", list_rooms)
     app.router.add_get("/admin/rooms/{room}", get_room)
     app.router.add_patch("/admin/rooms/{room}", patch_room)
+    app.router.add_put("/admin/rooms/{room}", put_room)
+    app.router.add_delete("/admin/rooms/{room}", delete_room)
     app.router.add_get("/admin/audit", audit)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

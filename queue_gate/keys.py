@@ -9,29 +9,26 @@ from aiohttp import web
 
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admission import RoomView
-from queue_gate.arrival import Arrival
 from queue_gate.health import BackendHealth, HealthReporter
-from queue_gate.line import Line
 from queue_gate.metrics import GateMetrics
-from queue_gate.passes import Passes
+from queue_gate.rooms import Rooms
 from queue_gate.settings import Settings
 from queue_gate.store import Clock, RedisClient, RoomStore
-from queue_gate.tickets import TicketSigner
 from vaccine_queue.pages import Pages
 
 settings_key = web.AppKey("settings", Settings)
 clock_key: web.AppKey[Clock] = web.AppKey("clock")
 metrics_key = web.AppKey("metrics", GateMetrics)
 pages_key = web.AppKey("pages", Pages)
-signer_key = web.AppKey("signer", TicketSigner)
 address_policy_key = web.AppKey("address_policy", AddressPolicy)
 control_redis_key: web.AppKey[RedisClient] = web.AppKey("control_redis")
+# Every room this process serves, each with its visitor's path (arrival -> line -> pass),
+# and the route table over them, built once Redis is open. Handlers find their room here.
+rooms_key = web.AppKey("rooms", Rooms)
+# The environment's room (QUEUE_GATE_ROOM): its store and view, for the health reporter,
+# the console and tests. Handlers go through `rooms_key`.
 store_key = web.AppKey("store", RoomStore)
 room_view_key = web.AppKey("room_view", RoomView)
-# The visitor's path, built on the store and the room view once Redis is open.
-arrival_key = web.AppKey("arrival", Arrival)
-line_key = web.AppKey("line", Line)
-passes_key = web.AppKey("passes", Passes)
 ticker_key = web.AppKey("ticker", asyncio.Task[None])
 backend_session_key = web.AppKey("backend_session", aiohttp.ClientSession)
 # Adaptive admission: this process's view of the backend, and what reports it to the room.

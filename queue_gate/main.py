@@ -14,40 +14,32 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from queue_gate import admission, durability, health
+from queue_gate import durability, health
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admin import create_admin_app
-from queue_gate.admission import RoomView
-from queue_gate.arrival import Arrival
-from queue_gate.challenge import ChallengeIssuer
 from queue_gate.keys import (
     address_policy_key,
-    arrival_key,
     backend_health_key,
     backend_session_key,
     clock_key,
     control_redis_key,
     health_reporter_key,
     health_task_key,
-    line_key,
     metrics_key,
     pages_key,
-    passes_key,
     room_view_key,
+    rooms_key,
     settings_key,
-    signer_key,
     store_key,
     ticker_key,
 )
-from queue_gate.line import Line
 from queue_gate.metrics import GateMetrics
-from queue_gate.passes import Passes
 from queue_gate.proxy import UpstreamBroken, backend_session
 from queue_gate.responses import is_api
+from queue_gate.rooms import Rooms
 from queue_gate.routes import setup_routes
 from queue_gate.settings import Settings
-from queue_gate.store import Clock, GateUnavailable, LineMemory, RoomStore, connect
-from queue_gate.tickets import TicketSigner
+from queue_gate.store import Clock, GateUnavailable, connect
 from vaccine_queue.config import SettingsError
 from vaccine_queue.i18n import language_middleware
 from vaccine_queue.pages import (
@@ -117,40 +109,26 @@ def create_app(
     app[metrics_key] = metrics
     app[pages_key] = site
     app[address_policy_key] = AddressPolicy.from_settings(settings)
-    app[signer_key] = TicketSigner(settings.secrets, settings.room,
-                                   ticket_max_age_s=settings.ticket_max_age_s,
-                                   clock=app[clock_key])
 
     # Order matters: Redis first (and whether it keeps data), then the backend client, then
     # the ticker, so the ticker stops before Redis closes.
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-        # Two clients: visitors' requests share a large pool and give up after a second
-        # (they get "busy, retry"); the ticker and the admin API have a small pool of their
-        # own, so admission and operators keep working when a rush has drained the first.
+        # Two clients, shared by every room: visitors' requests share a large pool and give
+        # up after a second (they get "busy, retry"); the ticker and the admin API have a
+        # small pool of their own, so admission and operators keep working when a rush has
+        # drained the first.
         visitors = connect(settings, max_connections=VISITOR_POOL, wait_s=1.0)
         control = connect(settings, max_connections=CONTROL_POOL, wait_s=5.0)
         app[control_redis_key] = control.client
-        # Joins re-create a lost room from the ticker's last snapshot, as the ticker does,
-        # and neither lets it come back below a number this process handed out.
-        memory = LineMemory()
-        store = app[store_key] = RoomStore(visitors.client, settings, clock=clock,
-                                           seed=lambda: app[room_view_key].snapshot,
-                                           memory=memory)
-        view = app[room_view_key] = RoomView(
-            RoomStore(control.client, settings, clock=clock, memory=memory), settings, metrics)
-        # The visitor's path: arrival -> line (where a ticket stands) -> pass.
-        signer, now = app[signer_key], app[clock_key]
-        challenges = ChallengeIssuer(settings.secrets, settings.room,
-                                     wait_s=settings.challenge_wait_s, clock=now)
-        app[arrival_key] = Arrival(settings=settings, store=store, signer=signer, view=view,
-                                   policy=app[address_policy_key], metrics=metrics,
-                                   challenges=challenges)
-        passes = app[passes_key] = Passes(settings=settings, store=store, signer=signer,
-                                          metrics=metrics, clock=now)
-        app[line_key] = Line(view=view, store=store, signer=signer, passes=passes, clock=now)
+        # Each room's visitor path (arrival -> line -> pass) on the shared clients.
+        rooms = app[rooms_key] = Rooms(settings, visitors=visitors.client,
+                                       control=control.client, metrics=metrics,
+                                       policy=app[address_policy_key], clock=clock,
+                                       now=app[clock_key])
+        app[store_key] = rooms.first.store
+        app[room_view_key] = rooms.first.view
         yield
-        await store.aclose()
-        await view.store.aclose()
+        await rooms.aclose()
         await visitors.aclose()
         await control.aclose()
 
@@ -185,10 +163,12 @@ def create_app(
         await session.close()
 
     async def ticker_ctx(app: web.Application) -> AsyncIterator[None]:
-        view = app[room_view_key]
+        rooms = app[rooms_key]
+        view = rooms.first.view
         try:
             await view.refresh()
             await view.store.register_room()
+            await rooms.refresh()  # every other room of the registry, before the first request
         except GateUnavailable as exc:
             # Start anyway: visitors get the busy page until Redis answers.
             log.error("room %s: Redis not reachable at start (%s); retrying", settings.room, exc)
@@ -199,7 +179,7 @@ def create_app(
         if not run_ticker:
             yield
             return
-        async with admission.running(view) as task, health.reporting(reporter) as reporting:
+        async with rooms.running() as task, health.reporting(reporter) as reporting:
             app[ticker_key] = task
             app[health_task_key] = reporting
             yield
@@ -234,7 +214,7 @@ async def serve(settings: Settings, host: str, port: int, admin_host: str,
             await runner.setup()
         await web.TCPSite(runners[0], host, port, backlog=4096).start()
         await web.TCPSite(runners[1], admin_host, admin_port).start()
-        log.info("queue gate for room %r on http://%s:%d/, admin on http://%s:%d/, backend %s",
+        log.info("queue gate (first room %r) on http://%s:%d/, admin on http://%s:%d/, backend %s",
                  settings.room, host, port, admin_host, admin_port, settings.backend_url)
         await until_stopped()
         log.info("stopping")

@@ -22,12 +22,11 @@ from queue_gate.keys import (
     backend_session_key,
     clock_key,
     metrics_key,
-    room_view_key,
+    rooms_key,
     settings_key,
-    signer_key,
-    store_key,
 )
 from queue_gate.responses import see_other, wait_url, wants_html
+from queue_gate.rooms import Room
 from queue_gate.store import GateUnavailable
 from vaccine_queue.contract import (
     CAPACITY_HEADER,
@@ -35,6 +34,7 @@ from vaccine_queue.contract import (
     PASS_COOKIE,
     PASS_HEADER,
     AdmissionPass,
+    PassForeign,
     PassShared,
     SessionEnded,
     TokenRejected,
@@ -63,60 +63,86 @@ class UpstreamBroken(Exception):
     """The backend failed mid-response; aiohttp must drop the connection, not answer again."""
 
 
-async def check_pass(request: web.Request) -> AdmissionPass | None:
-    """The request's valid pass, or None. Raises `TokenRejected` for a bad, ended or
-    too widely shared one. One Redis round trip (the record and the browser count)."""
+class PassOtherRoom(TokenRejected):
+    """A valid pass of another room: it opens that room's routes only (and is kept)."""
+
+    code = "pass_other_room"
+
+
+async def check_pass(request: web.Request, room: Room) -> AdmissionPass | None:
+    """The request's valid pass for `room`, or None. Raises `TokenRejected` for a bad, ended
+    or too widely shared one, `PassOtherRoom` for one of another room served here
+    (`PassForeign` for a room not served here). One Redis round trip (the record and the
+    browser count)."""
     token = request.headers.get(PASS_HEADER) or request.cookies.get(PASS_COOKIE)
     if not token:
         return None
     app = request.app
-    room = app[settings_key].room
+    metrics = app[metrics_key]
     try:
-        admission = app[signer_key].load_pass(token)
+        admission = room.signer.load_any_pass(token)
+        if admission.room != room.name:
+            if app[rooms_key].get(admission.room) is None:
+                raise PassForeign()
+            raise PassOtherRoom()
         policy = app[address_policy_key]
         fingerprint = browser_fingerprint(request, policy.client_address(request))
         try:
-            outcome, _ = await app[store_key].check_pass(admission.ticket_id, fingerprint,
-                                                         admission.expires_at)
+            outcome, _ = await room.store.check_pass(admission.ticket_id, fingerprint,
+                                                     admission.expires_at)
         except GateUnavailable:
             # Redis is briefly away: the signature and expiry were checked, let the admitted
             # visitor finish rather than break their booking; only an early end is missed.
-            app[metrics_key].redis_errors.labels(room, "pass_check").inc()
+            metrics.redis_errors.labels(room.name, "pass_check").inc()
             return admission
         if outcome == "ended":
             raise SessionEnded()
         if outcome == "shared":
             raise PassShared()
     except TokenRejected as exc:
-        app[metrics_key].rejections.labels(room, exc.code).inc()
+        metrics.rejections.labels(room.name, exc.code).inc()
         raise
     return admission
 
 
-def bypassed(request: web.Request, prefixes: tuple[str, ...]) -> bool:
-    """Whether the path is under one of QUEUE_GATE_BYPASS_PATHS, as sent (no encoded
-    characters, no dot segments: what the backend sees is what was checked here)."""
-    if not prefixes:
-        return False
+def bypassed(request: web.Request) -> bool:
+    """Whether a bypass route may be taken for the path as sent: no encoded characters, no
+    dot segments (what the backend sees is what was checked here); otherwise the path
+    queues in the route's room."""
     path = request.rel_url.raw_path
-    if "%" in path or "/." in path or "//" in path:
-        return False
-    return any(path == prefix or path.startswith(prefix.rstrip("/") + "/")
-               for prefix in prefixes)
+    return not ("%" in path or "/." in path or "//" in path)
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
-    """Any method, any path outside /queue/: proxy with a pass, else to the queue. Paths
-    of QUEUE_GATE_BYPASS_PATHS are proxied without a pass, and without asking Redis."""
-    if bypassed(request, request.app[settings_key].bypass_paths):
-        return await proxy_to_backend(request, None)
+    """Any method, any path outside /queue/: the route table names its room and action.
+    queue: proxy with the room's pass, else to the room's line. bypass: proxied without a
+    pass, and without asking Redis. block: 403."""
+    rooms = request.app[rooms_key]
+    match = rooms.resolve(request)
+    room = match.room
+    if room is None:  # no route, and QUEUE_GATE_DEFAULT_ROOM=none: straight through
+        return await proxy_to_backend(request, None, rooms.first)
+    if match.action == "block":
+        return blocked(request)
+    if match.action == "bypass" and bypassed(request):
+        return await proxy_to_backend(request, None, room)
     try:
-        admission = await check_pass(request)
+        admission = await check_pass(request, room)
+    except PassOtherRoom as exc:
+        return turn_back(request, exc.code)  # its pass stays good for its own room
     except TokenRejected as exc:
         return turn_back(request, exc.code, clear_pass=True)
     if admission is None:
         return turn_back(request, "pass_required")
-    return await proxy_to_backend(request, admission)
+    return await proxy_to_backend(request, admission, room)
+
+
+def blocked(request: web.Request) -> web.Response:
+    """A route an operator blocked: 403, the gate's page for browsers, JSON for apps."""
+    problem = Problem("blocked", 403)
+    if wants_html(request):
+        raise problem  # the error middleware renders the gate's error page
+    return json_problem(request, problem)
 
 
 def turn_back(request: web.Request, code: str, *, clear_pass: bool = False) -> web.Response:
@@ -150,33 +176,33 @@ def upstream_headers(request: web.Request) -> CIMultiDict[str]:
     return headers
 
 
-async def proxy_to_backend(request: web.Request,
-                           admission: AdmissionPass | None) -> web.StreamResponse:
+async def proxy_to_backend(request: web.Request, admission: AdmissionPass | None,
+                           room: Room) -> web.StreamResponse:
     """Forward through one of this process's bounded backend connections (waited for at
     most `backend_pool_wait_s`, else a 503 with Retry-After). In adaptive mode, while the
     room's decision says the backend answers nothing, or when it answers this request
     with nothing, the visitor is told the booking system is recovering (their pass stays
     good) rather than shown an error."""
     app = request.app
-    room = app[settings_key].room
-    snapshot = app[room_view_key].snapshot
+    label = room.name
+    snapshot = room.view.snapshot
     adaptive = snapshot is not None and snapshot.config.rate_mode == "adaptive"
     if adaptive and snapshot is not None and snapshot.backend_down:
-        app[metrics_key].proxy_errors.labels(room, "recovering").inc()
+        app[metrics_key].proxy_errors.labels(label, "recovering").inc()
         return backend_recovering(request)
     health = app[backend_health_key]
     try:
         async with health.slot() as call:
-            app[metrics_key].backend_in_flight.labels(room).set(health.in_flight)
-            return await exchange(request, admission, call)
+            app[metrics_key].backend_in_flight.labels(label).set(health.in_flight)
+            return await exchange(request, admission, call, room)
     except BackendBusy:
-        app[metrics_key].proxy_errors.labels(room, "busy").inc()
+        app[metrics_key].proxy_errors.labels(label, "busy").inc()
         return backend_failed(request, 503)
     except NoAnswer as silent:
         return backend_recovering(request) if adaptive else backend_failed(request,
                                                                            silent.status)
     finally:
-        app[metrics_key].backend_in_flight.labels(room).set(health.in_flight)
+        app[metrics_key].backend_in_flight.labels(label).set(health.in_flight)
 
 
 class NoAnswer(Exception):
@@ -188,7 +214,7 @@ class NoAnswer(Exception):
 
 
 async def exchange(request: web.Request, admission: AdmissionPass | None,
-                   call: Call) -> web.StreamResponse:
+                   call: Call, room: Room) -> web.StreamResponse:
     """One request to the backend and its response streamed back (`admission` None: a
     bypass path, whose end-session header ends nothing)."""
     app = request.app
@@ -206,7 +232,7 @@ async def exchange(request: web.Request, admission: AdmissionPass | None,
         ) as upstream:
             call.answered(upstream.status, upstream.headers.get(CAPACITY_HEADER))
             status_class = f"{upstream.status // 100}xx"
-            metrics.proxy_duration.labels(settings.room, status_class).observe(
+            metrics.proxy_duration.labels(room.name, status_class).observe(
                 time.perf_counter() - started)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():
@@ -216,7 +242,7 @@ async def exchange(request: web.Request, admission: AdmissionPass | None,
                     continue
                 response.headers.add(name, value)
             if admission is not None and upstream.headers.get(END_SESSION_HEADER):
-                await end_session(request, admission, response)
+                await end_session(request, admission, response, room)
             if upstream.content_length is not None and not upstream.headers.get(
                     hdrs.TRANSFER_ENCODING):
                 response.content_length = upstream.content_length
@@ -228,7 +254,7 @@ async def exchange(request: web.Request, admission: AdmissionPass | None,
     except (TimeoutError, aiohttp.ClientError) as exc:
         reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
         call.no_answer()  # nothing if the response had begun
-        metrics.proxy_errors.labels(settings.room, reason).inc()
+        metrics.proxy_errors.labels(room.name, reason).inc()
         log.warning("backend %s for %s %s: %s", reason, request.method, request.path,
                     exc.__class__.__name__)
         if response is not None and response.prepared:
@@ -238,14 +264,14 @@ async def exchange(request: web.Request, admission: AdmissionPass | None,
 
 
 async def end_session(request: web.Request, admission: AdmissionPass,
-                      response: web.StreamResponse) -> None:
+                      response: web.StreamResponse, bundle: Room) -> None:
     """The backend is done with this visitor: end the pass so the next one gets in."""
     app = request.app
-    room = app[settings_key].room
+    room = bundle.name
     try:
-        if await app[store_key].end_pass(admission.ticket_id):
+        if await bundle.store.end_pass(admission.ticket_id):
             app[metrics_key].passes_ended.labels(room).inc()
-            snapshot = app[room_view_key].snapshot
+            snapshot = bundle.view.snapshot
             if snapshot is not None:
                 # Issued at expiry minus the session length (as configured now).
                 issued = admission.expires_at - snapshot.config.session_minutes * 60

@@ -13,7 +13,9 @@ import datetime as dt
 from aiohttp import web
 
 from queue_gate import proxy, waiting
-from queue_gate.keys import room_view_key
+from queue_gate.admission import RoomView
+from queue_gate.keys import rooms_key
+from vaccine_queue.pages import Problem, json_problem
 
 
 def setup_routes(app: web.Application) -> None:
@@ -28,16 +30,32 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
 
 
-async def health(request: web.Request) -> web.Response:
-    """GET /queue/healthz: for load balancers; 503 when this process's view is stale. Says
-    when Redis last lost the room (re-created from a gate's snapshot), if it ever did."""
-    view = request.app[room_view_key]
+def _lost_at(view: RoomView) -> str | None:
     snapshot = view.snapshot
     lost = snapshot.reseeded_at if snapshot is not None else None
+    return None if lost is None else dt.datetime.fromtimestamp(lost, dt.UTC).isoformat()
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /queue/healthz: for load balancers; 503 when this process's view of any room it
+    serves is stale. Says when Redis last lost a room (re-created from a gate's snapshot),
+    if it ever did: `room_lost_at` of the environment's room, `rooms` of each.
+    `?room=<name>`: one room only (404 for a room this process does not serve)."""
+    rooms = request.app[rooms_key]
+    name = request.query.get("room")
+    if name is not None:
+        room = rooms.get(name)
+        if room is None:
+            return json_problem(request, Problem("room_not_found", 404))
+        ok = room.view.fresh
+        return web.json_response({"ok": ok, "room": name, "room_lost_at": _lost_at(room.view)},
+                                 status=200 if ok else 503)
+    each = {room.name: {"ok": room.view.fresh, "room_lost_at": _lost_at(room.view)}
+            for room in rooms}
+    ok = all(state["ok"] for state in each.values())
     return web.json_response(
-        {"ok": view.fresh, "room_lost_at": None if lost is None else
-         dt.datetime.fromtimestamp(lost, dt.UTC).isoformat()},
-        status=200 if view.fresh else 503)
+        {"ok": ok, "room_lost_at": _lost_at(rooms.first.view), "rooms": each},
+        status=200 if ok else 503)
 
 
 async def not_found(request: web.Request) -> web.Response:

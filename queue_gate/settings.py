@@ -29,6 +29,8 @@ OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 DEMO_BYPASS_PATHS = ("/manage", "/confirmation", "/static", "/demo")
 # One entry of QUEUE_GATE_BYPASS_PATHS.
 BYPASS_PATH = re.compile(r"^/[A-Za-z0-9/_.-]{0,99}$")
+# QUEUE_GATE_DEFAULT_ROOM's word for "requests no route covers go straight to the backend".
+NO_DEFAULT_ROOM = "none"
 # The operator QUEUE_GATE_ADMIN_TOKEN stands for.
 SHARED_OPERATOR = "admin"
 
@@ -119,12 +121,20 @@ class Settings:
     # citizen needs after their session ended (the confirmation, managing a booking by its
     # code, the static files). "/manage" covers "/manage" and "/manage/...", not "/manager".
     bypass_paths: tuple[str, ...] = ()  # QUEUE_GATE_BYPASS_PATHS
+    # The room of requests no route covers (queue_gate/rooms.py): unset or empty, the room
+    # above; "none" sends them straight to the backend, without a pass (know what it opens).
+    default_room: str = ""  # QUEUE_GATE_DEFAULT_ROOM
 
     def __post_init__(self) -> None:
         self._check_bypass_paths()
         if not ROOM_NAME.match(self.room):
             raise SettingsError(f"QUEUE_GATE_ROOM must be 1-40 lowercase letters, digits, "
                                 f"'-' or '_', starting with a letter or digit, not {self.room!r}")
+        if self.default_room not in ("", NO_DEFAULT_ROOM) and not ROOM_NAME.match(
+                self.default_room):
+            raise SettingsError("QUEUE_GATE_DEFAULT_ROOM must be a room's name (1-40 lowercase "
+                                "letters, digits, '-' or '_') or 'none', not "
+                                f"{self.default_room[:40]!r}")
         self._check_redis()
         if self.initial_mode not in MODES:
             raise SettingsError(f"QUEUE_GATE_MODE must be one of {', '.join(MODES)}, "
@@ -279,6 +289,7 @@ class Settings:
                                                    cls.backend_latency_target_s),
             "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
                                       DEMO_BYPASS_PATHS if demo else ()),
+            "default_room": env.text("QUEUE_GATE_DEFAULT_ROOM"),
         }
         found.update(overrides)
         if demo:

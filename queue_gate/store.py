@@ -201,6 +201,9 @@ class RoomConfig:
     rate_mode: str = "fixed"
     rate_min: int = 0
     rate_max: int = 0
+    # The requests the room covers: a JSON list of {host, path, action} in canonical form
+    # ("" for none), read by `queue_gate.rooms.parse_routes`.
+    routes: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,8 +323,10 @@ def _outcome_value(reply: Reply, values: dict[str, str | None]) -> tuple[str, in
 def _more_settings(config: RoomConfig) -> list[tuple[str, str | int]]:
     """The room's settings beyond tick-11.lua's fixed creation arguments, as the config
     hash names them: what a room re-created from a snapshot must keep."""
-    return [("challenge_bits", config.challenge_bits), ("rate_mode", config.rate_mode),
-            ("rate_min", config.rate_min), ("rate_max", config.rate_max)]
+    more: list[tuple[str, str | int]] = [
+        ("challenge_bits", config.challenge_bits), ("rate_mode", config.rate_mode),
+        ("rate_min", config.rate_min), ("rate_max", config.rate_max)]
+    return more + ([("routes", config.routes)] if config.routes else [])
 
 
 def _tick_result(reply: Reply) -> TickResult:
@@ -338,6 +343,7 @@ def _tick_result(reply: Reply) -> TickResult:
             rate_mode=reply.text("rate_mode"),
             rate_min=round(reply.number("rate_min")),
             rate_max=round(reply.number("rate_max")),
+            routes=reply.text("routes"),
         ),
         epoch=reply.text("epoch"),
         seq=reply.integer("seq"),
@@ -754,6 +760,10 @@ class RoomStore:
         """List the room for the admin API (a plain set, outside the room's hash slot)."""
         await self._call(lambda: self.client.sadd(ROOMS_KEY, self.room))
 
+    async def unregister_room(self) -> None:
+        """Take the room off the registry: every gate process stops serving it."""
+        await self._call(lambda: self.client.srem(ROOMS_KEY, self.room))
+
     async def join(self, ticket_id: str, *, address: str | None = None,
                    challenge: tuple[str, int] | None = None) -> JoinResult:
         """Take a place. Joins arriving together share one round trip (see `_flush_joins`);
@@ -886,15 +896,22 @@ class RoomStore:
         raw = await self._call(lambda: self.client.hmget(
             self.keys.config,
             ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active",
-             "challenge_bits", "rate_mode", "rate_min", "rate_max"]))
-        if raw[0] is None:
-            raise RoomMissing(self.room)
+             "challenge_bits", "rate_mode", "rate_min", "rate_max", "routes", "deleted_at"]))
+        if raw[0] is None or raw[11] is not None:
+            raise RoomMissing(self.room)  # never created, or deleted for good
         (rate, mode, message, session, opens_at, max_active, bits, rate_mode, rate_min,
-         rate_max) = (str(v or "") for v in raw)
+         rate_max, routes, _) = (str(v or "") for v in raw)
         return RoomConfig(int(rate), mode, message, int(session or 15),
                           float(opens_at) if opens_at else None, int(max_active or 0),
                           challenge_bits=int(bits or 0), rate_mode=rate_mode or "fixed",
-                          rate_min=int(rate_min or 0), rate_max=int(rate_max or 0))
+                          rate_min=int(rate_min or 0), rate_max=int(rate_max or 0),
+                          routes=routes)
+
+    async def deleted_at(self) -> float | None:
+        """When an operator deleted the room for good (its config hash keeps the mark, so
+        no tick ever creates it again), None if they did not."""
+        raw = await self._call(lambda: self.client.hget(self.keys.config, "deleted_at"))
+        return float(raw) if raw else None
 
     async def redis_time(self) -> float:
         """Redis TIME in unix seconds (on a cluster, any node's: their clocks agree closely
@@ -963,6 +980,21 @@ class RoomStore:
         except (ValueError, TypeError) as exc:
             raise ScriptError(f"configure-2.lua: unreadable changes in {reply!r}") from exc
         return await self.read_config(), changed
+
+    async def delete_room(self, *, operator: str) -> tuple[str, ...]:
+        """Close the room for good, audited like any change: mode closed, no routes, and
+        the mark `deleted_at` (which `read_config` treats as missing). Its keys stay, so no
+        tick re-creates it, and a ticket of it finds it closed. Raises `RoomMissing`."""
+        now = self._clock() if self._clock is not None else time.time()
+        reply = await self._configure(
+            self.keys.configure_script_keys,
+            [operator, self._now_arg(), self.room, AUDIT_KEEP, 2, "mode", "closed",
+             "deleted_at", repr(now), "routes"],
+            replicated=True)
+        if reply.text("outcome") == "missing":
+            raise RoomMissing(self.room)
+        await self.unregister_room()
+        return tuple(str(name) for name in json.loads(reply.text("changed")))
 
     async def read_audit(self, limit: int) -> list[dict[str, Any]]:
         """The room's last `limit` audit entries, newest first, as configure-2.lua wrote

@@ -36,12 +36,14 @@ class TicketSigner:
         *,
         ticket_max_age_s: int,
         clock: Clock = time.time,
+        verified: dict[str, Ticket] | None = None,
     ) -> None:
         self.room = room
         self._clock = clock
         self._tickets = TicketCodec(secret_keys, max_age_s=ticket_max_age_s, clock=clock)
         self._passes = PassCodec(secret_keys, clock=clock)
-        self._verified: dict[str, Ticket] = {}
+        # Shared by the signers of a process's rooms: a ticket is verified once.
+        self._verified: dict[str, Ticket] = {} if verified is None else verified
 
     @staticmethod
     def new_ticket_id() -> str:
@@ -56,19 +58,24 @@ class TicketSigner:
         return ticket, self._tickets.sign(ticket)
 
     def load_ticket(self, token: str) -> Ticket:
-        """Check a ticket's signature, age and room. Raises a `TokenRejected` subclass.
+        """Check a ticket's signature, age and room. Raises a `TokenRejected` subclass."""
+        ticket = self.load_any_ticket(token)
+        if ticket.room != self.room:
+            raise TicketForeign()
+        return ticket
 
-        A ticket verified before is taken from memory (its age is checked every time)."""
+    def load_any_ticket(self, token: str) -> Ticket:
+        """Check a ticket's signature and age, whatever its room (which then says where
+        it stands). A ticket verified before is taken from memory (its age is checked every
+        time). Raises a `TokenRejected` subclass."""
         ticket = self._verified.get(token)
         if ticket is not None:
             # The same comparison itsdangerous makes, on whole seconds.
             if int(self._clock()) - int(ticket.issued_at) > self._tickets.max_age_s:
-                del self._verified[token]
+                self._verified.pop(token, None)
                 raise TicketExpired()
             return ticket
         ticket = self._tickets.load(token)
-        if ticket.room != self.room:
-            raise TicketForeign()
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]  # the oldest entry
         self._verified[token] = ticket
@@ -80,3 +87,8 @@ class TicketSigner:
     def load_pass(self, token: str) -> AdmissionPass:
         """Check a pass's signature, expiry and room. Raises a `TokenRejected` subclass."""
         return self._passes.load(token, room=self.room)
+
+    def load_any_pass(self, token: str) -> AdmissionPass:
+        """Check a pass's signature and expiry, whatever its room (the proxy turns a
+        pass of another room back to this room's line, keeping it for its own)."""
+        return self._passes.load(token)

@@ -49,7 +49,8 @@
 --           the last draw: draw_opens_at ("" before the first), draw_base, draw_count;
 --           now: the time this tick used (unix seconds, six decimals);
 --           reseeded_at: when the room was last re-created from a gate's snapshot ("" never);
---           challenge_bits: the proof of work asked of new visitors (0: none).
+--           challenge_bits: the proof of work asked of new visitors (0: none);
+--           routes: the requests the room covers, as JSON (queue_gate/rooms.py; "" none).
 --           adaptive admission: rate_mode (fixed | adaptive), rate_min, rate_max,
 --             effective_rate (what this tick admitted at), backend (up | down; "" when fixed).
 -- Clock     ARGV[1]: Redis TIME in production, so every process credits the same elapsed
@@ -96,7 +97,7 @@ end
 local opens_at = freeze_draw_if_due(now)
 
 local cfg = redis.call('HMGET', KEYS[1], 'rate_per_minute', 'mode', 'message',
-                       'session_minutes', 'epoch', 'max_active', 'challenge_bits')
+                       'session_minutes', 'epoch', 'max_active', 'challenge_bits', 'routes')
 local rate = tonumber(cfg[1]) or 0
 local mode = cfg[2] or 'paused'
 local max_active = tonumber(cfg[6]) or 0
@@ -205,7 +206,7 @@ return {
   'draw_opens_at', counters[2] or '', 'draw_base', draw_base, 'draw_count', draw_count,
   'now', string.format('%.6f', now),
   'reseeded_at', redis.call('HGET', KEYS[2], 'reseeded_at') or '',
-  'challenge_bits', tonumber(cfg[7]) or 0,
+  'challenge_bits', tonumber(cfg[7]) or 0, 'routes', cfg[8] or '',
   'rate_mode', rate_mode, 'rate_min', tostring(rate_min), 'rate_max', tostring(rate_max),
   'effective_rate', tostring(rate), 'backend', backend
 }

@@ -47,7 +47,7 @@ async def test_read_a_room(admin: Client, gate: Gate, clock: FakeClock) -> None:
     assert body["admitted"] == 1
     assert body["waiting"] == 2
     listed = await (await admin.get("/admin/rooms", headers=auth())).json()
-    assert listed == {"rooms": ["default"]}
+    assert listed == {"rooms": ["default"], "routes": {"default": []}}
 
 
 async def test_change_a_room(admin: Client, gate: Gate) -> None:

@@ -44,6 +44,7 @@ TICK_FIELDS = {
     "reseeded_at",
     "challenge_bits",
     "rate_mode", "rate_min", "rate_max", "effective_rate", "backend",  # adaptive admission
+    "routes",  # the requests the room covers (queue_gate/rooms.py)
 }
 _HEADER_KEY = re.compile(r"^--\s+KEYS\[(\d+)\]\s+((?:<[^>]*>|\S)+)")
 
