@@ -256,12 +256,12 @@ async def delete_room(request: web.Request) -> web.Response:
     stops serving it within a tick). Its visitors' tickets get the closed state."""
     async with _store_for(request) as store:
         operator = request[operator_key]
+        if await store.deleted_at() is not None:
+            return _not_found()  # deleted before (two at once both answer 200)
         try:
             changed = await store.delete_room(operator=operator)
         except RoomMissing:
             return _not_found()
-        if await store.deleted_at() is None:
-            return _not_found()  # never created: configure found nothing to mark
         log.info("room %s deleted by %s", store.room, operator)
         gate = request.app[gate_app_key]
         for name in changed:
