@@ -26,7 +26,7 @@ from queue_gate.keys import (
     settings_key,
 )
 from queue_gate.responses import see_other, wait_url, wants_html
-from queue_gate.rooms import Room
+from queue_gate.rooms import Room, plain_path
 from queue_gate.store import GateUnavailable
 from vaccine_queue.contract import (
     CAPACITY_HEADER,
@@ -105,14 +105,6 @@ async def check_pass(request: web.Request, room: Room) -> AdmissionPass | None:
     return admission
 
 
-def bypassed(request: web.Request) -> bool:
-    """Whether a bypass route may be taken for the path as sent: no encoded characters, no
-    dot segments (what the backend sees is what was checked here); otherwise the path
-    queues in the route's room."""
-    path = request.rel_url.raw_path
-    return not ("%" in path or "/." in path or "//" in path)
-
-
 async def forward(request: web.Request) -> web.StreamResponse:
     """Any method, any path outside /queue/: the route table names its room and action.
     queue: proxy with the room's pass, else to the room's line. bypass: proxied without a
@@ -124,7 +116,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
         return await proxy_to_backend(request, None, rooms.first)
     if match.action == "block":
         return blocked(request)
-    if match.action == "bypass" and bypassed(request):
+    # A bypass route is taken for a plain path only; any other queues in the route's room.
+    if match.action == "bypass" and plain_path(request.rel_url.raw_path):
         return await proxy_to_backend(request, None, room)
     try:
         admission = await check_pass(request, room)

@@ -32,7 +32,7 @@ from queue_gate.keys import clock_key, metrics_key, pages_key, rooms_key, settin
 from queue_gate.line import VisitorStatus
 from queue_gate.passes import Passes
 from queue_gate.responses import NO_STORE, safe_next, see_other, wait_url
-from queue_gate.rooms import Room
+from queue_gate.rooms import Room, plain_path
 from queue_gate.store import GateUnavailable
 from vaccine_queue.contract import TicketForeign, TokenRejected
 from vaccine_queue.pages import Problem, json_problem
@@ -349,10 +349,17 @@ async def waiting_page(request: web.Request) -> web.Response:
 def page_room(request: web.Request, next_path: str,
               held: tuple[str, Room | None] | None) -> Room | None:
     """The waiting page's room: the one covering `next` when the visitor came from a path,
-    else their ticket's, else the default room (see `path_room`)."""
+    else their ticket's, else the default room. None: `next` needs no place in line (no
+    route covers it and QUEUE_GATE_DEFAULT_ROOM=none, or a bypass route). Raises a 403
+    `Problem` for a blocked path."""
     rooms = request.app[rooms_key]
     if "next" in request.query:
-        return path_room(request, next_path)
+        match = rooms.resolve(request, next_path)
+        if match.action == "block":
+            raise Problem("blocked", 403)
+        if match.action == "bypass" and plain_path(next_path):
+            return None  # the proxy lets it through without a pass
+        return match.room
     if held is not None and held[1] is not None:
         return held[1]
     return rooms.table.default or rooms.first

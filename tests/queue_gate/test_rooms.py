@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 from queue_gate.admin import create_admin_app
 from queue_gate.keys import rooms_key
 from queue_gate.rooms import Route, RouteTable
+from queue_gate.settings import Settings
 from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth
+from vaccine_queue.config import SettingsError
 from vaccine_queue.contract import PASS_HEADER
 
 AdminClient = TestClient[web.Request, web.Application]
@@ -451,3 +453,25 @@ async def test_default_room_none_sends_uncovered_paths_straight_through(
     assert through.status == 200
     queued = await gate.client.get("/book", headers={"Accept": "application/json"})
     assert queued.status == 401
+
+
+async def test_the_waiting_page_of_a_room_watches_that_room(
+        three_rooms: tuple[Gate, Gate, AdminClient]) -> None:
+    one, _, _ = three_rooms
+    page = await one.client.get("/queue/wait?next=/seniors/book&lang=en",
+                                headers={"Accept": "text/html"})
+    assert page.status == 200
+    text = await page.text()
+    assert '"/queue/api/room?room=seniors"' in text
+    assert "Over 80s" in text  # the room's own message
+    # A path no line needs (a bypass route) is not waited for.
+    through = await one.client.get("/queue/wait?next=/staff/help", allow_redirects=False)
+    assert (through.status, through.headers["Location"]) == (303, "/staff/help")
+
+
+def test_the_default_room_setting() -> None:
+    env = {"QUEUE_GATE_SECRETS": "s", "QUEUE_GATE_ADMIN_TOKEN": "t"}
+    assert Settings.from_env(env).default_room == ""
+    assert Settings.from_env({**env, "QUEUE_GATE_DEFAULT_ROOM": "none"}).default_room == "none"
+    with pytest.raises(SettingsError, match="QUEUE_GATE_DEFAULT_ROOM"):
+        Settings.from_env({**env, "QUEUE_GATE_DEFAULT_ROOM": "Not A Room"})
