@@ -22,6 +22,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 
+import aiohttp
 from aiohttp import web
 
 from devtools.servers import private_postgres, private_redis
@@ -86,6 +87,24 @@ async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[N
         await runner.cleanup()
 
 
+SECOND_ROOM = "localhost-line"
+SECOND_ROOM_RATE = 10
+
+
+async def second_room(admin_url: str, token: str) -> None:
+    """A second room on the same gate, created at runtime as an operator would: the site as
+    reached under the host name localhost, its line and its bypass routes."""
+    routes = [{"host": "localhost", "path": "/", "action": "queue"}] + [
+        {"host": "localhost", "path": path, "action": "bypass"} for path in DEMO_BYPASS_PATHS]
+    async with aiohttp.ClientSession() as session, session.put(
+            f"{admin_url}/admin/rooms/{SECOND_ROOM}",
+            json={"rate_per_minute": SECOND_ROOM_RATE, "routes": routes},
+            headers={"Authorization": f"Bearer {token}"}) as response:
+        if response.status not in (200, 201):
+            raise RuntimeError(f"creating the demo's second room: {response.status} "
+                               f"{await response.text()}")
+
+
 async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> None:
     # Imported here: the backend is a separate service that the gate does not need otherwise.
     from booking_backend.main import create_admin_app as create_booking_admin_app
@@ -108,7 +127,9 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
         demo=True,
         cookie_secure=False,
         initial_rate_per_minute=args.rate,
-        # The confirmation, managing a booking and the demo inbox need no place in line.
+        # The confirmation, managing a booking and the demo inbox need no place in line:
+        # bypass routes of the first room (queue_gate/rooms.py); the second room names its
+        # own (`second_room`).
         bypass_paths=DEMO_BYPASS_PATHS,
     )
     gate = create_app(gate_settings)
@@ -123,6 +144,7 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
         for _ in range(max(args.crowd, 0)):
             await gate[store_key].join(TicketSigner.new_ticket_id())
         base = f"http://{args.host}"
+        await second_room(f"{base}:{args.admin_port}", gate_token)
         # The demo's one message to the person who started it.
         sys.stdout.write(
             f"""
@@ -130,6 +152,10 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
 
   Open in your browser:   {base}:{args.port}/
   {args.crowd} visitors are in line ahead of you; {args.rate} are let in per minute.
+  A second room, "{SECOND_ROOM}", serves the same site under the host name localhost,
+  http://localhost:{args.port}/ ({SECOND_ROOM_RATE} per minute). In both rooms the
+  confirmation, managing a booking, the static files and the demo inbox need no place
+  in line (bypass routes); GET /admin/rooms lists both with their routes.
   No SMS or e-mail is sent: the codes to confirm and to cancel are in the demo inbox,
   {base}:{args.port}/demo/inbox (and in this log).
 

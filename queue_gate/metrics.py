@@ -161,6 +161,22 @@ class GateMetrics:
             "Requests this process has at the backend now (bounded by "
             "QUEUE_GATE_BACKEND_MAX_CONNECTIONS)", ["room"], registry=registry)
 
+    def forget_room(self, room: str) -> None:
+        """Drop a room's state gauges (a room this process no longer serves: deleted), so
+        dashboards stop listing it; its counters stay until the process restarts."""
+        gauges = (self.waiting, self.tickets_total, self.admitted_total, self.left_total,
+                  self.prequeue, self.room_passes_issued, self.room_passes_ended,
+                  self.max_active_sessions, self.opens_at, self.passes_active,
+                  self.rate_configured, self.rate_measured, self.passed_over_rate,
+                  self.frontier_rate, self.estimated_wait, self.reseeded_at,
+                  self.rate_effective, self.rate_min, self.rate_adaptive, self.backend_down)
+        for gauge in gauges:
+            with contextlib.suppress(KeyError):
+                gauge.remove(room)
+        for mode in MODES:
+            with contextlib.suppress(KeyError):
+                self.mode.remove(room, mode)
+
     def observe_room(self, room: str, tick: TickResult, measured: float | None,
                      passed_over: float | None = None,
                      frontier_speed: float | None = None) -> None:

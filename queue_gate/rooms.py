@@ -341,6 +341,7 @@ class Rooms:
             snapshot = room.view.snapshot
             self._ended[name] = snapshot.config.message if snapshot is not None else ""
             await room.aclose()
+            self._metrics.forget_room(name)
             changed = True
             log.info("room %s: left the registry; no longer served", name)
         if changed:

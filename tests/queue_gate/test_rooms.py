@@ -278,6 +278,10 @@ async def test_a_room_created_changed_and_deleted_reaches_every_gate_within_one_
     assert deleted.status == 200
     await tick_all(two)
     assert two.app[rooms_key].get("popup") is None
+    # Dashboards stop listing it.
+    assert two.registry.get_sample_value("queuegate_visitors_waiting", {"room": "popup"}) is None
+    assert two.registry.get_sample_value("queuegate_visitors_waiting",
+                                         {"room": "default"}) is not None
     # Its waiting visitor is told the line closed, never an error.
     closed = await status(two, waiting)
     assert (closed["state"], closed["position"]) == ("closed", None)
