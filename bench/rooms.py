@@ -9,7 +9,9 @@ spread over every room of a gate (none admitted: rate 0), so a poll finds its ro
 ticket as it would in production. wrk polls `GET /queue/api/status` against one gate, then
 the other, in interleaved rounds (a first round of 1 s each warms up); the figure is the
 median of the per-round ratios of requests per second (the target is at least 95%), with
-the gates' CPU time per request beside it (less disturbed by other load on the machine).
+the gates' CPU time per request beside it (less disturbed by other load on the machine),
+and each gate's CPU share without load (the ticker's own cost, which grows with the rooms
+and not with the visitors).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--idle-seconds", type=float, default=10,
+                        help="how long each gate's CPU is measured without load")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, private_redis() as redis_url, \
@@ -97,6 +101,12 @@ def main(argv: list[str] | None = None) -> None:
             if time.monotonic() > deadline:
                 sys.exit(f"the gate serves {served_rooms(many)} rooms, not {args.rooms}")
             time.sleep(0.2)
+        # The ticker's own cost, without load: CPU seconds per second of each gate idle.
+        idle = {}
+        for gate in (single, many):
+            before, started = gate.cpu_seconds(), time.monotonic()
+            time.sleep(args.idle_seconds)
+            idle[gate.name] = (gate.cpu_seconds() - before) / (time.monotonic() - started)
         workdir = Path(tmp)
         cases: dict[str, Case] = {}
         for tag, gate, rooms in (("1 room", single, ["solo"]), (f"{args.rooms} rooms", many,
@@ -121,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         "cpu_ratio_median": round(statistics.median(
             a / b for a, b in zip(one.cpu_us, twenty.cpu_us, strict=True)), 3),
         "errors": sum(one.errors) + sum(twenty.errors),
+        # Of one core, while no request arrives: the ticker (and the registry read).
+        "idle_cpu_share_one_room": round(idle["gate-1room"], 4),
+        "idle_cpu_share_many_rooms": round(idle["gate-rooms"], 4),
     }
     text = json.dumps(results, indent=2)
     sys.stdout.write(text + "\n")

@@ -95,6 +95,7 @@ class RoomView:
         # one configuration.
         self._samples: deque[tuple[float, int, int, int]] = deque()
         self.room_state: RoomState | None = None
+        self._state_inputs: tuple[object, ...] = ()
         # Numbers whose visitors polled since the last tick: marked present by the next one.
         self._seen: set[int] = set()
         # Numbers already sent for the current presence bucket, one bit each: a visitor polls
@@ -155,10 +156,15 @@ class RoomView:
         self._samples.append((result.now, result.frontier, result.admitted, result.skipped))
         while self._samples and result.now - self._samples[0][0] > MEASURE_WINDOW_S:
             self._samples.popleft()
-        state = RoomState.of(result.config, result.epoch, effective_rate=result.effective_rate,
-                             backend_down=result.backend_down)
-        if self.room_state is None or state.version != self.room_state.version:
-            self.room_state = state
+        # Worked out again only when what it shows may have changed (not on every tick).
+        inputs = (result.config, result.epoch, result.effective_rate, result.backend_down)
+        if self.room_state is None or inputs != self._state_inputs:
+            state = RoomState.of(result.config, result.epoch,
+                                 effective_rate=result.effective_rate,
+                                 backend_down=result.backend_down)
+            self._state_inputs = inputs
+            if self.room_state is None or state.version != self.room_state.version:
+                self.room_state = state
         self.snapshot = result
         self._fetched_at = time.monotonic()
         self._metrics.observe_room(self.store.room, result, self.measured_rate_per_minute(),
