@@ -5,13 +5,16 @@ it does and how many keys it takes (`tick-11.lua`). A line `--!include _lib.lua`
 a shared file of the same folder in its place (each file once per script), so helpers are
 written once and every script stays one `EVALSHA`.
 
-Every script returns named fields as a flat list `{"name", value, "name", value, ...}`;
-`Reply` reads them by name, so nobody counts positions (`raw[13]`).
+Every script returns named fields as a flat list `{"name", value, "name", value, ...}`, or
+(for a large reply read often, where one string is much cheaper for the client to read
+than many list items) as one `cjson.encode`d object; `Reply` reads them by name either way,
+so nobody counts positions (`raw[13]`).
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.resources.abc import Traversable
@@ -54,6 +57,18 @@ def register(client: aioredis.Redis | RedisCluster, package: str, name: str) -> 
     return client.register_script(script_source(package, name))
 
 
+def _json_fields(raw: bytes | str, script: str) -> dict[str, str]:
+    """A reply of one JSON object, as text fields (whole numbers without a decimal point)."""
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        raise ScriptError(f"{script} returned {raw[:200]!r}, not named fields")
+    return {str(name): str(int(value)) if isinstance(value, float) and value.is_integer()
+            else _text(value) for name, value in found.items()}
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode()
@@ -70,10 +85,13 @@ class Reply(Mapping[str, str]):
     __slots__ = ("_fields", "_script")
 
     def __init__(self, raw: object, script: str = "script") -> None:
+        self._script = script
+        if isinstance(raw, bytes | str):
+            self._fields = _json_fields(raw, script)
+            return
         if not isinstance(raw, list | tuple) or len(raw) % 2:
             raise ScriptError(f"{script} returned {raw!r}, not a list of name/value pairs")
         items: Sequence[object] = raw
-        self._script = script
         self._fields = {_text(items[i]): _text(items[i + 1]) for i in range(0, len(items), 2)}
 
     def __getitem__(self, name: str) -> str:
