@@ -28,7 +28,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -250,45 +250,66 @@ class BackendHealth:
             self._window.capacities.append(capacity)
 
 
+# The other rooms a process serves, as (store, snapshot) now (queue_gate/rooms.py).
+OtherRooms = Callable[[], Sequence[tuple[RoomStore, TickResult | None]]]
+
+
+def _adaptive(snapshot: TickResult | None) -> bool:
+    return snapshot is not None and snapshot.config.rate_mode == "adaptive"
+
+
 class HealthReporter:
     """Sends this process's verdict to the room once a window (at once when a request got
-    no answer) while the room is in adaptive mode, probing the backend when needed."""
+    no answer) while the room is in adaptive mode, probing the backend when needed. The
+    backend is one for every room of the process: the same verdict goes to each of the
+    `others` rooms that is in adaptive mode too."""
 
     def __init__(self, health: BackendHealth, store: RoomStore, settings: Settings,
                  metrics: GateMetrics, session: aiohttp.ClientSession,
-                 snapshot: Callable[[], TickResult | None]) -> None:
+                 snapshot: Callable[[], TickResult | None],
+                 others: OtherRooms = lambda: ()) -> None:
         self.health = health
         self.store = store
         self._settings = settings
         self._metrics = metrics
         self._session = session
         self._snapshot = snapshot
+        self._others = others
         self.last: HealthDecision | None = None
+        self._last_of: dict[str, HealthDecision] = {}
 
     def adaptive(self) -> bool:
-        snapshot = self._snapshot()
-        return snapshot is not None and snapshot.config.rate_mode == "adaptive"
+        return _adaptive(self._snapshot())
 
     async def report(self) -> HealthDecision | None:
-        """Probe if needed, then send the window's verdict (None in fixed mode)."""
-        if not self.adaptive():
+        """Probe if needed, then send the window's verdict to every adaptive room; the
+        decision of this reporter's own room (None in fixed mode)."""
+        stores = [store for store, snapshot in self._others() if _adaptive(snapshot)]
+        if self.adaptive():
+            stores.insert(0, self.store)
+        if not stores:
             self.health.take_sample()  # the window still starts afresh
             return None
         if self.health.needs_probe():
             await self.health.probe(self._session, self._settings.backend_url)
         sample = self.health.take_sample()
-        room = self.store.room
-        self._metrics.backend_verdicts.labels(room, sample.verdict).inc()
-        if sample.capacity is not None:
-            self._metrics.backend_capacity.labels(room).set(sample.capacity)
-        decision = await self.store.report_health(sample.verdict, sample.last_answer,
-                                                  sample.last_no_answer)
-        if self.last is not None and decision.backend != self.last.backend:
-            log.warning("room %s: booking backend %s; effective rate %.1f/min", room,
-                        "answers again" if decision.backend == "up" else "answers nothing",
-                        decision.effective_rate)
-        self.last = decision
-        return decision
+        own: HealthDecision | None = None
+        for store in stores:
+            room = store.room
+            self._metrics.backend_verdicts.labels(room, sample.verdict).inc()
+            if sample.capacity is not None:
+                self._metrics.backend_capacity.labels(room).set(sample.capacity)
+            decision = await store.report_health(sample.verdict, sample.last_answer,
+                                                 sample.last_no_answer)
+            last = self._last_of.get(room)
+            if last is not None and decision.backend != last.backend:
+                log.warning("room %s: booking backend %s; effective rate %.1f/min", room,
+                            "answers again" if decision.backend == "up"
+                            else "answers nothing", decision.effective_rate)
+            self._last_of[room] = decision
+            if store is self.store:
+                own = self.last = decision
+        return own
 
     async def run(self) -> None:
         while True:

@@ -173,9 +173,12 @@ def create_app(
             # Start anyway: visitors get the busy page until Redis answers.
             log.error("room %s: Redis not reachable at start (%s); retrying", settings.room, exc)
         # Tests without the ticker call the reporter's `report` themselves.
+        # One verdict on the backend per window, for every room in adaptive mode.
         reporter = app[health_reporter_key] = health.HealthReporter(
             app[backend_health_key], view.store, settings, metrics, app[backend_session_key],
-            lambda: view.snapshot)
+            lambda: view.snapshot,
+            others=lambda: [(room.view.store, room.view.snapshot) for room in rooms
+                            if room is not rooms.first])
         if not run_ticker:
             yield
             return

@@ -16,9 +16,10 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from queue_gate.admin import create_admin_app
-from queue_gate.keys import rooms_key
+from queue_gate.keys import health_reporter_key, rooms_key
 from queue_gate.rooms import Route, RouteTable
 from queue_gate.settings import Settings
+from queue_gate.store import RoomKeys
 from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth
 from vaccine_queue.config import SettingsError
 from vaccine_queue.contract import PASS_HEADER
@@ -479,3 +480,21 @@ def test_the_default_room_setting() -> None:
     assert Settings.from_env({**env, "QUEUE_GATE_DEFAULT_ROOM": "none"}).default_room == "none"
     with pytest.raises(SettingsError, match="QUEUE_GATE_DEFAULT_ROOM"):
         Settings.from_env({**env, "QUEUE_GATE_DEFAULT_ROOM": "Not A Room"})
+
+
+async def test_a_runtime_room_in_adaptive_mode_gets_the_backend_verdict(
+        pair: tuple[Gate, Gate], admin_of: Callable[[Gate], Awaitable[AdminClient]],
+        redis_url: str) -> None:
+    one, _ = pair
+    admin = await admin_of(one)
+    code, _ = await put(admin, "adaptive", {"rate_mode": "adaptive", "rate_min": 6,
+                                            "rate_max": 600})
+    assert code == 201
+    await tick_all(one)
+    # The environment's room is in fixed mode: its own decision is None, the other room's
+    # health hash has this process's verdict.
+    assert await one.app[health_reporter_key].report() is None
+    client = Redis.from_url(redis_url)
+    assert await client.hlen(RoomKeys("adaptive").health) == 1
+    assert await client.hlen(RoomKeys("default").health) == 0
+    await client.aclose()
