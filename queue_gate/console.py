@@ -503,6 +503,7 @@ def figure_texts(doc: Mapping[str, Any], t: Translator) -> dict[str, str]:
         "waiting": number(doc["waiting"]),
         "prequeue": number(doc["prequeue"]),
         "admitted": number(doc["admitted"]),
+        "present": number(doc.get("present")),
         "left_while_waiting": number(doc["left_while_waiting"]),
         "passes_active": (t("console.sessions_of", n=t.number(doc["passes_active"]),
                                 cap=t.number(cap)) if cap

@@ -117,6 +117,10 @@ class RoomKeys:
         return self._key(f"seen:{bucket}")
 
     @property
+    def presence_script_keys(self) -> tuple[str, ...]:
+        return (self.seen(0), self.seen(1), self.seen(2), self._key("seen:scratch"))
+
+    @property
     def skipped(self) -> str:
         return self._key("skipped")
 
@@ -698,6 +702,7 @@ class RoomStore:
         self._configure = _Script(client, "configure-2.lua", replicas)
         # Not replicated: a decision lost in a failover is made again within a second.
         self._health = _Script(client, "health-3.lua")
+        self._presence = _Script(client, "presence-4.lua")
         # Names this process's verdict in the room's health hash.
         self.process_id = secrets.token_hex(6)
 
@@ -902,7 +907,7 @@ class RoomStore:
         secs, micros = await self._call(lambda: self.client.time())
         return int(secs) + int(micros) / 1e6
 
-    async def read_room(self) -> tuple[RoomConfig, dict[str, int]]:
+    async def read_room(self) -> tuple[RoomConfig, dict[str, int | None]]:
         """Configuration and counters, read without ticking (for the admin API)."""
         config = await self.read_config()
         now = self._clock() if self._clock is not None else await self.redis_time()
@@ -920,17 +925,28 @@ class RoomStore:
 
         state, prequeue, returners, active = await self._call(counters)
         seq, frontier, admitted, skipped, issued, ended = (int(v or 0) for v in state)
+        present = await self._present(frontier, seq)
         return config, {
             "tickets_issued": seq,
             "frontier": frontier,
             "admitted": admitted,
             "left_while_waiting": skipped,
             "waiting": seq - frontier + int(returners),
+            "present": present,
             "prequeue": int(prequeue),
             "passes_issued": issued,
             "passes_ended": ended,
             "passes_active": int(active),
         }
+
+    async def _present(self, frontier: int, seq: int) -> int | None:
+        """How many of the numbers ahead of the frontier were seen polling lately (those the
+        tick will not pass over as gone); None without a grace period, when presence is
+        not recorded."""
+        if self._settings.abandon_grace_s <= 0:
+            return None
+        reply = await self._presence(self.keys.presence_script_keys, [frontier + 1, seq])
+        return reply.integer("present")
 
     async def update_config(self, changes: dict[str, str | int | float | None], *,
                             operator: str = "admin") -> RoomConfig:
