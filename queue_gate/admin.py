@@ -2,7 +2,9 @@
 
 `GET /admin/rooms`, `GET` and `PATCH /admin/rooms/{room}` and `GET /admin/audit` need
 `Authorization: Bearer <token>`: QUEUE_GATE_ADMIN_TOKEN (the operator "admin") or one of
-the named operators' QUEUE_GATE_ADMIN_TOKENS. A change is written to Redis, where every gate
+the named operators' QUEUE_GATE_ADMIN_TOKENS. Each operator's grant (QUEUE_GATE_OPERATOR_GRANTS,
+queue_gate/operators.py) limits them to some rooms and to reading or changing: every handler
+calls `require(request, room, role)` first. A change is written to Redis, where every gate
 process's next tick (within `tick_interval_s`) picks it up: no restart. Each field it
 changes is recorded in the room's audit (time, operator, room, field, old and new value) in
 the same step, and counted in `queuegate_room_changes_total`.
@@ -29,6 +31,7 @@ from queue_gate.keys import (
     room_view_key,
     settings_key,
 )
+from queue_gate.operators import Role, grant_key, operator_key, require
 from queue_gate.responses import NO_STORE
 from queue_gate.settings import MODES, ROOM_NAME
 from queue_gate.store import (
@@ -50,9 +53,6 @@ AUDIT_DEFAULT_LIMIT = 100
 AUDIT_MAX_LIMIT = 1000
 # The config hash's names of fields the API calls otherwise.
 API_FIELD_NAMES = {"max_active": "max_active_sessions"}
-
-# The operator whose token the request carried.
-operator_key = web.RequestKey("operator", str)
 
 MAX_CHALLENGE_BITS = 28
 
@@ -83,11 +83,12 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not given or not matched:
             return json_error(401, "unauthorized", "Send 'Authorization: Bearer <admin token>'.")
         request[operator_key] = matched[0]
+        request[grant_key] = request.app[gate_app_key][settings_key].grant_of(matched[0])
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise  # a redirect, or an error that says itself (operators.require's)
         return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
     except NotReplicated as exc:
         log.warning("admin: change not confirmed by a replica: %s", exc)
@@ -100,10 +101,12 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 @contextlib.asynccontextmanager
-async def _store_for(request: web.Request) -> AsyncIterator[RoomStore]:
+async def _store_for(request: web.Request, role: Role) -> AsyncIterator[RoomStore]:
+    """The store of the request's room, once its token may act on it as `role`."""
     room = request.match_info["room"]
     if not ROOM_NAME.match(room):
         raise web.HTTPNotFound()
+    require(request, room, role)
     gate = request.app[gate_app_key]
     view = gate[room_view_key]
     if room == view.store.room:
@@ -118,7 +121,7 @@ async def _store_for(request: web.Request) -> AsyncIterator[RoomStore]:
 
 async def list_rooms(request: web.Request) -> web.Response:
     rooms = await known_rooms(request.app[gate_app_key][control_redis_key])
-    return web.json_response({"rooms": rooms})
+    return web.json_response({"rooms": request[grant_key].visible(rooms)})
 
 
 async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any]:
@@ -158,14 +161,14 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
 
 async def get_room(request: web.Request) -> web.Response:
     try:
-        async with _store_for(request) as store:
+        async with _store_for(request, Role.VIEWER) as store:
             return web.json_response(await room_document(request, store))
     except RoomMissing:
         return json_error(404, "room_not_found", "No gate has created this room.")
 
 
 async def patch_room(request: web.Request) -> web.Response:
-    async with _store_for(request) as store:
+    async with _store_for(request, Role.OPERATOR) as store:
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -326,7 +329,10 @@ async def audit(request: web.Request) -> web.Response:
     if room is not None and not ROOM_NAME.match(room):
         return json_error(400, "invalid_room", "room must be a room's name (1-40 lowercase "
                           "letters, digits, '-' or '_').")
-    rooms = [room] if room is not None else await known_rooms(gate[control_redis_key])
+    if room is not None:
+        require(request, room, Role.VIEWER)
+    rooms = [room] if room is not None else request[grant_key].visible(
+        await known_rooms(gate[control_redis_key]))
     entries: list[dict[str, Any]] = []
     for name in rooms:
         store = RoomStore(gate[control_redis_key], gate[settings_key], room=name)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from queue_gate.operators import FULL, ROOM_SEPARATOR, Grant, parse_grant
 from vaccine_queue.config import Env, SettingsError
 
 MODES = ("queue", "paused", "passthrough", "closed")
@@ -74,6 +75,10 @@ class Settings:
     # Named operators, "name:token" each: the audit of changes records who made them
     # (QUEUE_GATE_ADMIN_TOKEN, if set too, is the operator "admin").
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)  # QUEUE_GATE_ADMIN_TOKENS
+    # What named operators may do, "name=role" (every room) or "name=role:room+room" each,
+    # role viewer, operator or admin (queue_gate/operators.py); an operator not named here,
+    # and "admin", is the admin of every room.
+    operator_grants: tuple[str, ...] = ()  # QUEUE_GATE_OPERATOR_GRANTS
     backend_url: str = "http://127.0.0.1:8082"  # BACKEND_URL
     room: str = "default"  # QUEUE_GATE_ROOM
     demo: bool = False  # QUEUE_GATE_DEMO
@@ -195,6 +200,32 @@ class Settings:
                                     "token with another: the audit could not tell them apart")
             names.add(name)
             tokens.add(token)
+        self._check_grants(names)
+
+    def _check_grants(self, operators: set[str]) -> None:
+        granted: set[str] = set()
+        for entry in self.operator_grants:
+            try:
+                name, grant = parse_grant(entry)
+            except ValueError as exc:
+                raise SettingsError(f"QUEUE_GATE_OPERATOR_GRANTS: {exc}") from None
+            for room in sorted(grant.rooms or ()):
+                if not ROOM_NAME.match(room):
+                    raise SettingsError(
+                        f"QUEUE_GATE_OPERATOR_GRANTS: {name[:64]!r}: the rooms are '*' or "
+                        f"room names joined by '{ROOM_SEPARATOR}' (1-40 lowercase letters, "
+                        f"digits, '-' or '_'), not {room[:40]!r}")
+            if name == SHARED_OPERATOR and self.admin_token:
+                raise SettingsError("QUEUE_GATE_OPERATOR_GRANTS: 'admin' is "
+                                    "QUEUE_GATE_ADMIN_TOKEN's, the admin of every room; give "
+                                    "a limited token a name of its own")
+            if name not in operators:
+                raise SettingsError(f"QUEUE_GATE_OPERATOR_GRANTS: {name[:64]!r} is not an "
+                                    "operator of QUEUE_GATE_ADMIN_TOKENS")
+            if name in granted:
+                raise SettingsError(f"QUEUE_GATE_OPERATOR_GRANTS: operator {name!r} named "
+                                    "twice")
+            granted.add(name)
 
     @property
     def operators(self) -> tuple[tuple[str, str], ...]:
@@ -202,6 +233,14 @@ class Settings:
         named = tuple((name, token) for name, _, token in
                       (item.partition(":") for item in self.admin_tokens))
         return (((SHARED_OPERATOR, self.admin_token),) if self.admin_token else ()) + named
+
+    def grant_of(self, operator: str) -> Grant:
+        """What `operator` may do: their QUEUE_GATE_OPERATOR_GRANTS entry, else everything."""
+        for entry in self.operator_grants:
+            name, grant = parse_grant(entry)
+            if name == operator:
+                return grant
+        return FULL
 
     def _check_redis(self) -> None:
         """One way to reach Redis, fully named."""
@@ -241,6 +280,7 @@ class Settings:
             "secrets": env.items("QUEUE_GATE_SECRETS"),
             "admin_token": env.text("QUEUE_GATE_ADMIN_TOKEN"),
             "admin_tokens": env.items("QUEUE_GATE_ADMIN_TOKENS"),
+            "operator_grants": env.items("QUEUE_GATE_OPERATOR_GRANTS"),
             "backend_url": env.text("BACKEND_URL", cls.backend_url),
             "room": env.text("QUEUE_GATE_ROOM", cls.room),
             "demo": demo,
