@@ -360,6 +360,10 @@ def create_admin_app(gate_app: web.Application) -> web.Application:
     app.router.add_get("/admin/rooms/{room}", get_room)
     app.router.add_patch("/admin/rooms/{room}", patch_room)
     app.router.add_get("/admin/audit", audit)
+    # Call-centre agents' passes: queue_gate/agents.py.
+    from queue_gate.agents import install as install_agents
+
+    install_agents(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     # The operators' console (pages for a browser) at /console: queue_gate/console.py.
