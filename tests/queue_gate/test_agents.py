@@ -312,3 +312,21 @@ def test_the_settings() -> None:
                           ("QUEUE_GATE_AGENT_NETWORKS", "call-centre")):
         with pytest.raises(SettingsError, match=variable):
             Settings.from_env({**base, variable: bad})
+
+
+async def test_the_consoles_audit_names_the_agent_and_the_pass(
+        make_gate: GateFactory, aiohttp_client: ClientFactory) -> None:
+    from tests.queue_gate.test_console import OPS_TOKEN, sign_in
+
+    gate = await make_gate(admin_tokens=(f"ops:{OPS_TOKEN}",))
+    await gate.tick()
+    admin = await admin_for(aiohttp_client, gate)
+    answer = await issue(admin)
+    await sign_in(admin)
+    for lang, label in (("en", "Call-centre agent&#39;s pass"),
+                        ("de", "Einlass für Hotline-Mitarbeitende")):
+        async with admin.get(f"/console/audit?lang={lang}") as resp:
+            assert resp.status == 200
+            page = await resp.text()
+        assert label in page
+        assert f"Anna Schmidt ({answer['id']})" in page
