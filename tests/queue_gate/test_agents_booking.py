@@ -5,6 +5,7 @@ with a private PostgreSQL and Redis."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ from tests.booking_backend.conftest import (
     pair_slots,
 )
 from tests.queue_gate.conftest import ADMIN_TOKEN, SECRET, Gate, GateFactory, auth
-from vaccine_queue.contract import END_SESSION_HEADER, PASS_HEADER
+from vaccine_queue.contract import END_SESSION_HEADER, PASS_COOKIE, PASS_HEADER
 
 AGENT_BROWSER = {"User-Agent": "Mozilla/5.0 (call centre desk 7)", "Accept": "application/json"}
 CALLERS = (("Erika Muster", "+4915100000001"), ("Hans Meier", "+4915100000002"),
@@ -139,3 +140,56 @@ async def test_an_agent_books_three_times_in_a_row_and_the_public_cannot_use_the
         assert resp.status == 200
     status, body = await call(gate, "GET", "/api/v1/groups", token)
     assert (status, body["error"]) == (403, "agent_pass_ended")
+
+
+async def test_an_agent_books_three_callers_in_a_row_through_the_pages(
+        make_gate: GateFactory, booking: Booking,
+        aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+) -> None:
+    """The agent's browser without JavaScript, the pass in its cookie jar: after each
+    confirmation (which ends a citizen's session) the next caller starts at the start page."""
+    gate = await make_gate(backend_url=str(booking.server.make_url("/")),
+                           initial_rate_per_minute=0)
+    await gate.tick()
+    admin = await aiohttp_client(create_admin_app(gate.app))
+    async with admin.post("/admin/rooms/default/agent-passes",
+                          json={"agent": "Anna Schmidt", "hours": 8}, headers=auth()) as resp:
+        token = (await resp.json())["pass"]
+    catalogue = await booking.backend.service.catalogue()
+    pairs = [pair_slots(CENTRE, i) for i in range(len(CALLERS))]
+    await booking.backend.inventory.release_slots(
+        catalogue.centres[CENTRE], [(slot, 1) for pair in pairs for slot in pair])
+    gate.client.session.cookie_jar.clear()
+    gate.client.session.cookie_jar.update_cookies({PASS_COOKIE: token})
+    browser = {**AGENT_BROWSER, "Accept": "text/html", "Accept-Language": "de"}
+    page = ""
+
+    async def get(path: str) -> int:
+        nonlocal page
+        async with gate.client.get(path, headers=browser, allow_redirects=False) as resp:
+            page = await resp.text()
+            return resp.status
+
+    async def post(path: str, **form: str) -> int:
+        nonlocal page
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found, page[:300]
+        async with gate.client.post(path, data={"csrf_token": found.group(1), **form},
+                                    headers=browser) as resp:
+            page = await resp.text()
+            return resp.status
+
+    for (name, phone), (first, second) in zip(CALLERS, pairs, strict=True):
+        assert await get("/") == 200
+        assert await post("/start", birth_date=OLD, postcode=HOME_POSTCODE) == 200
+        assert await post("/hold", first_slot=first.id, second_slot=second.id) == 200
+        assert "Ihre Termine sind reserviert" in page
+        assert await post("/details", name=name, contact=phone) == 200
+        await booking.backend.outbox.run_once()
+        code = booking.sender.last_code(contact_address(phone))
+        assert await post("/verify", code=code) == 200
+        assert "Ihre Termine sind gebucht" in page and name in page
+    assert (await booking.backend.counts())["bookings"] == 3
+    # Still in: the pass cookie was never cleared.
+    assert gate.client.session.cookie_jar.filter_cookies(
+        gate.client.make_url("/"))[PASS_COOKIE].value == token
