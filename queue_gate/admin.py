@@ -340,6 +340,9 @@ async def audit(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    from queue_gate.agents import observe_active
+
+    await observe_active(request.app[gate_app_key])
     registry = request.app[gate_app_key][metrics_key].registry
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

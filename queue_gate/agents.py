@@ -27,6 +27,7 @@ caller's hold is made freely; and, as for a visitor, one agent has one live hold
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -42,6 +43,7 @@ from queue_gate.keys import (
     gate_app_key,
     metrics_key,
     pages_key,
+    room_view_key,
     settings_key,
     store_key,
 )
@@ -59,6 +61,8 @@ PASS_ID = re.compile(r"^agent\.[A-Za-z0-9_-]{16}$")
 MIN_HOURS = 1
 MAX_HOURS = 12
 MAX_AGENT_NAME = 64
+# Longest wait for the count of active agent passes when /metrics is scraped.
+COUNT_TIMEOUT_S = 1.0
 # Where someone turned back with an agent pass that is not theirs can queue instead.
 JOIN_PATH = "/queue/api/join"
 
@@ -234,6 +238,20 @@ async def revoke(request: web.Request) -> web.Response:
     log.info("agent pass %s of %r revoked by %s in room %s", pass_id, agent, operator, room)
     return web.json_response({"id": pass_id, "agent": agent, "revoked": True},
                              headers=NO_STORE)
+
+
+async def observe_active(gate: web.Application) -> None:
+    """Set `queuegate_agent_passes_active` for the gate's room: one count in Redis per scrape
+    (the tick's script is left as it is). Without Redis, or if it takes longer than
+    `COUNT_TIMEOUT_S` (a scrape must not hang on it), the gauge keeps its last value."""
+    room = gate[settings_key].room
+    try:
+        async with asyncio.timeout(COUNT_TIMEOUT_S):
+            active = await gate[room_view_key].store.count_agent_passes()
+    except (GateUnavailable, TimeoutError):
+        gate[metrics_key].redis_errors.labels(room, "agent_passes_count").inc()
+        return
+    gate[metrics_key].agent_passes_active.labels(room).set(active)
 
 
 def install(admin_app: web.Application) -> None:

@@ -130,6 +130,10 @@ class GateMetrics:
             name("agent_passes_revoked"),
             "Agent passes withdrawn before their shift ended, through this process",
             ["room"], registry=registry)
+        self.agent_passes_active = Gauge(
+            name("agent_passes_active"),
+            "Agent passes not yet expired or revoked in the room (read from Redis when "
+            "/metrics is scraped)", ["room"], registry=registry)
         self.agent_requests = Counter(
             name("agent_requests"),
             "Requests proxied to the backend under an agent's pass by this process",

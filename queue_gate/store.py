@@ -945,6 +945,12 @@ class RoomStore:
             [pass_id, operator, self._now_arg(), self.room, AUDIT_KEEP], replicated=True)
         return reply.text("agent") if reply.text("outcome") == "revoked" else None
 
+    async def count_agent_passes(self) -> int:
+        """How many agent passes are active now."""
+        now = self._clock() if self._clock is not None else await self.redis_time()
+        return int(await self._call(lambda: self.client.zcount(self.keys.agents, f"({now}",
+                                                               "+inf")))
+
     async def agent_passes(self) -> list[AgentPassRecord]:
         """The room's active agent passes, those expiring first first."""
         now = self._clock() if self._clock is not None else await self.redis_time()

@@ -75,6 +75,8 @@ async def test_an_agent_pass_is_issued_listed_and_audited(
     admission = PassCodec((SECRET,), clock=clock).load(answer["pass"], room="default")
     assert admission.ticket_id == answer["id"] and admission.expires_at == answer["expires_at"]
     assert await sample(gate, "queuegate_agent_passes_issued_total") == 1
+    async with admin.get("/metrics") as resp:
+        assert 'queuegate_agent_passes_active{room="default"} 1.0' in await resp.text()
 
     async with admin.get(f"/admin/rooms/default{PATH}", headers=auth()) as resp:
         listing = await resp.json()
@@ -194,6 +196,8 @@ async def test_an_agent_pass_ends_with_its_shift_and_when_revoked(
     assert revoked["field"] == "agent_pass" and revoked["new"] is None
     assert revoked["old"]["id"] == other["id"] and revoked["old"]["agent"] == "Ben"
     assert await sample(gate, "queuegate_agent_passes_revoked_total") == 1
+    async with admin.get("/metrics") as resp:
+        assert 'queuegate_agent_passes_active{room="default"} 0.0' in await resp.text()
 
 
 async def test_more_agent_passes_than_allowed_get_409(
