@@ -165,6 +165,21 @@ async def test_an_agent_pass_outside_the_agent_networks_is_refused(
     assert (await as_agent(inside, token))[0] == 200
 
 
+async def test_behind_a_trusted_proxy_the_clients_address_counts(
+        make_gate: GateFactory, aiohttp_client: ClientFactory) -> None:
+    gate = await make_gate(agent_networks=("10.20.0.0/16",), trusted_proxies=("127.0.0.1/32",))
+    await gate.tick()
+    token = (await issue(await admin_for(aiohttp_client, gate)))["pass"]
+    inside = {"X-Forwarded-For": "10.20.3.4"}
+    assert (await as_agent(gate, token, headers=inside))[0] == 200
+    status, body = await as_agent(gate, token, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert (status, body["error"]) == (403, "agent_network")
+    # A forged first entry does not help: the last address before our proxies counts.
+    status, body = await as_agent(
+        gate, token, headers={"X-Forwarded-For": "10.20.3.4, 203.0.113.9"})
+    assert (status, body["error"]) == (403, "agent_network")
+
+
 async def test_an_agent_pass_ends_with_its_shift_and_when_revoked(
         agent_gate: tuple[Gate, Client], clock: FakeClock) -> None:
     gate, admin = agent_gate
