@@ -5,7 +5,8 @@
 the named operators' QUEUE_GATE_ADMIN_TOKENS. A change is written to Redis, where every gate
 process's next tick (within `tick_interval_s`) picks it up: no restart. Each field it
 changes is recorded in the room's audit (time, operator, room, field, old and new value) in
-the same step, and counted in `queuegate_room_changes_total`.
+the same step, and counted in `queuegate_room_changes_total`. Call-centre agents' passes
+(`/admin/rooms/{room}/agent-passes`) are served from `agents.py`.
 """
 
 from __future__ import annotations
