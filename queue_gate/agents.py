@@ -67,19 +67,24 @@ COUNT_TIMEOUT_S = 1.0
 JOIN_PATH = "/queue/api/join"
 
 
-class AgentPassEnded(TokenRejected):
+class AgentPassRefused(TokenRejected):
+    """A correctly signed agent pass that this request may not use: answered with a 403
+    saying why (`refused`), not with the visitors' way back to the line."""
+
+
+class AgentPassEnded(AgentPassRefused):
     """Expired, revoked, or never issued (Redis has no record of it)."""
 
     code = "agent_pass_ended"
 
 
-class AgentPassShared(TokenRejected):
+class AgentPassShared(AgentPassRefused):
     """Used from a browser that is not the agent's."""
 
     code = "agent_pass_shared"
 
 
-class AgentNetworkRefused(TokenRejected):
+class AgentNetworkRefused(AgentPassRefused):
     """Sent from outside QUEUE_GATE_AGENT_NETWORKS."""
 
     code = "agent_network"

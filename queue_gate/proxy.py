@@ -117,7 +117,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         return await proxy_to_backend(request, None)
     try:
         admission = await check_pass(request)
-    except (agents.AgentPassEnded, agents.AgentPassShared, agents.AgentNetworkRefused) as exc:
+    except agents.AgentPassRefused as exc:
         return agents.refused(request, exc.code)
     except TokenRejected as exc:
         return turn_back(request, exc.code, clear_pass=True)
