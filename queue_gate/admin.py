@@ -7,7 +7,8 @@ queue_gate/operators.py) limits them to some rooms and to reading or changing: e
 calls `require(request, room, role)` first. A change is written to Redis, where every gate
 process's next tick (within `tick_interval_s`) picks it up: no restart. Each field it
 changes is recorded in the room's audit (time, operator, room, field, old and new value) in
-the same step, and counted in `queuegate_room_changes_total`.
+the same step, and counted in `queuegate_room_changes_total`. Call-centre agents' passes
+(`/admin/rooms/{room}/agent-passes`) are served from `agents.py`.
 """
 
 from __future__ import annotations
@@ -346,6 +347,9 @@ async def audit(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    from queue_gate.agents import observe_active
+
+    await observe_active(request.app[gate_app_key])
     registry = request.app[gate_app_key][metrics_key].registry
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
@@ -366,6 +370,10 @@ def create_admin_app(gate_app: web.Application) -> web.Application:
     app.router.add_get("/admin/rooms/{room}", get_room)
     app.router.add_patch("/admin/rooms/{room}", patch_room)
     app.router.add_get("/admin/audit", audit)
+    # Call-centre agents' passes: queue_gate/agents.py.
+    from queue_gate.agents import install as install_agents
+
+    install_agents(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     # The operators' console (pages for a browser) at /console: queue_gate/console.py.

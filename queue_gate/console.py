@@ -113,6 +113,8 @@ FIELD_KEYS: Mapping[str, str] = {
     "challenge_bits": "console.field.challenge_bits",
     "rate_mode": "console.field.rate_mode", "rate_min": "console.field.rate_min",
     "rate_max": "console.field.rate_max",
+    # Issued or revoked (queue_gate/agents.py); its values are the pass: agent and id.
+    "agent_pass": "console.field.agent_pass",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -485,6 +487,9 @@ class Console:
         for raw in entries[:AUDIT_PAGE_LIMIT]:
             entry = audit_entry(raw)
             entry["at_s"] = raw.get("at") if isinstance(raw.get("at"), int | float) else None
+            for side in ("old", "new"):
+                if isinstance(entry[side], dict):  # an agent pass: who and which
+                    entry[side] = f"{entry[side].get('agent')} ({entry[side].get('id')})"
             shown.append(entry)
         return self.render(request, "audit.html", session, {"entries": shown, "room": room})
 

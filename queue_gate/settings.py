@@ -44,6 +44,8 @@ _AT_LEAST = {
     "backend_max_connections": ("QUEUE_GATE_BACKEND_MAX_CONNECTIONS", 1),
     "draw_limit": ("QUEUE_GATE_DRAW_LIMIT", 0),
     "challenge_wait_s": ("QUEUE_GATE_CHALLENGE_WAIT_S", 1),
+    "agent_passes_max": ("QUEUE_GATE_AGENT_PASSES_MAX", 1),
+    "agent_pass_max_browsers": ("QUEUE_GATE_AGENT_PASS_MAX_BROWSERS", 1),
 }
 # Durations that must be above zero, with their variable.
 _POSITIVE = {
@@ -124,6 +126,12 @@ class Settings:
     # citizen needs after their session ended (the confirmation, managing a booking by its
     # code, the static files). "/manage" covers "/manage" and "/manage/...", not "/manager".
     bypass_paths: tuple[str, ...] = ()  # QUEUE_GATE_BYPASS_PATHS
+    # Call-centre agents' passes (agents.py): how many may be active per room at once, how
+    # many browsers one may be used from (the agent's own: 1), and the networks they are
+    # honoured from (the call centre's; empty: anywhere).
+    agent_passes_max: int = 50  # QUEUE_GATE_AGENT_PASSES_MAX
+    agent_pass_max_browsers: int = 1  # QUEUE_GATE_AGENT_PASS_MAX_BROWSERS
+    agent_networks: tuple[str, ...] = ()  # QUEUE_GATE_AGENT_NETWORKS
 
     def __post_init__(self) -> None:
         self._check_bypass_paths()
@@ -152,7 +160,8 @@ class Settings:
             raise SettingsError("QUEUE_GATE_ABANDON_GRACE_S and QUEUE_GATE_DRAW_GRACE_S "
                                 "cannot be negative")
         for variable, networks in (("QUEUE_GATE_TRUSTED_NETWORKS", self.trusted_networks),
-                                   ("QUEUE_GATE_TRUSTED_PROXIES", self.trusted_proxies)):
+                                   ("QUEUE_GATE_TRUSTED_PROXIES", self.trusted_proxies),
+                                   ("QUEUE_GATE_AGENT_NETWORKS", self.agent_networks)):
             for network in networks:
                 try:
                     ipaddress.ip_network(network, strict=False)
@@ -319,6 +328,11 @@ class Settings:
                                                    cls.backend_latency_target_s),
             "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
                                       DEMO_BYPASS_PATHS if demo else ()),
+            "agent_passes_max": env.integer("QUEUE_GATE_AGENT_PASSES_MAX",
+                                            cls.agent_passes_max),
+            "agent_pass_max_browsers": env.integer("QUEUE_GATE_AGENT_PASS_MAX_BROWSERS",
+                                                   cls.agent_pass_max_browsers),
+            "agent_networks": env.items("QUEUE_GATE_AGENT_NETWORKS"),
         }
         found.update(overrides)
         if demo:
