@@ -301,9 +301,11 @@ async def verify_submit(request: web.Request, session: Session,
     # The hold stays in the session: a re-submitted form (double click, reload) reaches
     # the booking step again and gets this same booking back.
     session.set(booking=booking.code)
-    # Answered with the page itself, not a redirect: the gate ends the queue session on this
-    # header, and a follow-up GET would no longer carry a valid pass.
-    response = await _confirmation(request, session, booking)
+    # Post/Redirect/Get: the confirmation's own address, which needs no pass (this browser's
+    # session names the booking), so a reload shows it again rather than re-sending the code
+    # after the gate has ended the queue session on this header. The gate proxies
+    # /confirmation without a pass (QUEUE_GATE_BYPASS_PATHS, or a bypass route).
+    response = await redirect(request, "/confirmation")
     response.headers[END_SESSION_HEADER] = "1"
     return response
 

@@ -44,11 +44,21 @@ class _Net:
 class AddressPolicy:
     trusted_networks: tuple[_Net, ...]
     trusted_proxies: tuple[_Net, ...]
+    # Where call-centre agents' passes are honoured (QUEUE_GATE_AGENT_NETWORKS); empty:
+    # anywhere.
+    agent_networks: tuple[_Net, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AddressPolicy:
         return cls(tuple(_Net.of(spec) for spec in settings.trusted_networks),
-                   tuple(_Net.of(spec) for spec in settings.trusted_proxies))
+                   tuple(_Net.of(spec) for spec in settings.trusted_proxies),
+                   tuple(_Net.of(spec) for spec in settings.agent_networks))
+
+    def agent_allowed(self, address: str | None) -> bool:
+        """Whether an agent's pass may be used from this client address."""
+        if not self.agent_networks:
+            return True
+        return address is not None and _within(address, self.agent_networks)
 
     def client_address(self, request: web.Request) -> str | None:
         """The peer, or, when the peer is a trusted proxy, the last address in

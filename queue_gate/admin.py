@@ -3,10 +3,13 @@
 `GET /admin/rooms`, `GET`, `PUT`, `PATCH` and `DELETE /admin/rooms/{room}` and
 `GET /admin/audit` need
 `Authorization: Bearer <token>`: QUEUE_GATE_ADMIN_TOKEN (the operator "admin") or one of
-the named operators' QUEUE_GATE_ADMIN_TOKENS. A change is written to Redis, where every gate
+the named operators' QUEUE_GATE_ADMIN_TOKENS. Each operator's grant (QUEUE_GATE_OPERATOR_GRANTS,
+queue_gate/operators.py) limits them to some rooms and to reading or changing: every handler
+calls `require(request, room, role)` first. A change is written to Redis, where every gate
 process's next tick (within `tick_interval_s`) picks it up: no restart. Each field it
 changes is recorded in the room's audit (time, operator, room, field, old and new value) in
-the same step, and counted in `queuegate_room_changes_total`.
+the same step, and counted in `queuegate_room_changes_total`. Call-centre agents' passes
+(`/admin/rooms/{room}/agent-passes`) are served from `agents.py`.
 
 The fields a room takes are one table, `ROOM_FIELDS`: how each is checked, what `PUT` sets
 when it is left out, and its name in the config hash. A new field is one entry there.
@@ -34,6 +37,7 @@ from queue_gate.keys import (
     rooms_key,
     settings_key,
 )
+from queue_gate.operators import Role, grant_key, operator_key, require
 from queue_gate.responses import NO_STORE
 from queue_gate.rooms import InvalidRoutes, parse_routes, routes_json, stored_routes
 from queue_gate.settings import MODES, ROOM_NAME, Settings
@@ -56,9 +60,6 @@ AUDIT_DEFAULT_LIMIT = 100
 AUDIT_MAX_LIMIT = 1000
 # The config hash's names of fields the API calls otherwise.
 API_FIELD_NAMES = {"max_active": "max_active_sessions"}
-
-# The operator whose token the request carried.
-operator_key = web.RequestKey("operator", str)
 
 MAX_CHALLENGE_BITS = 28
 
@@ -89,11 +90,12 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not given or not matched:
             return json_error(401, "unauthorized", "Send 'Authorization: Bearer <admin token>'.")
         request[operator_key] = matched[0]
+        request[grant_key] = request.app[gate_app_key][settings_key].grant_of(matched[0])
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise  # a redirect, or an error that says itself (operators.require's)
         return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
     except NotReplicated as exc:
         log.warning("admin: change not confirmed by a replica: %s", exc)
@@ -106,18 +108,20 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 @contextlib.asynccontextmanager
-async def _store_for(request: web.Request) -> AsyncIterator[RoomStore]:
+async def _store_for(request: web.Request, role: Role) -> AsyncIterator[RoomStore]:
+    """The store of the request's room, once its token may act on it as `role`."""
     room = request.match_info["room"]
     if not ROOM_NAME.match(room):
         raise web.HTTPNotFound()
+    require(request, room, role)
     async with request.app[gate_app_key][rooms_key].store_for(room) as store:
         yield store
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    """Every room of the registry, and the routes of each."""
+    """Every room of the registry the operator's grant covers, and the routes of each."""
     gate = request.app[gate_app_key]
-    names = await known_rooms(gate[control_redis_key])
+    names = request[grant_key].visible(await known_rooms(gate[control_redis_key]))
     routes: dict[str, list[dict[str, str]]] = {}
     for name in names:
         async with gate[rooms_key].store_for(name) as store:
@@ -168,7 +172,7 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
 
 async def get_room(request: web.Request) -> web.Response:
     try:
-        async with _store_for(request) as store:
+        async with _store_for(request, Role.VIEWER) as store:
             return web.json_response(await room_document(request, store))
     except RoomMissing:
         return json_error(404, "room_not_found", "No gate has created this room.")
@@ -192,7 +196,7 @@ def _not_found() -> web.Response:
 
 async def patch_room(request: web.Request) -> web.Response:
     """Change the fields given; 404 for a room that does not exist."""
-    async with _store_for(request) as store:
+    async with _store_for(request, Role.OPERATOR) as store:
         try:
             changes = validate_changes(await _read_body(request))
             if set(changes) & set(RATE_FIELDS):
@@ -217,7 +221,7 @@ async def patch_room(request: web.Request) -> web.Response:
 async def put_room(request: web.Request) -> web.Response:
     """Create the room (201) or replace it (200): every field of `ROOM_FIELDS`, those left
     out at their defaults. 409 for a room deleted for good."""
-    async with _store_for(request) as store:
+    async with _store_for(request, Role.ADMIN) as store:
         try:
             body = await _read_body(request)
             if not isinstance(body, dict):
@@ -254,7 +258,7 @@ async def put_room(request: web.Request) -> web.Response:
 async def delete_room(request: web.Request) -> web.Response:
     """Close the room for good: mode closed, no routes, off the registry (every process
     stops serving it within a tick). Its visitors' tickets get the closed state."""
-    async with _store_for(request) as store:
+    async with _store_for(request, Role.ADMIN) as store:
         operator = request[operator_key]
         if await store.deleted_at() is not None:
             return _not_found()  # deleted before (two at once both answer 200)
@@ -305,8 +309,11 @@ async def check_routes_free(request: web.Request, room: str,
                 continue
         for route in stored_routes(config.routes, other):
             if (route.host, route.path) in mine:
-                raise InvalidChange(f"route {route.host} {route.path} belongs to room "
-                                    f"{other!r} already; a route names one room.")
+                # A room the operator's grant does not cover is not named to them.
+                owner = f"room {other!r}" if request[grant_key].covers(other) else \
+                    "another room"
+                raise InvalidChange(f"route {route.host} {route.path} belongs to {owner} "
+                                    "already; a route names one room.")
 
 
 def _mode(value: object) -> str:
@@ -467,7 +474,10 @@ async def audit(request: web.Request) -> web.Response:
     if room is not None and not ROOM_NAME.match(room):
         return json_error(400, "invalid_room", "room must be a room's name (1-40 lowercase "
                           "letters, digits, '-' or '_').")
-    rooms = [room] if room is not None else await known_rooms(gate[control_redis_key])
+    if room is not None:
+        require(request, room, Role.VIEWER)
+    rooms = [room] if room is not None else request[grant_key].visible(
+        await known_rooms(gate[control_redis_key]))
     entries: list[dict[str, Any]] = []
     for name in rooms:
         store = RoomStore(gate[control_redis_key], gate[settings_key], room=name)
@@ -481,6 +491,9 @@ async def audit(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    from queue_gate.agents import observe_active
+
+    await observe_active(request.app[gate_app_key])
     registry = request.app[gate_app_key][metrics_key].registry
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
@@ -506,6 +519,10 @@ def create_admin_app(gate_app: web.Application) -> web.Application:
     app.router.add_put("/admin/rooms/{room}", put_room)
     app.router.add_delete("/admin/rooms/{room}", delete_room)
     app.router.add_get("/admin/audit", audit)
+    # Call-centre agents' passes: queue_gate/agents.py.
+    from queue_gate.agents import install as install_agents
+
+    install_agents(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     # The operators' console (pages for a browser) at /console: queue_gate/console.py.

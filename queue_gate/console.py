@@ -9,6 +9,10 @@ gate's QUEUE_GATE_SECRETS and a salt of its own, HttpOnly, SameSite=Strict, path
 of their token: rotating the token ends their sessions. Every form carries a CSRF token (the
 session id signed with a salt of its own). A change made here takes the API's path
 (`validate_changes`, `RoomStore.change_config`) and is audited under the operator's name.
+The operator's grant (queue_gate/operators.py), read from the settings at every request,
+decides what they see: only the rooms it covers (another room is "not found", as in the
+API), and the change forms only with the role operator or admin (a viewer's change is
+refused with a 403 page).
 
     GET  /console/login                     sign-in form
     POST /console/login                     token -> session cookie
@@ -57,6 +61,7 @@ from queue_gate.keys import (
     room_view_key,
     settings_key,
 )
+from queue_gate.operators import Grant, Role
 from queue_gate.settings import MODES, ROOM_NAME, Settings
 from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomStore, known_rooms
 from vaccine_queue.background import background
@@ -108,6 +113,8 @@ FIELD_KEYS: Mapping[str, str] = {
     "challenge_bits": "console.field.challenge_bits",
     "rate_mode": "console.field.rate_mode", "rate_min": "console.field.rate_min",
     "rate_max": "console.field.rate_max",
+    # Issued or revoked (queue_gate/agents.py); its values are the pass: agent and id.
+    "agent_pass": "console.field.agent_pass",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -240,6 +247,18 @@ class Console:
         """The signed-in operator, or None (gone, or their token rotated)."""
         return self.signin.read(request)
 
+    def grant(self, session: Session) -> Grant:
+        return self.settings.grant_of(session.operator)
+
+    def check(self, session: Session, room: str, role: Role) -> None:
+        """As `operators.require`, for pages: a room the grant does not cover is a room
+        that does not exist; a role too low is a 403 page."""
+        grant = self.grant(session)
+        if not grant.covers(room):
+            raise Problem("console_room_missing", 404)
+        if not grant.allows(room, role):
+            raise Problem("console_forbidden", 403)
+
     def csrf_token(self, session: Session) -> str:
         return self.signin.csrf_token(session.sid)
 
@@ -363,7 +382,7 @@ class Console:
         return response
 
     async def index(self, request: web.Request, session: Session) -> web.StreamResponse:
-        names = await known_rooms(self.gate[control_redis_key])
+        names = self.grant(session).visible(await known_rooms(self.gate[control_redis_key]))
         rooms = []
         for name in names:
             async with self.store_for(name) as store:
@@ -375,10 +394,12 @@ class Console:
 
     async def room_page(self, request: web.Request, session: Session) -> web.StreamResponse:
         room = request.match_info["room"]
+        self.check(session, room, Role.VIEWER)
         async with self.store_for(room) as store:
             doc = await self.figures(request, store)
         return self.render(request, "room.html", session, {
-            "room": doc, "line": self.line(doc), "done": request.query.get("done") == "1"})
+            "room": doc, "line": self.line(doc), "done": request.query.get("done") == "1",
+            "may_change": self.grant(session).allows(room, Role.OPERATOR)})
 
     def line(self, doc: Mapping[str, Any]) -> Plot | None:
         """The room's line over the last hour, if this process keeps it (its own room)."""
@@ -389,6 +410,7 @@ class Console:
 
     async def figures_json(self, request: web.Request, session: Session) -> web.Response:
         room = request.match_info["room"]
+        self.check(session, room, Role.VIEWER)
         async with self.store_for(room) as store:
             doc = await self.figures(request, store)
         t = translator(request_language(request))
@@ -401,6 +423,7 @@ class Console:
         data = await self.form(request)
         self.check_csrf(session, data.get(CSRF_FIELD))
         room = request.match_info["room"]
+        self.check(session, room, Role.OPERATOR)
         t = translator(request_language(request))
         async with self.store_for(room) as store:
             doc = await self.figures(request, store)
@@ -410,7 +433,7 @@ class Console:
                 # The room's page again, with the reason on top.
                 return self.render(request, "room.html", session, {
                     "room": doc, "line": self.line(doc), "done": False, "problem": problem,
-                    "text": problem.message(t)}, status=problem.status)
+                    "text": problem.message(t), "may_change": True}, status=problem.status)
         new = {**doc, **{API_FIELD_NAMES.get(k, k): v for k, v in changes.items()}}
         new_rate = rate_in_use(new, fallback_measured=False) if (
             "rate_per_minute" in changes) else doc["rate_in_use"]
@@ -427,6 +450,7 @@ class Console:
         data = await self.form(request)
         self.check_csrf(session, data.get(CSRF_FIELD))
         room = request.match_info["room"]
+        self.check(session, room, Role.OPERATOR)
         changes = self.changes_of(data, translator(request_language(request)))
         async with self.store_for(room) as store:
             try:
@@ -446,8 +470,11 @@ class Console:
         room = request.query.get("room") or None
         if room is not None and not ROOM_NAME.match(room):
             raise Problem("console_room_missing", 404)
+        if room is not None:
+            self.check(session, room, Role.VIEWER)
         redis = self.gate[control_redis_key]
-        rooms = [room] if room is not None else await known_rooms(redis)
+        rooms = [room] if room is not None else self.grant(session).visible(
+            await known_rooms(redis))
         entries: list[dict[str, Any]] = []
         for name in rooms:
             store = RoomStore(redis, self.settings, room=name)
@@ -460,6 +487,9 @@ class Console:
         for raw in entries[:AUDIT_PAGE_LIMIT]:
             entry = audit_entry(raw)
             entry["at_s"] = raw.get("at") if isinstance(raw.get("at"), int | float) else None
+            for side in ("old", "new"):
+                if isinstance(entry[side], dict):  # an agent pass: who and which
+                    entry[side] = f"{entry[side].get('agent')} ({entry[side].get('id')})"
             shown.append(entry)
         return self.render(request, "audit.html", session, {"entries": shown, "room": room})
 
@@ -503,6 +533,7 @@ def figure_texts(doc: Mapping[str, Any], t: Translator) -> dict[str, str]:
         "waiting": number(doc["waiting"]),
         "prequeue": number(doc["prequeue"]),
         "admitted": number(doc["admitted"]),
+        "present": number(doc.get("present")),
         "left_while_waiting": number(doc["left_while_waiting"]),
         "passes_active": (t("console.sessions_of", n=t.number(doc["passes_active"]),
                                 cap=t.number(cap)) if cap

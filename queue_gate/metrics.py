@@ -123,6 +123,23 @@ class GateMetrics:
         self.room_changes = Counter(
             name("room_changes"), "Room settings changed through the admin API, by field",
             ["room", "field"], registry=registry)
+        # Call-centre agents' passes (agents.py), apart from the citizens' passes.
+        self.agent_passes_issued = Counter(
+            name("agent_passes_issued"),
+            "Passes for call-centre agents issued through the admin API by this process",
+            ["room"], registry=registry)
+        self.agent_passes_revoked = Counter(
+            name("agent_passes_revoked"),
+            "Agent passes withdrawn before their shift ended, through this process",
+            ["room"], registry=registry)
+        self.agent_passes_active = Gauge(
+            name("agent_passes_active"),
+            "Agent passes not yet expired or revoked in the room (read from Redis when "
+            "/metrics is scraped)", ["room"], registry=registry)
+        self.agent_requests = Counter(
+            name("agent_requests"),
+            "Requests proxied to the backend under an agent's pass by this process",
+            ["room"], registry=registry)
         self.estimated_wait = Gauge(
             name("estimated_wait_seconds"), "Estimated wait of a visitor joining now",
             ["room"], registry=registry)

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from queue_gate import agents
 from queue_gate.addresses import browser_fingerprint
 from queue_gate.health import BackendBusy, Call
 from queue_gate.keys import (
@@ -73,7 +74,8 @@ async def check_pass(request: web.Request, room: Room) -> AdmissionPass | None:
     """The request's valid pass for `room`, or None. Raises `TokenRejected` for a bad, ended
     or too widely shared one, `PassOtherRoom` for one of another room served here
     (`PassForeign` for a room not served here). One Redis round trip (the record and the
-    browser count)."""
+    browser count). A call-centre agent's pass is checked by its own rules
+    (`agents.check`)."""
     token = request.headers.get(PASS_HEADER) or request.cookies.get(PASS_COOKIE)
     if not token:
         return None
@@ -85,6 +87,9 @@ async def check_pass(request: web.Request, room: Room) -> AdmissionPass | None:
             if app[rooms_key].get(admission.room) is None:
                 raise PassForeign()
             raise PassOtherRoom()
+        if agents.is_agent_pass(admission):
+            await agents.check(request, admission, room)
+            return admission
         policy = app[address_policy_key]
         fingerprint = browser_fingerprint(request, policy.client_address(request))
         try:
@@ -121,6 +126,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
         return await proxy_to_backend(request, None, room)
     try:
         admission = await check_pass(request, room)
+    except agents.AgentPassRefused as exc:
+        return agents.refused(request, exc.code)
     except PassOtherRoom as exc:
         return turn_back(request, exc.code)  # its pass stays good for its own room
     except TokenRejected as exc:
@@ -234,7 +241,10 @@ async def exchange(request: web.Request, admission: AdmissionPass | None,
                 if name.lower() == END_SESSION_HEADER.lower():
                     continue
                 response.headers.add(name, value)
-            if admission is not None and upstream.headers.get(END_SESSION_HEADER):
+            # A booking ends a visitor's session, not an agent's shift: the agent books for
+            # the next caller with the same pass.
+            if admission is not None and upstream.headers.get(END_SESSION_HEADER) and \
+                    not agents.is_agent_pass(admission):
                 await end_session(request, admission, response, room)
             if upstream.content_length is not None and not upstream.headers.get(
                     hdrs.TRANSFER_ENCODING):

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from queue_gate.operators import FULL, ROOM_SEPARATOR, Grant, parse_grant
 from vaccine_queue.config import Env, SettingsError
 
 MODES = ("queue", "paused", "passthrough", "closed")
@@ -45,6 +46,8 @@ _AT_LEAST = {
     "backend_max_connections": ("QUEUE_GATE_BACKEND_MAX_CONNECTIONS", 1),
     "draw_limit": ("QUEUE_GATE_DRAW_LIMIT", 0),
     "challenge_wait_s": ("QUEUE_GATE_CHALLENGE_WAIT_S", 1),
+    "agent_passes_max": ("QUEUE_GATE_AGENT_PASSES_MAX", 1),
+    "agent_pass_max_browsers": ("QUEUE_GATE_AGENT_PASS_MAX_BROWSERS", 1),
 }
 # Durations that must be above zero, with their variable.
 _POSITIVE = {
@@ -76,6 +79,10 @@ class Settings:
     # Named operators, "name:token" each: the audit of changes records who made them
     # (QUEUE_GATE_ADMIN_TOKEN, if set too, is the operator "admin").
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)  # QUEUE_GATE_ADMIN_TOKENS
+    # What named operators may do, "name=role" (every room) or "name=role:room+room" each,
+    # role viewer, operator or admin (queue_gate/operators.py); an operator not named here,
+    # and "admin", is the admin of every room.
+    operator_grants: tuple[str, ...] = ()  # QUEUE_GATE_OPERATOR_GRANTS
     backend_url: str = "http://127.0.0.1:8082"  # BACKEND_URL
     room: str = "default"  # QUEUE_GATE_ROOM
     demo: bool = False  # QUEUE_GATE_DEMO
@@ -124,6 +131,12 @@ class Settings:
     # The room of requests no route covers (queue_gate/rooms.py): unset or empty, the room
     # above; "none" sends them straight to the backend, without a pass (know what it opens).
     default_room: str = ""  # QUEUE_GATE_DEFAULT_ROOM
+    # Call-centre agents' passes (agents.py): how many may be active per room at once, how
+    # many browsers one may be used from (the agent's own: 1), and the networks they are
+    # honoured from (the call centre's; empty: anywhere).
+    agent_passes_max: int = 50  # QUEUE_GATE_AGENT_PASSES_MAX
+    agent_pass_max_browsers: int = 1  # QUEUE_GATE_AGENT_PASS_MAX_BROWSERS
+    agent_networks: tuple[str, ...] = ()  # QUEUE_GATE_AGENT_NETWORKS
 
     def __post_init__(self) -> None:
         self._check_bypass_paths()
@@ -157,7 +170,8 @@ class Settings:
             raise SettingsError("QUEUE_GATE_ABANDON_GRACE_S and QUEUE_GATE_DRAW_GRACE_S "
                                 "cannot be negative")
         for variable, networks in (("QUEUE_GATE_TRUSTED_NETWORKS", self.trusted_networks),
-                                   ("QUEUE_GATE_TRUSTED_PROXIES", self.trusted_proxies)):
+                                   ("QUEUE_GATE_TRUSTED_PROXIES", self.trusted_proxies),
+                                   ("QUEUE_GATE_AGENT_NETWORKS", self.agent_networks)):
             for network in networks:
                 try:
                     ipaddress.ip_network(network, strict=False)
@@ -205,6 +219,32 @@ class Settings:
                                     "token with another: the audit could not tell them apart")
             names.add(name)
             tokens.add(token)
+        self._check_grants(names)
+
+    def _check_grants(self, operators: set[str]) -> None:
+        granted: set[str] = set()
+        for entry in self.operator_grants:
+            try:
+                name, grant = parse_grant(entry)
+            except ValueError as exc:
+                raise SettingsError(f"QUEUE_GATE_OPERATOR_GRANTS: {exc}") from None
+            for room in sorted(grant.rooms or ()):
+                if not ROOM_NAME.match(room):
+                    raise SettingsError(
+                        f"QUEUE_GATE_OPERATOR_GRANTS: {name[:64]!r}: the rooms are '*' or "
+                        f"room names joined by '{ROOM_SEPARATOR}' (1-40 lowercase letters, "
+                        f"digits, '-' or '_'), not {room[:40]!r}")
+            if name == SHARED_OPERATOR and self.admin_token:
+                raise SettingsError("QUEUE_GATE_OPERATOR_GRANTS: 'admin' is "
+                                    "QUEUE_GATE_ADMIN_TOKEN's, the admin of every room; give "
+                                    "a limited token a name of its own")
+            if name not in operators:
+                raise SettingsError(f"QUEUE_GATE_OPERATOR_GRANTS: {name[:64]!r} is not an "
+                                    "operator of QUEUE_GATE_ADMIN_TOKENS")
+            if name in granted:
+                raise SettingsError(f"QUEUE_GATE_OPERATOR_GRANTS: operator {name!r} named "
+                                    "twice")
+            granted.add(name)
 
     @property
     def operators(self) -> tuple[tuple[str, str], ...]:
@@ -212,6 +252,14 @@ class Settings:
         named = tuple((name, token) for name, _, token in
                       (item.partition(":") for item in self.admin_tokens))
         return (((SHARED_OPERATOR, self.admin_token),) if self.admin_token else ()) + named
+
+    def grant_of(self, operator: str) -> Grant:
+        """What `operator` may do: their QUEUE_GATE_OPERATOR_GRANTS entry, else everything."""
+        for entry in self.operator_grants:
+            name, grant = parse_grant(entry)
+            if name == operator:
+                return grant
+        return FULL
 
     def _check_redis(self) -> None:
         """One way to reach Redis, fully named."""
@@ -251,6 +299,7 @@ class Settings:
             "secrets": env.items("QUEUE_GATE_SECRETS"),
             "admin_token": env.text("QUEUE_GATE_ADMIN_TOKEN"),
             "admin_tokens": env.items("QUEUE_GATE_ADMIN_TOKENS"),
+            "operator_grants": env.items("QUEUE_GATE_OPERATOR_GRANTS"),
             "backend_url": env.text("BACKEND_URL", cls.backend_url),
             "room": env.text("QUEUE_GATE_ROOM", cls.room),
             "demo": demo,
@@ -290,6 +339,11 @@ class Settings:
             "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
                                       DEMO_BYPASS_PATHS if demo else ()),
             "default_room": env.text("QUEUE_GATE_DEFAULT_ROOM"),
+            "agent_passes_max": env.integer("QUEUE_GATE_AGENT_PASSES_MAX",
+                                            cls.agent_passes_max),
+            "agent_pass_max_browsers": env.integer("QUEUE_GATE_AGENT_PASS_MAX_BROWSERS",
+                                                   cls.agent_pass_max_browsers),
+            "agent_networks": env.items("QUEUE_GATE_AGENT_NETWORKS"),
         }
         found.update(overrides)
         if demo:

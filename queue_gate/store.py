@@ -117,6 +117,10 @@ class RoomKeys:
         return self._key(f"seen:{bucket}")
 
     @property
+    def presence_script_keys(self) -> tuple[str, ...]:
+        return (self.seen(0), self.seen(1), self.seen(2), self._key("seen:scratch"))
+
+    @property
     def skipped(self) -> str:
         return self._key("skipped")
 
@@ -171,6 +175,24 @@ class RoomKeys:
     @property
     def end_pass_script_keys(self) -> tuple[str, ...]:
         return (self.state, self.passes)
+
+    @property
+    def agents(self) -> str:
+        """Call-centre agents' passes: id -> expiry (issue_agent_pass-4.lua)."""
+        return self._key("agents")
+
+    def agent(self, pass_id: str) -> str:
+        """One agent pass's record: agent, issued_by, issued_at, expires_at, last_used."""
+        return self._key(f"agent:{pass_id}")
+
+    def issue_agent_pass_script_keys(self, pass_id: str) -> tuple[str, ...]:
+        return (self.config, self.agents, self.agent(pass_id), self.audit)
+
+    def check_agent_pass_script_keys(self, pass_id: str) -> tuple[str, ...]:
+        return (self.agents, self.agent(pass_id), self.pass_browsers(pass_id))
+
+    def revoke_agent_pass_script_keys(self, pass_id: str) -> tuple[str, ...]:
+        return (self.agents, self.agent(pass_id), self.pass_browsers(pass_id), self.audit)
 
     @property
     def health(self) -> str:
@@ -309,6 +331,27 @@ _PASS_VALUE: dict[str, str | None] = {
     "missing": None,
 }
 _CHECK_VALUE: dict[str, str | None] = {"ok": "expires_at", "shared": "browsers", "ended": None}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPassIssued:
+    """issue_agent_pass-4.lua's answer: "issued" (expires_at, active), "full" (active)."""
+
+    outcome: Literal["issued", "full"]
+    expires_at: int
+    active: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPassRecord:
+    """An active agent pass as the operators' list shows it (times in unix seconds)."""
+
+    pass_id: str
+    agent: str
+    issued_by: str
+    issued_at: float
+    expires_at: int
+    last_used: float | None
 
 
 def _outcome_value(reply: Reply, values: dict[str, str | None]) -> tuple[str, int]:
@@ -704,6 +747,12 @@ class RoomStore:
         self._configure = _Script(client, "configure-2.lua", replicas)
         # Not replicated: a decision lost in a failover is made again within a second.
         self._health = _Script(client, "health-3.lua")
+        self._presence = _Script(client, "presence-4.lua")
+        # Agents' passes: issuing and revoking must outlive a failover (a lost revocation
+        # would open a withdrawn pass again); a check only notes when it was last used.
+        self._issue_agent_pass = _Script(client, "issue_agent_pass-4.lua", replicas)
+        self._revoke_agent_pass = _Script(client, "revoke_agent_pass-4.lua", replicas)
+        self._check_agent_pass = _Script(client, "check_agent_pass-3.lua")
         # Names this process's verdict in the room's health hash.
         self.process_id = secrets.token_hex(6)
 
@@ -879,6 +928,69 @@ class RoomStore:
                                      [ticket_id, self._now_arg()], replicated=True)
         return reply.flag("ended")
 
+    async def issue_agent_pass(self, pass_id: str, agent: str, *, operator: str,
+                               seconds: int, limit: int) -> AgentPassIssued:
+        """Record an agent pass valid for `seconds`, if fewer than `limit` are active.
+        Raises `RoomMissing` for a room no gate has created."""
+        reply = await self._issue_agent_pass(
+            self.keys.issue_agent_pass_script_keys(pass_id),
+            [pass_id, agent, operator, seconds, limit, self._now_arg(), self.room, AUDIT_KEEP],
+            replicated=True)
+        outcome = reply.text("outcome")
+        if outcome == "missing":
+            raise RoomMissing(self.room)
+        if outcome == "full":
+            return AgentPassIssued("full", 0, reply.integer("active"))
+        if outcome == "issued":
+            return AgentPassIssued("issued", reply.integer("expires_at"),
+                                   reply.integer("active"))
+        raise ScriptError(f"unknown outcome in {reply!r}")
+
+    async def check_agent_pass(self, pass_id: str, fingerprint: str) -> tuple[str, int]:
+        """("ok", expiry), ("ended", 0) or ("shared", browsers): lua/check_agent_pass-3.lua."""
+        reply = await self._check_agent_pass(
+            self.keys.check_agent_pass_script_keys(pass_id),
+            [pass_id, fingerprint, self._settings.agent_pass_max_browsers, self._now_arg()])
+        return _outcome_value(reply, _CHECK_VALUE)
+
+    async def revoke_agent_pass(self, pass_id: str, *, operator: str) -> str | None:
+        """End an active agent pass; its agent's name, or None when there was none."""
+        reply = await self._revoke_agent_pass(
+            self.keys.revoke_agent_pass_script_keys(pass_id),
+            [pass_id, operator, self._now_arg(), self.room, AUDIT_KEEP], replicated=True)
+        return reply.text("agent") if reply.text("outcome") == "revoked" else None
+
+    async def count_agent_passes(self) -> int:
+        """How many agent passes are active now."""
+        now = self._clock() if self._clock is not None else await self.redis_time()
+        return int(await self._call(lambda: self.client.zcount(self.keys.agents, f"({now}",
+                                                               "+inf")))
+
+    async def agent_passes(self) -> list[AgentPassRecord]:
+        """The room's active agent passes, those expiring first first."""
+        now = self._clock() if self._clock is not None else await self.redis_time()
+        active = cast(list[tuple[str, float]], await self._call(
+            lambda: self.client.zrangebyscore(self.keys.agents, f"({now}", "+inf",
+                                              withscores=True)))
+        if not active:
+            return []
+
+        async def records() -> list[Any]:
+            # Every key is of the room's slot: a cluster client sends it to the room's node.
+            async with self.client.pipeline(transaction=False) as pipe:
+                for pass_id, _ in active:
+                    pipe.hgetall(self.keys.agent(str(pass_id)))
+                return await pipe.execute()
+
+        found = []
+        for (pass_id, expires), record in zip(active, await self._call(records), strict=True):
+            last_used = record.get("last_used")
+            found.append(AgentPassRecord(
+                str(pass_id), str(record.get("agent", "")), str(record.get("issued_by", "")),
+                float(record.get("issued_at") or 0), int(expires),
+                float(last_used) if last_used else None))
+        return found
+
     async def report_health(self, verdict: str, last_answer: float,
                             last_no_answer: float) -> HealthDecision:
         """Send this process's verdict on the backend; the room decides its effective rate
@@ -919,7 +1031,7 @@ class RoomStore:
         secs, micros = await self._call(lambda: self.client.time())
         return int(secs) + int(micros) / 1e6
 
-    async def read_room(self) -> tuple[RoomConfig, dict[str, int]]:
+    async def read_room(self) -> tuple[RoomConfig, dict[str, int | None]]:
         """Configuration and counters, read without ticking (for the admin API)."""
         config = await self.read_config()
         now = self._clock() if self._clock is not None else await self.redis_time()
@@ -937,17 +1049,28 @@ class RoomStore:
 
         state, prequeue, returners, active = await self._call(counters)
         seq, frontier, admitted, skipped, issued, ended = (int(v or 0) for v in state)
+        present = await self._present(frontier, seq)
         return config, {
             "tickets_issued": seq,
             "frontier": frontier,
             "admitted": admitted,
             "left_while_waiting": skipped,
             "waiting": seq - frontier + int(returners),
+            "present": present,
             "prequeue": int(prequeue),
             "passes_issued": issued,
             "passes_ended": ended,
             "passes_active": int(active),
         }
+
+    async def _present(self, frontier: int, seq: int) -> int | None:
+        """How many of the numbers ahead of the frontier were seen polling lately (those the
+        tick will not pass over as gone); None without a grace period, when presence is
+        not recorded."""
+        if self._settings.abandon_grace_s <= 0:
+            return None
+        reply = await self._presence(self.keys.presence_script_keys, [frontier + 1, seq])
+        return reply.integer("present")
 
     async def update_config(self, changes: dict[str, str | int | float | None], *,
                             operator: str = "admin") -> RoomConfig:

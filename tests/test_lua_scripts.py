@@ -297,8 +297,8 @@ def key_problems(script: Script) -> list[str]:
         command = args[0][0].text.strip("'\"").upper()
         if command in KEYLESS or len(args) == 1:
             continue
-        keys = args[1:] if command in ALL_KEYS else args[1:3] if command in TWO_KEYS \
-            else args[1:2]
+        keys = args[2:] if command == "BITOP" else args[1:] if command in ALL_KEYS \
+            else args[1:3] if command in TWO_KEYS else args[1:2]  # BITOP op dest src...
         problems += [f"line {tok.line}: {command} on {_text(key)!r}, not a KEYS[i]"
                      for key in keys if not is_key(key)]
     return problems

@@ -40,7 +40,8 @@ class Browser:
         data = {"csrf_token": self.csrf(), **form}
         async with self.env.client.post(path, data=data, headers=self.headers) as resp:
             self.page = await resp.text()
-            self.last_headers = resp.headers
+            # The headers of the POST's own answer (a redirect's, when it was one).
+            self.last_headers = resp.history[0].headers if resp.history else resp.headers
             return resp.status
 
 

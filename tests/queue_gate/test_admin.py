@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from queue_gate.admin import create_admin_app
 from queue_gate.keys import room_view_key
-from tests.queue_gate.conftest import FakeClock, Gate, auth, join
+from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth, join, status
 
 Client = TestClient[web.Request, web.Application]
 
@@ -48,6 +51,30 @@ async def test_read_a_room(admin: Client, gate: Gate, clock: FakeClock) -> None:
     assert body["waiting"] == 2
     listed = await (await admin.get("/admin/rooms", headers=auth())).json()
     assert listed == {"rooms": ["default"], "routes": {"default": []}}
+
+
+async def test_present_counts_those_in_line_seen_lately(
+        make_gate: GateFactory, clock: FakeClock,
+        aiohttp_client: Callable[..., Awaitable[Client]]) -> None:
+    """`present`: the waiting visitors seen polling within the grace period (the others
+    will be passed over as gone when their turn comes). Tickets 9 to 20 are in line, so
+    the count crosses whole and partial bytes of the presence bitmaps."""
+    gate = await make_gate(initial_mode="paused", abandon_grace_s=300)
+    admin = await aiohttp_client(create_admin_app(gate.app))
+    tickets = [(await join(gate))["ticket"] for _ in range(20)]
+    await gate.tick()
+    body = await (await admin.get("/admin/rooms/default", headers=auth())).json()
+    assert (body["waiting"], body["present"]) == (20, 20)  # joining is being seen
+    clock.advance(451)  # more than one and a half grace periods: nobody seen lately
+    await gate.tick()
+    body = await (await admin.get("/admin/rooms/default", headers=auth())).json()
+    assert (body["waiting"], body["present"]) == (20, 0)
+    polled = [tickets[i] for i in (0, 7, 8, 15, 16, 19)]
+    for ticket in polled:
+        assert (await status(gate, ticket))[0] == 200
+    await gate.tick()
+    body = await (await admin.get("/admin/rooms/default", headers=auth())).json()
+    assert (body["waiting"], body["present"]) == (20, len(polled))
 
 
 async def test_change_a_room(admin: Client, gate: Gate) -> None:

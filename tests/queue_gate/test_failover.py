@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestServer
 from bench.procs import SECRET, Stack, stack
 from devtools.servers import LocalSentinel, private_sentinel
 from tests.queue_gate.relay import Relay
-from tests.queue_gate.rush_under_fault import ANSWER_TIMEOUT, Rush
+from tests.queue_gate.rush_under_fault import ANSWER_TIMEOUT, RUSH_DEADLINE_S, Rush
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ async def test_a_sentinel_failover_mid_rush_loses_nothing(
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=ANSWER_TIMEOUT) as session:
         faulting = asyncio.create_task(fault())
-        await rush.run(session, until_s=40.0)
+        await rush.run(session, until_s=RUSH_DEADLINE_S)
         await faulting
     counts = rush.counts()
     log.info("failover mid-rush (%s, %d bytes the replica missed): %s; 5xx: %s",

@@ -21,7 +21,7 @@ from devtools.servers import private_redis
 from queue_gate.keys import room_view_key
 from queue_gate.store import RESEED_MARGIN
 from tests.queue_gate.conftest import FakeClock, GateFactory, join, status
-from tests.queue_gate.rush_under_fault import ANSWER_TIMEOUT, Rush
+from tests.queue_gate.rush_under_fault import ANSWER_TIMEOUT, RUSH_DEADLINE_S, Rush
 from vaccine_queue.contract import PASS_HEADER
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ async def test_redis_flushed_mid_rush_loses_nobody(
                     connector=aiohttp.TCPConnector(limit=256),
                     timeout=ANSWER_TIMEOUT) as session:
                 faulting = asyncio.create_task(fault())
-                await rush.run(session, until_s=40.0)
+                await rush.run(session, until_s=RUSH_DEADLINE_S)
                 await faulting
         finally:
             await client.aclose()

@@ -498,3 +498,62 @@ async def test_a_runtime_room_in_adaptive_mode_gets_the_backend_verdict(
     assert await client.hlen(RoomKeys("adaptive").health) == 1
     assert await client.hlen(RoomKeys("default").health) == 0
     await client.aclose()
+
+
+async def test_creating_and_deleting_rooms_needs_the_admin_role_for_the_room(
+        make_gate: GateFactory, admin_of: Callable[[Gate], Awaitable[AdminClient]]) -> None:
+    tokens = {"lead": "lead-token-0123456789", "centre-ops": "centre-ops-token-0123",
+              "centre-admin": "centre-admin-token-012"}
+    gate = await make_gate(admin_tokens=tuple(f"{n}:{t}" for n, t in tokens.items()),
+                           operator_grants=("centre-ops=operator:centre",
+                                            "centre-admin=admin:centre"))
+    admin = await admin_of(gate)
+    body = {"routes": [{"host": "*", "path": "/centre", "action": "queue"}]}
+
+    async def call(method: str, room: str, who: str, sent: object = body) -> int:
+        response = await admin.request(method, f"/admin/rooms/{room}", json=sent,
+                                       headers=auth(tokens[who]))
+        return response.status
+
+    # An operator of the room may change it, not create or delete it.
+    assert await call("PUT", "centre", "centre-ops") == 403
+    assert await call("PUT", "centre", "centre-admin") == 201
+    assert await call("PATCH", "centre", "centre-ops") == 200
+    assert await call("DELETE", "centre", "centre-ops") == 403
+    # A room its grant does not cover does not exist for it.
+    assert await call("PUT", "elsewhere", "centre-admin") == 404
+    # Its route check does not name a room it cannot see.
+    assert await call("PUT", "lead-room", "lead", {}) == 201
+    answer = await admin.put("/admin/rooms/centre", headers=auth(tokens["centre-admin"]),
+                             json={"routes": [{"host": "*", "path": "/centre",
+                                               "action": "queue"}]})
+    assert answer.status == 200
+    await admin.patch("/admin/rooms/lead-room", headers=auth(tokens["lead"]), json={
+        "routes": [{"host": "*", "path": "/lead", "action": "queue"}]})
+    taken = await admin.patch("/admin/rooms/centre", headers=auth(tokens["centre-admin"]),
+                              json={"routes": [{"host": "*", "path": "/lead",
+                                                "action": "queue"}]})
+    assert taken.status == 422
+    message = (await taken.json())["message"]
+    assert "another room" in message and "lead-room" not in message
+    listed = await (await admin.get("/admin/rooms", headers=auth(tokens["centre-ops"]))).json()
+    assert listed["rooms"] == ["centre"] and set(listed["routes"]) == {"centre"}
+    assert await call("DELETE", "centre", "centre-admin") == 200
+
+
+async def test_an_agent_pass_of_a_runtime_room_opens_that_room_only(
+        three_rooms: tuple[Gate, Gate, AdminClient]) -> None:
+    one, two, admin = three_rooms
+    issued = await admin.post("/admin/rooms/staff/agent-passes", headers=auth(),
+                              json={"agent": "Anna S.", "hours": 8})
+    assert issued.status == 201, await issued.text()
+    token = (await issued.json())["pass"]
+    api = {PASS_HEADER: token, "Accept": "application/json"}
+    for gate in (one, two):  # every process checks it against the room's own record
+        for _ in range(3):
+            booked = await gate.client.get("/done", headers={**api, "Host": "x"})
+            assert booked.status == 401  # /done is the default room's line, not staff's
+            opened = await gate.client.get("/staff/book", headers=api)
+            assert opened.status == 200, await opened.text()
+    elsewhere = await two.client.get("/seniors/book", headers=api)
+    assert (elsewhere.status, (await elsewhere.json())["error"]) == (401, "pass_other_room")

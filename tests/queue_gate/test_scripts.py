@@ -35,6 +35,10 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "end_pass-2.lua": KEYS.end_pass_script_keys,
     "configure-2.lua": KEYS.configure_script_keys,
     "health-3.lua": KEYS.health_script_keys,
+    "presence-4.lua": KEYS.presence_script_keys,
+    "issue_agent_pass-4.lua": KEYS.issue_agent_pass_script_keys("agent.a-1"),
+    "check_agent_pass-3.lua": KEYS.check_agent_pass_script_keys("agent.a-1"),
+    "revoke_agent_pass-4.lua": KEYS.revoke_agent_pass_script_keys("agent.a-1"),
     "_room.lua": KEYS.room_script_keys,
 }
 TICK_FIELDS = {
@@ -93,7 +97,8 @@ def test_each_script_includes_what_it_uses_once() -> None:
     room_scripts = {"tick-11.lua", "join-14.lua", "issue_pass-11.lua", "draw_place-11.lua"}
     for name in set(SCRIPT_KEYS) - {"_room.lua"}:
         source = script_source("queue_gate", name)
-        assert source.count("local function room_now(") == 1, name
+        # presence-4.lua only counts bits: it reads no time.
+        assert source.count("local function room_now(") == (name != "presence-4.lua"), name
         assert source.count("local function freeze_draw_if_due(") == (name in room_scripts)
 
 
@@ -234,6 +239,30 @@ async def test_check_pass_outcomes(make_store: Callable[..., RoomStore],
     issued = await store.issue_pass("t-1", place.number, snapshot.epoch)
     assert await store.check_pass("t-1", "browser-a", issued.value) == ("ok", issued.value)
     assert await store.check_pass("t-1", "browser-b", issued.value) == ("shared", 1)
+
+
+async def test_agent_pass_outcomes(make_store: Callable[..., RoomStore],
+                                   clock: FakeClock) -> None:
+    store = make_store(agent_pass_max_browsers=1)
+    with pytest.raises(RoomMissing):
+        await store.issue_agent_pass("agent.a-1", "Anna", operator="ops", seconds=60, limit=1)
+    await store.tick()
+    issued = await store.issue_agent_pass("agent.a-1", "Anna", operator="ops", seconds=60,
+                                          limit=1)
+    assert (issued.outcome, issued.expires_at, issued.active) == ("issued", clock() + 60, 1)
+    full = await store.issue_agent_pass("agent.a-2", "Ben", operator="ops", seconds=60,
+                                        limit=1)
+    assert (full.outcome, full.active) == ("full", 1)
+    assert await store.check_agent_pass("agent.a-1", "fp-1") == ("ok", clock() + 60)
+    assert await store.check_agent_pass("agent.a-1", "fp-2") == ("shared", 1)
+    assert await store.check_agent_pass("agent.a-2", "fp-1") == ("ended", 0)
+    [record] = await store.agent_passes()
+    assert (record.pass_id, record.agent, record.issued_by, record.last_used) == (
+        "agent.a-1", "Anna", "ops", clock())
+    assert await store.revoke_agent_pass("agent.a-1", operator="ops") == "Anna"
+    assert await store.revoke_agent_pass("agent.a-1", operator="ops") is None
+    assert await store.check_agent_pass("agent.a-1", "fp-1") == ("ended", 0)
+    assert await store.agent_passes() == []
 
 
 async def test_a_room_redis_lost_comes_back_from_the_last_snapshot(
