@@ -121,6 +121,11 @@ class GateMetrics:
         self.room_changes = Counter(
             name("room_changes"), "Room settings changed through the admin API, by field",
             ["room", "field"], registry=registry)
+        # Scheduled changes, counted by the process that applied them (each entry by one).
+        self.schedule_changes_applied = Counter(
+            name("schedule_changes_applied"),
+            "Entries of the room's schedule applied by this process (each entry is applied "
+            "by exactly one process: sum over processes)", ["room"], registry=registry)
         self.estimated_wait = Gauge(
             name("estimated_wait_seconds"), "Estimated wait of a visitor joining now",
             ["room"], registry=registry)
