@@ -211,8 +211,8 @@ async def patch_room(request: web.Request) -> web.Response:
             if changes:
                 _, changed = await store.change_config(changes, operator=operator)
             if schedule is not None:
-                await store.set_schedule(schedule, operator=operator)
-                changed = (*changed, "schedule")
+                _, replaced = await store.set_schedule(schedule, operator=operator)
+                changed = (*changed, "schedule") if replaced else changed
         except RoomMissing:
             return json_error(404, "room_not_found", "No gate has created this room.")
         log.info("room %s changed by %s: %s%s", store.room, operator, changes,

@@ -112,10 +112,10 @@ class RoomView:
         self._marked = bytearray()
         self._marked_bucket = -1
         self._lock = asyncio.Lock()
-        # The room's pending schedule as last read, and the version it was read at (None:
-        # not read yet); read again only when a tick reports another version.
+        # The room's pending schedule as last read, and the version it was read at (0: a
+        # room that never had one); read again only when a tick reports another version.
         self.schedule: tuple[ScheduledChange, ...] = ()
-        self._schedule_version: int | None = None
+        self._schedule_version = 0
         self.next_change: NextChange | None = None
 
     def mark_seen(self, number: int) -> None:
@@ -156,17 +156,17 @@ class RoomView:
             return result
 
     async def _apply_schedule(self, result: TickResult) -> TickResult:
-        """Apply the due entries (unless another process was first) and, when some were,
-        tick again so the snapshot shows the room as they left it."""
+        """Apply the due entries (unless another process was first), then tick again so
+        the snapshot shows the room as they left it."""
         room = self.store.room
         try:
             done = await self.store.apply_schedule()
-            if not done.applied:
-                return result  # race: another process applied them after our tick
+            # Race: another process applied them after our tick; we read its result too.
             for entry_id, changed in done.applied:
                 log.info("room %s: scheduled change %s applied: %s", room, entry_id,
                          ", ".join(changed) or "nothing changed")
-            self._metrics.schedule_changes_applied.labels(room).inc(len(done.applied))
+            if done.applied:
+                self._metrics.schedule_changes_applied.labels(room).inc(len(done.applied))
             return await self.store.tick()
         except (GateUnavailable, RoomMissing) as exc:
             # The entries stay due: the next tick tries again.

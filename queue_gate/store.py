@@ -1036,11 +1036,12 @@ class RoomStore:
         return await self.read_config(), changed
 
     async def set_schedule(self, entries: Sequence[ScheduledChange], *,
-                           operator: str) -> tuple[ScheduledChange, ...]:
+                           operator: str) -> tuple[tuple[ScheduledChange, ...], bool]:
         """Replace the room's pending schedule with validated `entries` (none clears it),
         recorded in the audit as one change of "schedule". Each entry gets a new id and
-        `operator` as who scheduled it; returns them as stored (values as text, as the
-        config hash holds them), in time order."""
+        `operator` as who scheduled it. Returns them as stored (values as text, as the
+        config hash holds them) in time order, and whether anything changed (clearing an
+        empty schedule changes nothing and is not recorded)."""
         stored = tuple(sorted(
             (ScheduledChange(entry.at, {name: _stored(name, value)
                                         for name, value in entry.changes.items()},
@@ -1053,7 +1054,7 @@ class RoomStore:
                                          replicated=True)
         if reply.text("outcome") == "missing":
             raise RoomMissing(self.room)
-        return stored
+        return stored, reply.flag("changed")
 
     async def read_schedule(self) -> tuple[ScheduledChange, ...]:
         """The room's pending entries in time order."""

@@ -217,7 +217,8 @@ async def test_schedule_outcomes(make_store: Callable[..., RoomStore],
     assert not await client.exists(KEYS.config)
     await store.tick()
     later = ScheduledChange(clock.now + 120, {"message": None, "max_active": 5})
-    stored = await store.set_schedule([later, entry], operator="alice")
+    stored, changed = await store.set_schedule([later, entry], operator="alice")
+    assert changed
     assert [e.at for e in stored] == [entry.at, later.at]
     assert await store.read_schedule() == stored
     assert (await store.tick()).schedule_next == entry.at
@@ -232,6 +233,7 @@ async def test_schedule_outcomes(make_store: Callable[..., RoomStore],
     assert (config.mode, config.message, config.max_active_sessions) == ("paused", "", 5)
     assert (await store.apply_schedule()).applied == ()
     assert await store.read_schedule() == ()
+    assert await store.set_schedule([], operator="alice") == ((), False)
 
 
 async def test_requeued_outcome(make_store: Callable[..., RoomStore], clock: FakeClock) -> None:
