@@ -10,15 +10,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 import zoneinfo
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
+from bench.procs import ADMIN_TOKEN as STACK_ADMIN_TOKEN
+from bench.procs import stack
+from devtools.servers import private_redis
 from queue_gate.admin import create_admin_app
 from queue_gate.keys import room_view_key
 from queue_gate.schedule import NextChange, next_change
@@ -259,3 +266,56 @@ async def test_waiting_page_and_status_say_when_the_room_closes(
     html = await page.text()
     assert (day.strftime("%d.%m.%Y") if lang == "de" else
             f"{day.day} {day.strftime('%B %Y')}") in html
+
+
+async def test_four_gate_processes_apply_each_entry_once(tmp_path: Path,
+                                                          backend: TestServer) -> None:
+    """Real processes on Redis TIME, ticking every 50 ms: three entries a second apart."""
+    room = "timed"
+    with private_redis() as url, stack(tmp_path / "logs", url) as running:
+        gates = [running.gate(f"gate-{i}", room, rate_per_minute=60,
+                              backend_url=str(backend.make_url("/")),
+                              extra_env={"QUEUE_GATE_TICK_INTERVAL_S": "0.05"})
+                 for i in range(4)]
+        headers = {"Authorization": f"Bearer {STACK_ADMIN_TOKEN}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def admin(gate: int, path: str) -> Any:
+                async with session.get(f"{gates[gate].admin_url}{path}") as response:
+                    assert response.status == 200
+                    return await response.json()
+
+            start = time.time() + 2
+            async with session.patch(f"{gates[0].admin_url}/admin/rooms/{room}", json={
+                "schedule": [{"at": start, "set": {"mode": "paused", "message": "Pause"}},
+                             {"at": start + 1, "set": {"mode": "queue", "message": None,
+                                                       "rate_per_minute": 600}},
+                             {"at": start + 2, "set": {"mode": "closed"}}]}) as response:
+                assert response.status == 200, await response.text()
+            deadline = time.monotonic() + 30
+            modes: list[str] = []
+            while time.monotonic() < deadline:  # a bound on a hung run, not a timing claim
+                modes = [json.loads(await (await session.get(
+                    f"{gate.url}/queue/api/room")).read())["mode"] for gate in gates]
+                if modes == ["closed"] * 4:
+                    break
+                await asyncio.sleep(0.2)
+            assert modes == ["closed"] * 4
+            total = 0.0
+            for gate in gates:
+                async with session.get(f"{gate.admin_url}/metrics") as response:
+                    text = await response.text()
+                for family in text_string_to_metric_families(text):
+                    if family.name == "queuegate_schedule_changes_applied":
+                        total += sum(sample.value for sample in family.samples
+                                     if sample.name.endswith("_total"))
+            assert total == 3
+            entries = (await admin(1, f"/admin/audit?room={room}"))["entries"]
+            scheduled = sorted((entry["field"], entry["new"]) for entry in entries
+                               if entry["operator"] == "schedule:admin")
+            assert scheduled == sorted([("mode", "paused"), ("message", "Pause"),
+                                        ("mode", "queue"), ("message", ""),
+                                        ("rate_per_minute", 600), ("mode", "closed")])
+            document = await admin(2, f"/admin/rooms/{room}")
+            assert (document["mode"], document["rate_per_minute"], document["schedule"]) == (
+                "closed", 600, [])
