@@ -85,6 +85,10 @@ class RoomMissing(Exception):
     """The admin named a room that no gate has created."""
 
 
+class ScheduleConflict(Exception):
+    """The room's schedule changed after the caller read it."""
+
+
 @dataclass(frozen=True, slots=True)
 class RoomKeys:
     """Every key of one room, built in one place (lua/_room.lua says what each holds), and
@@ -1035,25 +1039,31 @@ class RoomStore:
             raise ScriptError(f"configure-2.lua: unreadable changes in {reply!r}") from exc
         return await self.read_config(), changed
 
-    async def set_schedule(self, entries: Sequence[ScheduledChange], *,
-                           operator: str) -> tuple[tuple[ScheduledChange, ...], bool]:
+    async def set_schedule(self, entries: Sequence[ScheduledChange], *, operator: str,
+                           read_at: int | None = None
+                           ) -> tuple[tuple[ScheduledChange, ...], bool]:
         """Replace the room's pending schedule with validated `entries` (none clears it),
-        recorded in the audit as one change of "schedule". Each entry gets a new id and
-        `operator` as who scheduled it. Returns them as stored (values as text, as the
-        config hash holds them) in time order, and whether anything changed (clearing an
-        empty schedule changes nothing and is not recorded)."""
+        recorded in the audit as one change of "schedule". An entry without an id gets a
+        new one and `operator` as who scheduled it (entries read back keep theirs).
+        `read_at`: the version the caller read the list at (`read_schedule`); if another
+        change came first, raises `ScheduleConflict` and changes nothing. Returns the
+        entries as stored (values as text, as the config hash holds them) in time order,
+        and whether anything changed (clearing an empty schedule is not recorded)."""
         stored = tuple(sorted(
             (ScheduledChange(entry.at, {name: _stored(name, value)
                                         for name, value in entry.changes.items()},
-                             secrets.token_hex(6), operator)
+                             entry.id or secrets.token_hex(6), entry.by or operator)
              for entry in entries), key=lambda entry: entry.at))
-        args: list[str | int | float] = [operator, self._now_arg(), self.room, AUDIT_KEEP]
+        args: list[str | int | float] = [operator, self._now_arg(), self.room, AUDIT_KEEP,
+                                         "" if read_at is None else read_at]
         for entry in stored:
             args += [repr(entry.at), entry.member()]
         reply = await self._set_schedule(self.keys.schedule_script_keys, args,
                                          replicated=True)
         if reply.text("outcome") == "missing":
             raise RoomMissing(self.room)
+        if reply.text("outcome") == "conflict":
+            raise ScheduleConflict(self.room)
         return stored, reply.flag("changed")
 
     async def read_schedule(self) -> tuple[ScheduledChange, ...]:
@@ -1061,6 +1071,23 @@ class RoomStore:
         raw = await self._call(lambda: self.client.zrange(self.keys.schedule, 0, -1))
         entries = (ScheduledChange.from_member(str(member)) for member in raw)
         return tuple(entry for entry in entries if entry is not None)
+
+    async def read_schedule_at(self) -> tuple[tuple[ScheduledChange, ...], int]:
+        """The pending entries and the version of the list they are (for a change of
+        the list that must not undo another's: `set_schedule(read_at=...)`)."""
+
+        async def read() -> list[Any]:
+            # Both keys are the room's (one slot): a cluster sends them to its node. Race:
+            # a change between the two is read with the version before it, so the caller's
+            # `set_schedule` conflicts rather than undoes it.
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hget(self.keys.config, "schedule_version")
+                pipe.zrange(self.keys.schedule, 0, -1)
+                return await pipe.execute()
+
+        version, raw = await self._call(read)
+        entries = (ScheduledChange.from_member(str(member)) for member in raw)
+        return tuple(entry for entry in entries if entry is not None), int(version or 0)
 
     async def apply_schedule(self) -> ScheduleApplied:
         """Apply every due entry of the schedule (apply_schedule-3.lua): each is applied by

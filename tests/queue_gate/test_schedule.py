@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import time
 import zoneinfo
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from queue_gate.keys import room_view_key
 from queue_gate.schedule import NextChange, next_change
 from queue_gate.store import SCHEDULE_MAX, ScheduledChange
 from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth, join, status
+from tests.queue_gate.test_console import CSRF, OPS_TOKEN, sign_in
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -319,3 +321,95 @@ async def test_four_gate_processes_apply_each_entry_once(tmp_path: Path,
             document = await admin(2, f"/admin/rooms/{room}")
             assert (document["mode"], document["rate_per_minute"], document["schedule"]) == (
                 "closed", 600, [])
+
+
+# --- the console (issue 14): the schedule shown, an entry added and removed ---------------
+
+
+async def console_room(console: Client, lang: str = "en") -> tuple[str, str, str]:
+    """The room page's text, its CSRF token and the schedule's version in its forms."""
+    page = await (await console.get(f"/console/rooms/default?lang={lang}")).text()
+    csrf = CSRF.search(page)
+    version = re.search(r'name="version" value="(\d+)"', page)
+    assert csrf is not None and version is not None
+    return page, csrf.group(1), version.group(1)
+
+
+async def test_console_shows_adds_and_removes_scheduled_changes(
+        make_gate: GateFactory, aiohttp_client: ClientFactory, clock: FakeClock) -> None:
+    gate = await make_gate(admin_tokens=(f"ops:{OPS_TOKEN}",))
+    await gate.tick()
+    console = await admin_of(aiohttp_client, gate)
+    await sign_in(console)
+    page, csrf, version = await console_room(console)
+    assert "No changes are scheduled" in page
+    today = dt.datetime.fromtimestamp(clock.now, ZONE)
+    evening = today.replace(hour=18, minute=0, second=0, microsecond=0)
+    assert evening.timestamp() > clock.now
+    form = {"csrf_token": csrf, "version": version, "date": evening.date().isoformat(),
+            "time": "18:00", "mode": "closed", "rate_per_minute": "",
+            "message": "Die Buchung ist beendet."}
+    added = await console.post("/console/rooms/default/schedule/add?lang=en", data=form,
+                               allow_redirects=False)
+    assert added.status == 303, await added.text()
+    page, csrf, version = await console_room(console)
+    assert added.headers["Location"] == "/console/rooms/default?scheduled=1#schedule"
+    assert "The schedule is saved" in await (await console.get(
+        "/console/rooms/default?scheduled=1&lang=en")).text()
+    assert "Closed" in page and "Die Buchung ist beendet." in page
+    assert '<td class="operator">ops</td>' in page
+    assert "1 planned, the next on" in page
+    api = await (await console.get("/admin/rooms/default", headers=auth())).json()
+    assert [(e["at"], e["set"], e["by"]) for e in api["schedule"]] == [
+        (int(evening.timestamp()), {"mode": "closed", "message": "Die Buchung ist beendet."},
+         "ops")]
+
+    # Refused with the reason, in the page's language: the past, the same minute, nothing.
+    for changes, code, reason in (
+            ({"time": "06:00", "date": (today - dt.timedelta(days=1)).date().isoformat()},
+             422, "Diese Zeit ist vorbei"),
+            ({"time": "18:00"}, 422, "Für diese Minute ist schon eine Änderung geplant"),
+            ({"time": "19:00", "mode": "", "message": ""}, 422,
+             "Das Formular enthielt keine Einstellung"),
+            ({"time": "25:99"}, 422, "Bitte geben Sie ein Datum und eine Uhrzeit an"),
+            ({"time": "19:00", "rate_per_minute": "viele"}, 422, "Die Rate muss"),
+            ({"time": "19:00", "version": str(int(version) - 1)}, 409,
+             "Der Zeitplan hat sich geändert")):
+        response = await console.post("/console/rooms/default/schedule/add?lang=de",
+                                       data={**form, "csrf_token": csrf, "version": version,
+                                             **changes})
+        text = await response.text()
+        assert response.status == code, (changes, text[:2000])
+        assert reason in text, changes
+    assert len((await (await console.get("/admin/rooms/default",
+                                         headers=auth())).json())["schedule"]) == 1
+
+    # Another entry; then the first removed, by its id.
+    morning = (today + dt.timedelta(days=1)).date().isoformat()
+    added = await console.post("/console/rooms/default/schedule/add", allow_redirects=False,
+                               data={**form, "version": version, "date": morning,
+                                     "time": "08:00", "mode": "queue",
+                                     "rate_per_minute": "600", "message": "",
+                                     "clear_message": "1"})
+    assert added.status == 303
+    api = await (await console.get("/admin/rooms/default", headers=auth())).json()
+    assert [e["set"] for e in api["schedule"]] == [
+        {"mode": "closed", "message": "Die Buchung ist beendet."},
+        {"mode": "queue", "rate_per_minute": 600, "message": ""}]
+    page, csrf, version = await console_room(console)
+    stale = await console.post("/console/rooms/default/schedule/remove?lang=en", data={
+        "csrf_token": csrf, "version": version, "id": "no-such-entry"})
+    assert stale.status == 409
+    removed = await console.post("/console/rooms/default/schedule/remove",
+                                 allow_redirects=False, data={
+                                     "csrf_token": csrf, "version": version,
+                                     "id": api["schedule"][0]["id"]})
+    assert removed.status == 303
+    api = await (await console.get("/admin/rooms/default", headers=auth())).json()
+    assert [e["set"]["mode"] for e in api["schedule"]] == ["queue"]
+    # Without a CSRF token nothing changes.
+    forged = await console.post("/console/rooms/default/schedule/remove", data={
+        "version": version, "id": api["schedule"][0]["id"]})
+    assert forged.status == 400
+    audit_page = await (await console.get("/console/audit?lang=en")).text()
+    assert "2 planned changes" in audit_page and "1 planned changes" in audit_page

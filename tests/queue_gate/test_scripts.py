@@ -24,6 +24,7 @@ from queue_gate.store import (
     RoomKeys,
     RoomMissing,
     RoomStore,
+    ScheduleConflict,
     ScheduledChange,
 )
 from tests.queue_gate.conftest import FakeClock
@@ -234,6 +235,12 @@ async def test_schedule_outcomes(make_store: Callable[..., RoomStore],
     assert (await store.apply_schedule()).applied == ()
     assert await store.read_schedule() == ()
     assert await store.set_schedule([], operator="alice") == ((), False)
+    # A list read at one version is not written over a newer one.
+    read, version = await store.read_schedule_at()
+    await store.set_schedule([entry], operator="bob", read_at=version)
+    with pytest.raises(ScheduleConflict):
+        await store.set_schedule([*read, later], operator="alice", read_at=version)
+    assert [e.by for e in await store.read_schedule()] == ["bob"]
 
 
 async def test_requeued_outcome(make_store: Callable[..., RoomStore], clock: FakeClock) -> None:
