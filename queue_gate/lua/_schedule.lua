@@ -8,13 +8,18 @@
 --   KEYS[2]  qg:{room}:audit      list: the room's audit (written by the scripts, not here)
 --   KEYS[3]  qg:{room}:schedule   zset: entry (JSON: id, at, set, by) -> at (unix seconds)
 
--- After the pending list changed: the earliest time into the config hash, version + 1.
-local function schedule_changed()
+-- The earliest pending time into the config hash (removed when nothing is pending).
+local function schedule_next_from_list()
   local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   if first[2] then
     redis.call('HSET', KEYS[1], 'schedule_next', first[2])
   else
     redis.call('HDEL', KEYS[1], 'schedule_next')
   end
+end
+
+-- After the pending list changed: its earliest time, and version + 1.
+local function schedule_changed()
+  schedule_next_from_list()
   return redis.call('HINCRBY', KEYS[1], 'schedule_version', 1)
 end

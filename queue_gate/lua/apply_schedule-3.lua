@@ -55,12 +55,15 @@ for _, member in ipairs(due) do
     done[#done + 1] = {id = entry.id, at = entry.at, changed = changed}
   end
 end
-local next_at = ''
 if #due > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', bound)
   schedule_changed()
+else
+  -- Nothing due, yet a gate was sent here: schedule_next was behind the list (its key
+  -- removed by hand, say); set right, so the gates stop calling.
+  schedule_next_from_list()
 end
-next_at = redis.call('HGET', KEYS[1], 'schedule_next') or ''
+local next_at = redis.call('HGET', KEYS[1], 'schedule_next') or ''
 local entries = '[]'
 if #done > 0 then entries = cjson.encode(done) end
 return {'outcome', 'applied', 'applied', #done, 'entries', entries,

@@ -234,6 +234,11 @@ async def test_schedule_outcomes(make_store: Callable[..., RoomStore],
     assert (config.mode, config.message, config.max_active_sessions) == ("paused", "", 5)
     assert (await store.apply_schedule()).applied == ()
     assert await store.read_schedule() == ()
+    # A next time left behind by a list removed by hand is set right by the next call.
+    await client.hset(KEYS.config, "schedule_next", str(clock.now - 5))
+    assert (await store.tick()).schedule_next == clock.now - 5
+    assert (await store.apply_schedule()).schedule_next is None
+    assert (await store.tick()).schedule_next is None
     assert await store.set_schedule([], operator="alice") == ((), False)
     # A list read at one version is not written over a newer one.
     read, version = await store.read_schedule_at()
