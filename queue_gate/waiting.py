@@ -326,5 +326,7 @@ def refused_page(request: web.Request, arrival: Arrival,
         return pages.render(request, "limited.html",
                             {"minutes": refused.retry_after_minutes}, status=429,
                             headers={"Retry-After": str(refused.retry_after_s)})
-    return pages.render(request, "closed.html", {"message": arrival.closed_message()},
-                        headers={"Refresh": "60"})
+    return pages.render(request, "closed.html", {
+        "message": arrival.closed_message(),
+        "next_change": request.app[room_view_key].next_change,
+        "rendered_at": request.app[clock_key]()}, headers={"Refresh": "60"})

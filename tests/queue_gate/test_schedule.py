@@ -413,3 +413,24 @@ async def test_console_shows_adds_and_removes_scheduled_changes(
     assert forged.status == 400
     audit_page = await (await console.get("/console/audit?lang=en")).text()
     assert "2 planned changes" in audit_page and "1 planned changes" in audit_page
+
+
+async def test_a_closed_room_says_when_it_opens(
+        make_gate: GateFactory, aiohttp_client: ClientFactory, clock: FakeClock) -> None:
+    gate = await make_gate(initial_mode="closed")
+    await gate.tick()
+    admin = await admin_of(aiohttp_client, gate)
+    opening = int(clock.now) + 86400
+    code, _ = await patch(admin, {"schedule": [{"at": opening, "set": {"mode": "queue"}}]})
+    assert code == 200
+    await gate.tick()
+    refused = await gate.client.post("/queue/api/join")
+    body = await refused.json()
+    assert (refused.status, body["error"], body["next_change"]) == (
+        409, "room_closed",
+        {"change": "opens", "at": dt.datetime.fromtimestamp(opening, dt.UTC).isoformat()})
+    page = await gate.client.get("/queue/wait?lang=en")
+    day = dt.datetime.fromtimestamp(opening, ZONE)
+    assert page.status == 200
+    assert (f"Booking opens on {day.day} {day.strftime('%B %Y')} at {day.strftime('%H:%M')}."
+            in await page.text())
