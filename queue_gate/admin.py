@@ -312,7 +312,9 @@ def validate_schedule(schedule: object, *, now: float) -> list[ScheduledChange]:
         if not isinstance(item, dict) or set(item) != {"at", "set"}:
             raise InvalidChange(f'{where} must be an object with exactly "at" and "set".')
         at = item["at"]
-        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        # A whole number is compared as it is (one too large for a float is just late).
+        if isinstance(at, bool) or not isinstance(at, int | float) or (
+                isinstance(at, float) and not math.isfinite(at)):
             raise InvalidChange(f"{where}.at must be a time in unix seconds (a number).")
         if at < now - SCHEDULE_LATE_S:
             raise InvalidChange(f"{where}.at lies in the past ({round(now - at)} s ago).")

@@ -139,6 +139,8 @@ async def test_a_tick_with_nothing_due_costs_no_extra_round_trip(
     ([{"at": True, "set": {"mode": "paused"}}], "unix seconds"),
     ([{"at": -120, "set": {"mode": "paused"}}], "in the past"),
     ([{"at": 10 ** 12, "set": {"mode": "paused"}}], "days ahead"),
+    ([{"at": 10 ** 400, "set": {"mode": "paused"}}], "days ahead"),
+    ([{"at": float("inf"), "set": {"mode": "paused"}}], "unix seconds"),
     ([{"at": 60, "set": {"mode": "open"}}], "schedule[0].set: mode must be one of"),
     ([{"at": 60, "set": {}}], "schedule[0].set"),
     ([{"at": 60, "set": {"colour": "blue"}}], "Unknown field"),
