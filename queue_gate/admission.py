@@ -27,6 +27,7 @@ from queue_gate.store import (
     RoomConfig,
     RoomMissing,
     RoomStore,
+    ScheduleConflict,
     ScheduledChange,
     TickResult,
 )
@@ -45,6 +46,8 @@ POLL_JITTER = 0.2
 # waiting page within 6 * 1.2 + 1 + 0.25 < 10 s (docs/architecture.md "Changes reach
 # visitors").
 ROOM_CHECK_S = 6.0
+# The audit's operator for a schedule a gate put back after Redis lost the room.
+RESTORED_BY = "gate:restored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,9 @@ class RoomView:
                 raise
             # The tick says when the schedule's next entry is due: nothing more is asked of
             # Redis until it is (or until the pending list changes).
+            if result.schedule_version == 0 and self._schedule_version > 0 and self.schedule:
+                # The version never goes back: Redis lost the room (re-created just now).
+                result = await self._restore_schedule(result)
             if result.schedule_next is not None and result.schedule_next <= result.now:
                 result = await self._apply_schedule(result)
             if result.schedule_version != self._schedule_version:
@@ -172,6 +178,23 @@ class RoomView:
             # The entries stay due: the next tick tries again.
             self._metrics.redis_errors.labels(room, "schedule").inc()
             log.warning("room %s: applying the schedule failed: %s", room, exc)
+            return result
+
+    async def _restore_schedule(self, result: TickResult) -> TickResult:
+        """Put the pending schedule this process last read back into a room Redis lost
+        (visitors were told of its next change), then tick again to see it."""
+        room = self.store.room
+        try:
+            # Race: every process may try; the first wins, the others find version 1.
+            await self.store.set_schedule(self.schedule, operator=RESTORED_BY, read_at=0)
+            log.warning("room %s: Redis lost the room's schedule; %d pending entries put "
+                        "back from this process's last read", room, len(self.schedule))
+            return await self.store.tick()
+        except ScheduleConflict:
+            return await self.store.tick()
+        except (GateUnavailable, RoomMissing) as exc:
+            self._metrics.redis_errors.labels(room, "schedule").inc()
+            log.warning("room %s: restoring the schedule failed: %s", room, exc)
             return result
 
     async def _read_schedule(self, version: int) -> None:

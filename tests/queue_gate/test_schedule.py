@@ -436,3 +436,32 @@ async def test_a_closed_room_says_when_it_opens(
     assert page.status == 200
     assert (f"Booking opens on {day.day} {day.strftime('%B %Y')} at {day.strftime('%H:%M')}."
             in await page.text())
+
+
+async def test_a_schedule_survives_a_redis_that_comes_back_empty(
+        make_gate: GateFactory, aiohttp_client: ClientFactory, clock: FakeClock,
+        redis_client: aioredis.Redis) -> None:
+    gates = [await make_gate() for _ in range(2)]
+    await tick_all(gates)
+    admin = await admin_of(aiohttp_client, gates[0])
+    closing = int(clock.now) + 600
+    code, body = await patch(admin, {"schedule": [
+        {"at": closing, "set": {"mode": "closed"}},
+        {"at": closing + 600, "set": {"mode": "queue"}}]})
+    assert code == 200
+    ids = [entry["id"] for entry in body["schedule"]]
+    await tick_all(gates)
+    await redis_client.flushall()  # our own private Redis comes back empty
+    await tick_all(gates)  # both re-create the room; one puts the schedule back
+    room = await (await admin.get("/admin/rooms/default", headers=auth())).json()
+    assert [(entry["id"], entry["by"]) for entry in room["schedule"]] == [
+        (ids[0], "admin"), (ids[1], "admin")]
+    restored = [entry for entry in await audit(admin) if entry["field"] == "schedule"]
+    assert [entry["operator"] for entry in restored] == ["gate:restored"]
+    for gate in gates:
+        assert gate.app[room_view_key].next_change == NextChange("closes", closing)
+    clock.now = closing
+    await tick_all(gates)
+    assert applied_total(gates) == 1
+    snapshots = [gate.app[room_view_key].snapshot for gate in gates]
+    assert {snapshot.config.mode for snapshot in snapshots if snapshot} == {"closed"}
