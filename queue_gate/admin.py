@@ -18,7 +18,8 @@ import datetime as dt
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from queue_gate.keys import (
+    clock_key,
     control_redis_key,
     gate_app_key,
     metrics_key,
@@ -36,11 +38,13 @@ from queue_gate.operators import Role, grant_key, operator_key, require
 from queue_gate.responses import NO_STORE
 from queue_gate.settings import MODES, ROOM_NAME
 from queue_gate.store import (
+    SCHEDULE_MAX,
     GateUnavailable,
     NotReplicated,
     RoomConfig,
     RoomMissing,
     RoomStore,
+    ScheduledChange,
     known_rooms,
 )
 
@@ -56,6 +60,10 @@ AUDIT_MAX_LIMIT = 1000
 API_FIELD_NAMES = {"max_active": "max_active_sessions"}
 
 MAX_CHALLENGE_BITS = 28
+# A schedule entry may be this late (clocks differ, a request takes a moment) and no later
+# than this far ahead.
+SCHEDULE_LATE_S = 60
+SCHEDULE_AHEAD_S = 400 * 86400
 
 
 class InvalidChange(ValueError):
@@ -157,7 +165,17 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         "effective_rate_per_minute": effective,
         "backend": backend,
         **counters,
+        "schedule": [schedule_document(entry) for entry in await store.read_schedule()],
     }
+
+
+def schedule_document(entry: ScheduledChange) -> dict[str, Any]:
+    """A pending schedule entry as the API shows it: `set` in the API's names and types,
+    as it could be sent again."""
+    return {"id": entry.id, "at": int(entry.at) if entry.at.is_integer() else entry.at,
+            "set": {API_FIELD_NAMES.get(name, name): _api_value(name, value)
+                    for name, value in entry.changes.items()},
+            "by": entry.by}
 
 
 async def get_room(request: web.Request) -> web.Response:
@@ -174,23 +192,35 @@ async def patch_room(request: web.Request) -> web.Response:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return json_error(400, "invalid_json", "The body must be a JSON object.")
+        gate = request.app[gate_app_key]
+        schedule: list[ScheduledChange] | None = None
         try:
-            changes = validate_changes(body)
-            if set(changes) & set(RATE_FIELDS):
+            if isinstance(body, dict) and "schedule" in body:
+                body = dict(body)
+                schedule = validate_schedule(body.pop("schedule"), now=gate[clock_key]())
+            changes = validate_changes(body) if body or schedule is None else {}
+            if set(changes) & set(RATE_FIELDS) or schedule_sets_rates(schedule):
                 # Race: two operators changing the bounds at once may each pass this check
                 # against the other's old values; the tick keeps rate_min..rate_max sane.
-                check_rate_bounds(await store.read_config(), changes)
+                config = await store.read_config()
+                check_rate_bounds(config, changes)
+                check_schedule_rates(config, changes, schedule or ())
         except InvalidChange as exc:
             return json_error(422, "invalid_change", str(exc))
         except RoomMissing:
             return json_error(404, "room_not_found", "No gate has created this room.")
         operator = request[operator_key]
         try:
-            _, changed = await store.change_config(changes, operator=operator)
+            changed: tuple[str, ...] = ()
+            if changes:
+                _, changed = await store.change_config(changes, operator=operator)
+            if schedule is not None:
+                _, replaced = await store.set_schedule(schedule, operator=operator)
+                changed = (*changed, "schedule") if replaced else changed
         except RoomMissing:
             return json_error(404, "room_not_found", "No gate has created this room.")
-        log.info("room %s changed by %s: %s", store.room, operator, changes)
-        gate = request.app[gate_app_key]
+        log.info("room %s changed by %s: %s%s", store.room, operator, changes,
+                 "" if schedule is None else f", schedule of {len(schedule)} entries")
         for name in changed:
             gate[metrics_key].room_changes.labels(store.room,
                                                   API_FIELD_NAMES.get(name, name)).inc()
@@ -268,6 +298,68 @@ def check_rate_bounds(config: RoomConfig, changes: dict[str, str | int | float |
         raise InvalidChange("rate_mode adaptive needs a rate_max above 0 (send rate_max too).")
 
 
+def validate_schedule(schedule: object, *, now: float) -> list[ScheduledChange]:
+    """A room's `schedule` as sent (a list of `{"at": <unix seconds>, "set": {<room
+    fields>}}`, each `set` checked like a PATCH body), for `RoomStore.set_schedule`; `[]`
+    clears the schedule. `now` is the gate's clock. Raises `InvalidChange` with the reason.
+    (Rate bounds depend on the room: `check_schedule_rates`.)"""
+    if not isinstance(schedule, list):
+        raise InvalidChange('schedule must be a list of {"at": <unix seconds>, "set": '
+                            '{<room fields>}} (or [] to clear it).')
+    if len(schedule) > SCHEDULE_MAX:
+        raise InvalidChange(f"schedule may hold at most {SCHEDULE_MAX} entries "
+                            f"({len(schedule)} sent).")
+    entries: list[ScheduledChange] = []
+    times: set[float] = set()
+    for index, item in enumerate(schedule):
+        where = f"schedule[{index}]"
+        if not isinstance(item, dict) or set(item) != {"at", "set"}:
+            raise InvalidChange(f'{where} must be an object with exactly "at" and "set".')
+        at = item["at"]
+        # A whole number is compared as it is (one too large for a float is just late).
+        if isinstance(at, bool) or not isinstance(at, int | float) or (
+                isinstance(at, float) and not math.isfinite(at)):
+            raise InvalidChange(f"{where}.at must be a time in unix seconds (a number).")
+        if at < now - SCHEDULE_LATE_S:
+            raise InvalidChange(f"{where}.at lies in the past ({round(now - at)} s ago).")
+        if at > now + SCHEDULE_AHEAD_S:
+            raise InvalidChange(f"{where}.at lies more than {SCHEDULE_AHEAD_S // 86400} days "
+                                "ahead.")
+        if float(at) in times:
+            raise InvalidChange(f"{where}.at: another entry has the same time; put both "
+                                "changes in one entry's set.")
+        times.add(float(at))
+        try:
+            changes = validate_changes(item["set"])
+        except InvalidChange as exc:
+            raise InvalidChange(f"{where}.set: {exc}") from None
+        entries.append(ScheduledChange(float(at), changes))
+    return entries
+
+
+def schedule_sets_rates(schedule: Sequence[ScheduledChange] | None) -> bool:
+    return any(set(entry.changes) & set(RATE_FIELDS) for entry in schedule or ())
+
+
+def check_schedule_rates(config: RoomConfig, changes: dict[str, str | int | float | None],
+                         schedule: Sequence[ScheduledChange]) -> None:
+    """`check_rate_bounds` for the room as each entry would leave it, in time order,
+    starting from `config` with `changes` made."""
+    current: dict[str, str | int | float | None] = {
+        "rate_min": config.rate_min, "rate_max": config.rate_max,
+        "rate_mode": config.rate_mode}
+    current.update({name: value for name, value in changes.items() if name in current})
+    for entry in sorted(schedule, key=lambda item: item.at):
+        step = {name: value for name, value in entry.changes.items() if name in current}
+        if not step:
+            continue
+        try:
+            check_rate_bounds(config, {**current, **step})
+        except InvalidChange as exc:
+            raise InvalidChange(f"schedule entry at {entry.at:.0f}: {exc}") from None
+        current.update(step)
+
+
 def _opening_time(value: object) -> float | None:
     """An ISO 8601 time with its offset (e.g. 2021-01-28T08:00:00+01:00), or null to clear."""
     if value is None:
@@ -294,14 +386,15 @@ def audit_entry(raw: dict[str, Any]) -> dict[str, Any]:
     and an opening time in ISO 8601, whole numbers as numbers."""
 
     def value(name: str, stored: object) -> object:
-        if stored is None or name in ("mode", "message"):
-            return stored
-        if name == "opens_at":
-            return dt.datetime.fromtimestamp(float(str(stored)), dt.UTC).isoformat()
-        try:
-            return int(str(stored))
-        except ValueError:
-            return stored
+        if name == "schedule":
+            try:
+                members = json.loads(str(stored))
+            except ValueError:
+                return stored
+            entries = (ScheduledChange.from_member(json.dumps(member))
+                       for member in members if isinstance(members, list))
+            return [schedule_document(entry) for entry in entries if entry is not None]
+        return _api_value(name, stored)
 
     name = str(raw.get("field", ""))
     at = raw.get("at")
@@ -314,6 +407,19 @@ def audit_entry(raw: dict[str, Any]) -> dict[str, Any]:
         "old": value(name, raw.get("old")),
         "new": value(name, raw.get("new")),
     }
+
+
+def _api_value(name: str, stored: object) -> object:
+    """A config hash value in the API's type: an opening time in ISO 8601, whole numbers
+    as numbers, text as text."""
+    if stored is None or name in ("mode", "message", "rate_mode"):
+        return stored
+    if name == "opens_at":
+        return dt.datetime.fromtimestamp(float(str(stored)), dt.UTC).isoformat()
+    try:
+        return int(str(stored))
+    except ValueError:
+        return stored
 
 
 async def audit(request: web.Request) -> web.Response:

@@ -36,7 +36,7 @@ import secrets
 from aiohttp import web
 
 from queue_gate.addresses import browser_fingerprint
-from queue_gate.admin import _store_for, json_error, operator_key
+from queue_gate.admin import _store_for, json_error
 from queue_gate.keys import (
     address_policy_key,
     clock_key,
@@ -47,6 +47,7 @@ from queue_gate.keys import (
     settings_key,
     store_key,
 )
+from queue_gate.operators import Role, operator_key
 from queue_gate.responses import NO_STORE, wants_html
 from queue_gate.store import AgentPassRecord, GateUnavailable, RoomMissing
 from vaccine_queue.contract import PASS_COOKIE, AdmissionPass, PassCodec, TokenRejected
@@ -180,7 +181,7 @@ async def issue(request: web.Request) -> web.Response:
     settings = gate[settings_key]
     operator = request[operator_key]
     pass_id = new_pass_id()
-    async with _store_for(request) as store:
+    async with _store_for(request, Role.OPERATOR) as store:
         try:
             issued = await store.issue_agent_pass(pass_id, agent, operator=operator,
                                                   seconds=hours * 3600,
@@ -212,7 +213,7 @@ def _record_json(record: AgentPassRecord) -> dict[str, object]:
 
 async def list_passes(request: web.Request) -> web.Response:
     """GET /admin/rooms/{room}/agent-passes: the active ones, expiring first first."""
-    async with _store_for(request) as store:
+    async with _store_for(request, Role.VIEWER) as store:
         try:
             await store.read_config()
         except RoomMissing:
@@ -232,7 +233,7 @@ async def revoke(request: web.Request) -> web.Response:
         return json_error(404, "agent_pass_not_found",
                           "No such agent pass (ids look like agent.<16 characters>).")
     operator = request[operator_key]
-    async with _store_for(request) as store:
+    async with _store_for(request, Role.OPERATOR) as store:
         agent = await store.revoke_agent_pass(pass_id, operator=operator)
         room = store.room
     if agent is None:

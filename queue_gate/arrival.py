@@ -151,8 +151,10 @@ class Arrival:
                            params={"minutes": refused.retry_after_minutes})
         # The operator's own words for why the room is closed, when they gave any.
         message = self.closed_message()
+        upcoming = self._view.next_change  # a scheduled reopening, say
         return Problem("room_closed", 409, message_key="gate.closed",
-                       extra={"state": "closed", **({"message": message} if message else {})})
+                       extra={"state": "closed", **({"message": message} if message else {}),
+                              **({"next_change": upcoming.as_json()} if upcoming else {})})
 
     def closed_message(self) -> str:
         snapshot = self._view.snapshot

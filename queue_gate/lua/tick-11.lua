@@ -52,6 +52,9 @@
 --           challenge_bits: the proof of work asked of new visitors (0: none).
 --           adaptive admission: rate_mode (fixed | adaptive), rate_min, rate_max,
 --             effective_rate (what this tick admitted at), backend (up | down; "" when fixed).
+--           the schedule (_schedule.lua): schedule_next (the earliest pending entry's time,
+--             "" for none: the gate runs apply_schedule-3.lua once it is due),
+--             schedule_version (changes whenever the pending list does).
 -- Clock     ARGV[1]: Redis TIME in production, so every process credits the same elapsed
 --           time; an injected clock in tests.
 --!include _clock.lua
@@ -96,7 +99,8 @@ end
 local opens_at = freeze_draw_if_due(now)
 
 local cfg = redis.call('HMGET', KEYS[1], 'rate_per_minute', 'mode', 'message',
-                       'session_minutes', 'epoch', 'max_active', 'challenge_bits')
+                       'session_minutes', 'epoch', 'max_active', 'challenge_bits',
+                       'schedule_next', 'schedule_version')
 local rate = tonumber(cfg[1]) or 0
 local mode = cfg[2] or 'paused'
 local max_active = tonumber(cfg[6]) or 0
@@ -207,5 +211,6 @@ return {
   'reseeded_at', redis.call('HGET', KEYS[2], 'reseeded_at') or '',
   'challenge_bits', tonumber(cfg[7]) or 0,
   'rate_mode', rate_mode, 'rate_min', tostring(rate_min), 'rate_max', tostring(rate_max),
-  'effective_rate', tostring(rate), 'backend', backend
+  'effective_rate', tostring(rate), 'backend', backend,
+  'schedule_next', cfg[8] or '', 'schedule_version', tonumber(cfg[9]) or 0
 }
