@@ -523,11 +523,13 @@ class Console:
     async def room_with_problem(self, request: web.Request, session: Session,
                                 store: RoomStore, problem: Problem,
                                 t: Translator) -> web.Response:
-        """The room's page again, with the reason on top."""
+        """The room's page again, with the reason on top (for an operator who may change it:
+        the handlers that answer with it checked that)."""
         doc = await self.figures(request, store)
         _, version = await store.read_schedule_at()
         return self.render(request, "room.html", session, {
             "room": doc, "line": self.line(doc), "done": False, "problem": problem,
+            "may_change": True,
             "text": problem.message(t), "schedule_version": version, "scheduled": False,
             "today": dt.datetime.fromtimestamp(self.gate[clock_key](), self.zone).date()},
             status=problem.status)
@@ -561,10 +563,6 @@ class Console:
             try:
                 changes = self.changes_of(data, t)
             except Problem as problem:
-                # The room's page again, with the reason on top.
-                return self.render(request, "room.html", session, {
-                    "room": doc, "line": self.line(doc), "done": False, "problem": problem,
-                    "text": problem.message(t), "may_change": True}, status=problem.status)
                 return await self.room_with_problem(request, session, store, problem, t)
         new = {**doc, **{API_FIELD_NAMES.get(k, k): v for k, v in changes.items()}}
         new_rate = rate_in_use(new, fallback_measured=False) if (
