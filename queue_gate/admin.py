@@ -22,7 +22,8 @@ import datetime as dt
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from queue_gate.keys import (
+    clock_key,
     control_redis_key,
     gate_app_key,
     metrics_key,
@@ -42,11 +44,13 @@ from queue_gate.responses import NO_STORE
 from queue_gate.rooms import InvalidRoutes, parse_routes, routes_json, stored_routes
 from queue_gate.settings import MODES, ROOM_NAME, Settings
 from queue_gate.store import (
+    SCHEDULE_MAX,
     GateUnavailable,
     NotReplicated,
     RoomConfig,
     RoomMissing,
     RoomStore,
+    ScheduledChange,
     known_rooms,
 )
 
@@ -62,6 +66,10 @@ AUDIT_MAX_LIMIT = 1000
 API_FIELD_NAMES = {"max_active": "max_active_sessions"}
 
 MAX_CHALLENGE_BITS = 28
+# A schedule entry may be this late (clocks differ, a request takes a moment) and no later
+# than this far ahead.
+SCHEDULE_LATE_S = 60
+SCHEDULE_AHEAD_S = 400 * 86400
 
 
 class InvalidChange(ValueError):
@@ -167,7 +175,17 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         "backend": backend,
         "routes": [route.as_json() for route in stored_routes(config.routes, store.room)],
         **counters,
+        "schedule": [schedule_document(entry) for entry in await store.read_schedule()],
     }
+
+
+def schedule_document(entry: ScheduledChange) -> dict[str, Any]:
+    """A pending schedule entry as the API shows it: `set` in the API's names and types,
+    as it could be sent again."""
+    return {"id": entry.id, "at": int(entry.at) if entry.at.is_integer() else entry.at,
+            "set": {API_FIELD_NAMES.get(name, name): _api_value(name, value)
+                    for name, value in entry.changes.items()},
+            "by": entry.by}
 
 
 async def get_room(request: web.Request) -> web.Response:
@@ -198,11 +216,15 @@ async def patch_room(request: web.Request) -> web.Response:
     """Change the fields given; 404 for a room that does not exist."""
     async with _store_for(request, Role.OPERATOR) as store:
         try:
-            changes = validate_changes(await _read_body(request))
-            if set(changes) & set(RATE_FIELDS):
+            body = await _read_body(request)
+            schedule, body = split_schedule(request, body, required=False)
+            changes = validate_changes(body) if body or schedule is None else {}
+            if set(changes) & set(RATE_FIELDS) or schedule_sets_rates(schedule):
                 # Race: two operators changing the bounds at once may each pass this check
                 # against the other's old values; the tick keeps rate_min..rate_max sane.
-                check_rate_bounds(await store.read_config(), changes)
+                config = await store.read_config()
+                check_rate_bounds(config, changes)
+                check_schedule_rates(config, changes, schedule or ())
             if "routes" in changes:
                 await check_routes_free(request, store.room, changes["routes"])
         except InvalidBody:
@@ -212,7 +234,7 @@ async def patch_room(request: web.Request) -> web.Response:
         except RoomMissing:
             return _not_found()
         try:
-            await apply_changes(request, store, changes)
+            await apply_changes(request, store, changes, schedule)
         except RoomMissing:
             return _not_found()
         return web.json_response(await room_document(request, store))
@@ -227,10 +249,15 @@ async def put_room(request: web.Request) -> web.Response:
             if not isinstance(body, dict):
                 raise InvalidChange("Send a JSON object with the room's fields (an empty "
                                     "object gives every field its default).")
+            schedule, rest = split_schedule(request, body, required=True)
+            assert isinstance(rest, dict)  # checked above
+            body = rest
             defaults = {name: field.put_default(request.app[gate_app_key][settings_key])
                         for name, field in ROOM_FIELDS.items() if name not in body}
             changes = validate_changes({**defaults, **body})
-            check_rate_bounds(RoomConfig(0, "queue", "", 1), changes)
+            unset = RoomConfig(0, "queue", "", 1)
+            check_rate_bounds(unset, changes)
+            check_schedule_rates(unset, changes, schedule or ())
             await check_routes_free(request, store.room, changes.get("routes"))
         except InvalidBody:
             return json_error(400, "invalid_json", "The body must be a JSON object.")
@@ -248,7 +275,7 @@ async def put_room(request: web.Request) -> web.Response:
             # same room at once both answer 201; the later one's fields win.
             await store.tick()
             created = True
-        await apply_changes(request, store, changes)
+        await apply_changes(request, store, changes, schedule)
         await store.register_room()  # every gate process serves it from its next tick
         await request.app[gate_app_key][rooms_key].refresh_room(store.room)
         return web.json_response(await room_document(request, store),
@@ -275,15 +302,34 @@ async def delete_room(request: web.Request) -> web.Response:
         return web.json_response({"room": store.room, "deleted": True})
 
 
+def split_schedule(request: web.Request, body: object, *, required: bool
+                   ) -> tuple[list[ScheduledChange] | None, object]:
+    """The body's `schedule` checked (queue_gate/schedule.py; it lives in a key of its own,
+    not in the config hash), and the body without it. `required` (PUT): left out means
+    none. Raises `InvalidChange`."""
+    if not isinstance(body, dict) or ("schedule" not in body and not required):
+        return None, body
+    body = dict(body)
+    now = request.app[gate_app_key][clock_key]()
+    return validate_schedule(body.pop("schedule", []), now=now), body
+
+
 async def apply_changes(request: web.Request, store: RoomStore,
-                        changes: dict[str, str | int | float | None]) -> None:
-    """Write validated changes under the operator's name, count them, and apply them in this
-    process at once. Raises `RoomMissing`."""
+                        changes: dict[str, str | int | float | None],
+                        schedule: list[ScheduledChange] | None = None) -> None:
+    """Write validated changes (and a new schedule) under the operator's name, count them,
+    and apply them in this process at once. Raises `RoomMissing`."""
     if await store.deleted_at() is not None:
         raise RoomMissing(store.room)
     operator = request[operator_key]
-    _, changed = await store.change_config(changes, operator=operator)
-    log.info("room %s changed by %s: %s", store.room, operator, changes)
+    changed: tuple[str, ...] = ()
+    if changes:
+        _, changed = await store.change_config(changes, operator=operator)
+    if schedule is not None:
+        _, replaced = await store.set_schedule(schedule, operator=operator)
+        changed = (*changed, "schedule") if replaced else changed
+    log.info("room %s changed by %s: %s%s", store.room, operator, changes,
+             "" if schedule is None else f", schedule of {len(schedule)} entries")
     gate = request.app[gate_app_key]
     for name in changed:
         gate[metrics_key].room_changes.labels(store.room, API_FIELD_NAMES.get(name, name)).inc()
@@ -412,6 +458,68 @@ def check_rate_bounds(config: RoomConfig, changes: dict[str, str | int | float |
         raise InvalidChange("rate_mode adaptive needs a rate_max above 0 (send rate_max too).")
 
 
+def validate_schedule(schedule: object, *, now: float) -> list[ScheduledChange]:
+    """A room's `schedule` as sent (a list of `{"at": <unix seconds>, "set": {<room
+    fields>}}`, each `set` checked like a PATCH body), for `RoomStore.set_schedule`; `[]`
+    clears the schedule. `now` is the gate's clock. Raises `InvalidChange` with the reason.
+    (Rate bounds depend on the room: `check_schedule_rates`.)"""
+    if not isinstance(schedule, list):
+        raise InvalidChange('schedule must be a list of {"at": <unix seconds>, "set": '
+                            '{<room fields>}} (or [] to clear it).')
+    if len(schedule) > SCHEDULE_MAX:
+        raise InvalidChange(f"schedule may hold at most {SCHEDULE_MAX} entries "
+                            f"({len(schedule)} sent).")
+    entries: list[ScheduledChange] = []
+    times: set[float] = set()
+    for index, item in enumerate(schedule):
+        where = f"schedule[{index}]"
+        if not isinstance(item, dict) or set(item) != {"at", "set"}:
+            raise InvalidChange(f'{where} must be an object with exactly "at" and "set".')
+        at = item["at"]
+        # A whole number is compared as it is (one too large for a float is just late).
+        if isinstance(at, bool) or not isinstance(at, int | float) or (
+                isinstance(at, float) and not math.isfinite(at)):
+            raise InvalidChange(f"{where}.at must be a time in unix seconds (a number).")
+        if at < now - SCHEDULE_LATE_S:
+            raise InvalidChange(f"{where}.at lies in the past ({round(now - at)} s ago).")
+        if at > now + SCHEDULE_AHEAD_S:
+            raise InvalidChange(f"{where}.at lies more than {SCHEDULE_AHEAD_S // 86400} days "
+                                "ahead.")
+        if float(at) in times:
+            raise InvalidChange(f"{where}.at: another entry has the same time; put both "
+                                "changes in one entry's set.")
+        times.add(float(at))
+        try:
+            changes = validate_changes(item["set"])
+        except InvalidChange as exc:
+            raise InvalidChange(f"{where}.set: {exc}") from None
+        entries.append(ScheduledChange(float(at), changes))
+    return entries
+
+
+def schedule_sets_rates(schedule: Sequence[ScheduledChange] | None) -> bool:
+    return any(set(entry.changes) & set(RATE_FIELDS) for entry in schedule or ())
+
+
+def check_schedule_rates(config: RoomConfig, changes: dict[str, str | int | float | None],
+                         schedule: Sequence[ScheduledChange]) -> None:
+    """`check_rate_bounds` for the room as each entry would leave it, in time order,
+    starting from `config` with `changes` made."""
+    current: dict[str, str | int | float | None] = {
+        "rate_min": config.rate_min, "rate_max": config.rate_max,
+        "rate_mode": config.rate_mode}
+    current.update({name: value for name, value in changes.items() if name in current})
+    for entry in sorted(schedule, key=lambda item: item.at):
+        step = {name: value for name, value in entry.changes.items() if name in current}
+        if not step:
+            continue
+        try:
+            check_rate_bounds(config, {**current, **step})
+        except InvalidChange as exc:
+            raise InvalidChange(f"schedule entry at {entry.at:.0f}: {exc}") from None
+        current.update(step)
+
+
 def _opening_time(value: object) -> float | None:
     """An ISO 8601 time with its offset (e.g. 2021-01-28T08:00:00+01:00), or null to clear."""
     if value is None:
@@ -438,14 +546,15 @@ def audit_entry(raw: dict[str, Any]) -> dict[str, Any]:
     and an opening time in ISO 8601, whole numbers as numbers."""
 
     def value(name: str, stored: object) -> object:
-        if stored is None or name in ("mode", "message"):
-            return stored
-        if name == "opens_at":
-            return dt.datetime.fromtimestamp(float(str(stored)), dt.UTC).isoformat()
-        try:
-            return int(str(stored))
-        except ValueError:
-            return stored
+        if name == "schedule":
+            try:
+                members = json.loads(str(stored))
+            except ValueError:
+                return stored
+            entries = (ScheduledChange.from_member(json.dumps(member))
+                       for member in members if isinstance(members, list))
+            return [schedule_document(entry) for entry in entries if entry is not None]
+        return _api_value(name, stored)
 
     name = str(raw.get("field", ""))
     at = raw.get("at")
@@ -458,6 +567,19 @@ def audit_entry(raw: dict[str, Any]) -> dict[str, Any]:
         "old": value(name, raw.get("old")),
         "new": value(name, raw.get("new")),
     }
+
+
+def _api_value(name: str, stored: object) -> object:
+    """A config hash value in the API's type: an opening time in ISO 8601, whole numbers
+    as numbers, text as text."""
+    if stored is None or name in ("mode", "message", "rate_mode"):
+        return stored
+    if name == "opens_at":
+        return dt.datetime.fromtimestamp(float(str(stored)), dt.UTC).isoformat()
+    try:
+        return int(str(stored))
+    except ValueError:
+        return stored
 
 
 async def audit(request: web.Request) -> web.Response:

@@ -20,8 +20,17 @@ from collections import deque
 from dataclasses import dataclass
 
 from queue_gate.metrics import GateMetrics
+from queue_gate.schedule import NextChange, next_change
 from queue_gate.settings import Settings
-from queue_gate.store import GateUnavailable, RoomConfig, RoomStore, TickResult
+from queue_gate.store import (
+    GateUnavailable,
+    RoomConfig,
+    RoomMissing,
+    RoomStore,
+    ScheduleConflict,
+    ScheduledChange,
+    TickResult,
+)
 from vaccine_queue.background import background
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,8 @@ POLL_JITTER = 0.2
 # waiting page within 6 * 1.2 + 1 + 0.25 < 10 s (docs/architecture.md "Changes reach
 # visitors").
 ROOM_CHECK_S = 6.0
+# The audit's operator for a schedule a gate put back after Redis lost the room.
+RESTORED_BY = "gate:restored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +61,7 @@ class RoomState:
 
     @classmethod
     def of(cls, config: RoomConfig, epoch: str, *, effective_rate: float = 0.0,
-           backend_down: bool = False) -> RoomState:
+           backend_down: bool = False, upcoming: NextChange | None = None) -> RoomState:
         adaptive = config.rate_mode == "adaptive"
         fields = {
             "mode": config.mode,
@@ -60,6 +71,8 @@ class RoomState:
             "rate_per_minute": round(effective_rate) if adaptive else config.rate_per_minute,
             "opens_at": config.opens_at,
             "recovering": adaptive and backend_down,
+            # The next scheduled closing, pause or opening (queue_gate/schedule.py).
+            "next_change": None if upcoming is None else upcoming.as_json(),
         }
         digest = hashlib.blake2b(json.dumps([epoch, fields], sort_keys=True).encode(),
                                  digest_size=8).hexdigest()
@@ -103,6 +116,11 @@ class RoomView:
         self._marked = bytearray()
         self._marked_bucket = -1
         self._lock = asyncio.Lock()
+        # The room's pending schedule as last read, and the version it was read at (0: a
+        # room that never had one); read again only when a tick reports another version.
+        self.schedule: tuple[ScheduledChange, ...] = ()
+        self._schedule_version = 0
+        self.next_change: NextChange | None = None
 
     def mark_seen(self, number: int) -> None:
         """Remember that ticket `number` is still there; sent to Redis with the next tick
@@ -132,8 +150,62 @@ class RoomView:
             except GateUnavailable:
                 self._seen |= seen  # try again with the next tick
                 raise
+            # The tick says when the schedule's next entry is due: nothing more is asked of
+            # Redis until it is (or until the pending list changes).
+            if result.schedule_version == 0 and self._schedule_version > 0 and self.schedule:
+                # The version never goes back: Redis lost the room (re-created just now).
+                result = await self._restore_schedule(result)
+            if result.schedule_next is not None and result.schedule_next <= result.now:
+                result = await self._apply_schedule(result)
+            if result.schedule_version != self._schedule_version:
+                await self._read_schedule(result.schedule_version)
             self._record(result)
             return result
+
+    async def _apply_schedule(self, result: TickResult) -> TickResult:
+        """Apply the due entries (unless another process was first), then tick again so
+        the snapshot shows the room as they left it."""
+        room = self.store.room
+        try:
+            done = await self.store.apply_schedule()
+            # Race: another process applied them after our tick; we read its result too.
+            for entry_id, changed in done.applied:
+                log.info("room %s: scheduled change %s applied: %s", room, entry_id,
+                         ", ".join(changed) or "nothing changed")
+            if done.applied:
+                self._metrics.schedule_changes_applied.labels(room).inc(len(done.applied))
+            return await self.store.tick()
+        except (GateUnavailable, RoomMissing) as exc:
+            # The entries stay due: the next tick tries again.
+            self._metrics.redis_errors.labels(room, "schedule").inc()
+            log.warning("room %s: applying the schedule failed: %s", room, exc)
+            return result
+
+    async def _restore_schedule(self, result: TickResult) -> TickResult:
+        """Put the pending schedule this process last read back into a room Redis lost
+        (visitors were told of its next change), then tick again to see it."""
+        room = self.store.room
+        try:
+            # Race: every process may try; the first wins, the others find version 1.
+            await self.store.set_schedule(self.schedule, operator=RESTORED_BY, read_at=0)
+            log.warning("room %s: Redis lost the room's schedule; %d pending entries put "
+                        "back from this process's last read", room, len(self.schedule))
+            return await self.store.tick()
+        except ScheduleConflict:
+            return await self.store.tick()
+        except (GateUnavailable, RoomMissing) as exc:
+            self._metrics.redis_errors.labels(room, "schedule").inc()
+            log.warning("room %s: restoring the schedule failed: %s", room, exc)
+            return result
+
+    async def _read_schedule(self, version: int) -> None:
+        try:
+            self.schedule = await self.store.read_schedule()
+        except GateUnavailable as exc:
+            self._metrics.redis_errors.labels(self.store.room, "schedule").inc()
+            log.warning("room %s: reading the schedule failed: %s", self.store.room, exc)
+            return  # the version stays old: the next tick reads it again
+        self._schedule_version = version
 
     def _record(self, result: TickResult) -> None:
         previous = self.snapshot
@@ -156,12 +228,14 @@ class RoomView:
         self._samples.append((result.now, result.frontier, result.admitted, result.skipped))
         while self._samples and result.now - self._samples[0][0] > MEASURE_WINDOW_S:
             self._samples.popleft()
+        self.next_change = next_change(result.config.mode, self.schedule)
         # Worked out again only when what it shows may have changed (not on every tick).
-        inputs = (result.config, result.epoch, result.effective_rate, result.backend_down)
+        inputs = (result.config, result.epoch, result.effective_rate, result.backend_down,
+                  self.next_change)
         if self.room_state is None or inputs != self._state_inputs:
             state = RoomState.of(result.config, result.epoch,
                                  effective_rate=result.effective_rate,
-                                 backend_down=result.backend_down)
+                                 backend_down=result.backend_down, upcoming=self.next_change)
             self._state_inputs = inputs
             if self.room_state is None or state.version != self.room_state.version:
                 self.room_state = state

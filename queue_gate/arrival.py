@@ -26,6 +26,7 @@ from queue_gate.challenge import (
     Solved,
 )
 from queue_gate.metrics import GateMetrics
+from queue_gate.schedule import NextChange
 from queue_gate.settings import Settings
 from queue_gate.store import RoomStore
 from queue_gate.tickets import TicketSigner
@@ -151,12 +152,18 @@ class Arrival:
                            params={"minutes": refused.retry_after_minutes})
         # The operator's own words for why the room is closed, when they gave any.
         message = self.closed_message()
+        upcoming = self._view.next_change  # a scheduled reopening, say
         return Problem("room_closed", 409, message_key="gate.closed",
-                       extra={"state": "closed", **({"message": message} if message else {})})
+                       extra={"state": "closed", **({"message": message} if message else {}),
+                              **({"next_change": upcoming.as_json()} if upcoming else {})})
 
     def closed_message(self) -> str:
         snapshot = self._view.snapshot
         return snapshot.config.message if snapshot is not None else ""
+
+    def next_change(self) -> NextChange | None:
+        """The room's next scheduled closing, pause or opening, if one is pending."""
+        return self._view.next_change
 
     def set_cookie(self, response: web.StreamResponse, token: str) -> None:
         response.set_cookie(TICKET_COOKIE, token, max_age=self._settings.ticket_max_age_s,

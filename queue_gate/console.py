@@ -22,6 +22,8 @@ refused with a 403 page).
                                             forms to change rate, mode and message, session
     POST /console/rooms/{room}/change       a change -> the confirmation page (no change yet)
     POST /console/rooms/{room}/apply        the confirmed change -> applied, back to the room
+    POST /console/rooms/{room}/schedule/add     a timed change added to the room's schedule
+    POST /console/rooms/{room}/schedule/remove  a pending timed change taken off it
     GET  /console/rooms/{room}/figures.json the figures, for the page's script (same session)
     GET  /console/audit                     operators' changes, newest first
 
@@ -33,9 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import importlib.resources
 import logging
+import zoneinfo
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -49,21 +53,34 @@ from queue_gate.admin import (
     MAX_MESSAGE_LENGTH,
     MAX_RATE_PER_MINUTE,
     MAX_SESSION_MINUTES,
+    SCHEDULE_AHEAD_S,
+    SCHEDULE_LATE_S,
     InvalidChange,
     audit_entry,
     room_document,
     validate_changes,
 )
 from queue_gate.keys import (
+    clock_key,
     control_redis_key,
     gate_app_key,
     metrics_key,
     room_view_key,
+    rooms_key,
     settings_key,
 )
 from queue_gate.operators import Grant, Role
 from queue_gate.settings import MODES, ROOM_NAME, Settings
-from queue_gate.store import GateUnavailable, NotReplicated, RoomMissing, RoomStore, known_rooms
+from queue_gate.store import (
+    SCHEDULE_MAX,
+    GateUnavailable,
+    NotReplicated,
+    RoomMissing,
+    RoomStore,
+    ScheduleConflict,
+    ScheduledChange,
+    known_rooms,
+)
 from vaccine_queue.background import background
 from vaccine_queue.i18n import Translator, language_middleware, request_language, translator
 from vaccine_queue.pages import Pages, Problem, error_middleware
@@ -112,10 +129,12 @@ FIELD_KEYS: Mapping[str, str] = {
     "max_active_sessions": "console.field.max_active_sessions",
     "challenge_bits": "console.field.challenge_bits",
     "rate_mode": "console.field.rate_mode", "rate_min": "console.field.rate_min",
-    "rate_max": "console.field.rate_max",
+    "rate_max": "console.field.rate_max", "schedule": "console.field.schedule",
     # Issued or revoked (queue_gate/agents.py); its values are the pass: agent and id.
     "agent_pass": "console.field.agent_pass",
 }
+# The schedule form's fields beside the time (a subset of FORM_FIELDS: empty = unchanged).
+SCHEDULE_FIELDS = ("mode", "rate_per_minute", "message")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -300,15 +319,8 @@ class Console:
     async def store_for(self, room: str) -> AsyncIterator[RoomStore]:
         if not ROOM_NAME.match(room):
             raise Problem("not_found", 404)
-        view = self.gate[room_view_key]
-        if room == view.store.room:
-            yield view.store
-            return
-        store = RoomStore(self.gate[control_redis_key], self.settings, room=room)
-        try:
+        async with self.gate[rooms_key].store_for(room) as store:
             yield store
-        finally:
-            await store.aclose()
 
     async def figures(self, request: web.Request, store: RoomStore) -> dict[str, Any]:
         """The room's document (as `GET /admin/rooms/{room}`) with the console's own
@@ -397,9 +409,124 @@ class Console:
         self.check(session, room, Role.VIEWER)
         async with self.store_for(room) as store:
             doc = await self.figures(request, store)
+            _, version = await store.read_schedule_at()
         return self.render(request, "room.html", session, {
             "room": doc, "line": self.line(doc), "done": request.query.get("done") == "1",
-            "may_change": self.grant(session).allows(room, Role.OPERATOR)})
+            "may_change": self.grant(session).allows(room, Role.OPERATOR),
+            "scheduled": request.query.get("scheduled") == "1", "schedule_version": version,
+            "today": dt.datetime.fromtimestamp(self.gate[clock_key](), self.zone).date()})
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.settings.timezone)
+
+    async def schedule_add(self, request: web.Request, session: Session
+                           ) -> web.StreamResponse:
+        """Add one timed change (a date and time in the deployment's zone, and a mode, a
+        rate or a message) to the room's schedule, unless another change of the schedule
+        came first since the page was shown."""
+        data = await self.form(request)
+        self.check_csrf(session, data.get(CSRF_FIELD))
+        room = request.match_info["room"]
+        self.check(session, room, Role.OPERATOR)
+        t = translator(request_language(request))
+        async with self.store_for(room) as store:
+            try:
+                entries, _ = await store.read_schedule_at()
+                entry = self.scheduled_change_of(data, entries, t)
+                await store.set_schedule([*entries, entry], operator=session.operator,
+                                         read_at=self.read_version(data))
+            except Problem as problem:
+                return await self.room_with_problem(request, session, store, problem, t)
+            except ScheduleConflict:
+                return await self.room_with_problem(
+                    request, session, store, Problem("console_schedule_conflict", 409), t)
+            except RoomMissing as exc:
+                raise Problem("console_room_missing", 404) from exc
+            log.info("room %s: %s scheduled at %s (console): %s", room, session.operator,
+                     entry.at, entry.changes)
+            self.gate[metrics_key].room_changes.labels(room, "schedule").inc()
+        raise web.HTTPSeeOther(f"{CONSOLE_PREFIX}/rooms/{room}?scheduled=1#schedule")
+
+    async def schedule_remove(self, request: web.Request, session: Session
+                              ) -> web.StreamResponse:
+        data = await self.form(request)
+        self.check_csrf(session, data.get(CSRF_FIELD))
+        room = request.match_info["room"]
+        self.check(session, room, Role.OPERATOR)
+        t = translator(request_language(request))
+        async with self.store_for(room) as store:
+            try:
+                entries, _ = await store.read_schedule_at()
+                kept = [entry for entry in entries if entry.id != data.get("id", "")]
+                if len(kept) == len(entries):  # applied or removed meanwhile
+                    raise Problem("console_schedule_conflict", 409)
+                await store.set_schedule(kept, operator=session.operator,
+                                         read_at=self.read_version(data))
+            except Problem as problem:
+                return await self.room_with_problem(request, session, store, problem, t)
+            except ScheduleConflict:
+                return await self.room_with_problem(
+                    request, session, store, Problem("console_schedule_conflict", 409), t)
+            except RoomMissing as exc:
+                raise Problem("console_room_missing", 404) from exc
+            log.info("room %s: %s removed scheduled change %s (console)", room,
+                     session.operator, data.get("id"))
+            self.gate[metrics_key].room_changes.labels(room, "schedule").inc()
+        raise web.HTTPSeeOther(f"{CONSOLE_PREFIX}/rooms/{room}?scheduled=1#schedule")
+
+    @staticmethod
+    def read_version(data: Mapping[str, str]) -> int:
+        """The schedule's version the form was made at (a page of another time conflicts)."""
+        raw = data.get("version", "")
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+            raise Problem("console_schedule_conflict", 409)
+        return int(raw)
+
+    def scheduled_change_of(self, data: Mapping[str, str],
+                            entries: tuple[ScheduledChange, ...],
+                            t: Translator) -> ScheduledChange:
+        """The add form as a schedule entry, checked as the API checks one."""
+        try:
+            local = dt.datetime.strptime(
+                f"{data.get('date', '').strip()} {data.get('time', '').strip()}",
+                "%Y-%m-%d %H:%M")
+        except ValueError as exc:
+            raise Problem("console_invalid", 422, field="when",
+                          message_key="console.schedule.invalid_when") from exc
+        at = float(int(local.replace(tzinfo=self.zone).timestamp()))
+        now = self.gate[clock_key]()
+        if at < now - SCHEDULE_LATE_S:
+            raise Problem("console_invalid", 422, field="when",
+                          message_key="console.schedule.past")
+        if at > now + SCHEDULE_AHEAD_S:
+            raise Problem("console_invalid", 422, field="when",
+                          message_key="console.schedule.far",
+                          params={"days": SCHEDULE_AHEAD_S // 86400})
+        if any(entry.at == at for entry in entries):
+            raise Problem("console_invalid", 422, field="when",
+                          message_key="console.schedule.same_time")
+        if len(entries) >= SCHEDULE_MAX:
+            raise Problem("console_invalid", 422, message_key="console.schedule.full",
+                          params={"max": SCHEDULE_MAX})
+        fields = {name: data[name] for name in SCHEDULE_FIELDS if data.get(name, "").strip()}
+        if data.get("clear_message") == "1":
+            fields["message"] = ""
+        return ScheduledChange(at, self.changes_of(fields, t))
+
+    async def room_with_problem(self, request: web.Request, session: Session,
+                                store: RoomStore, problem: Problem,
+                                t: Translator) -> web.Response:
+        """The room's page again, with the reason on top (for an operator who may change it:
+        the handlers that answer with it checked that)."""
+        doc = await self.figures(request, store)
+        _, version = await store.read_schedule_at()
+        return self.render(request, "room.html", session, {
+            "room": doc, "line": self.line(doc), "done": False, "problem": problem,
+            "may_change": True,
+            "text": problem.message(t), "schedule_version": version, "scheduled": False,
+            "today": dt.datetime.fromtimestamp(self.gate[clock_key](), self.zone).date()},
+            status=problem.status)
 
     def line(self, doc: Mapping[str, Any]) -> Plot | None:
         """The room's line over the last hour, if this process keeps it (its own room)."""
@@ -430,10 +557,7 @@ class Console:
             try:
                 changes = self.changes_of(data, t)
             except Problem as problem:
-                # The room's page again, with the reason on top.
-                return self.render(request, "room.html", session, {
-                    "room": doc, "line": self.line(doc), "done": False, "problem": problem,
-                    "text": problem.message(t), "may_change": True}, status=problem.status)
+                return await self.room_with_problem(request, session, store, problem, t)
         new = {**doc, **{API_FIELD_NAMES.get(k, k): v for k, v in changes.items()}}
         new_rate = rate_in_use(new, fallback_measured=False) if (
             "rate_per_minute" in changes) else doc["rate_in_use"]
@@ -461,9 +585,7 @@ class Console:
             for name in changed:
                 self.gate[metrics_key].room_changes.labels(
                     room, API_FIELD_NAMES.get(name, name)).inc()
-            view = self.gate[room_view_key]
-            if room == view.store.room:
-                await view.refresh()  # this process applies it at once
+            await self.gate[rooms_key].refresh_room(room)  # this process applies it at once
         raise web.HTTPSeeOther(f"{CONSOLE_PREFIX}/rooms/{room}?done=1")
 
     async def audit(self, request: web.Request, session: Session) -> web.StreamResponse:
@@ -594,6 +716,8 @@ def create_console_app(gate: web.Application, *,
     app.router.add_get("/rooms/{room}/figures.json", bound(Console.figures_json))
     app.router.add_post("/rooms/{room}/change", bound(Console.change))
     app.router.add_post("/rooms/{room}/apply", bound(Console.apply))
+    app.router.add_post("/rooms/{room}/schedule/add", bound(Console.schedule_add))
+    app.router.add_post("/rooms/{room}/schedule/remove", bound(Console.schedule_remove))
     app.router.add_route("*", "/{tail:.*}", console.not_found)
     return app
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from queue_gate.admission import RoomView
 from queue_gate.passes import Admitted, Passes
+from queue_gate.schedule import NextChange
 from queue_gate.store import Clock, RoomStore
 from queue_gate.tickets import TicketSigner
 from vaccine_queue.contract import Ticket, TicketStale
@@ -35,6 +36,8 @@ class VisitorStatus:
     ticket_token: str | None = None
     opens_at: float | None = None
     returning: bool = False  # passed over while away, now first in line again
+    # The room's next scheduled closing, pause or opening, if one is pending.
+    next_change: NextChange | None = None
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -48,6 +51,8 @@ class VisitorStatus:
         }
         if self.opens_at is not None:
             body["opens_at"] = dt.datetime.fromtimestamp(self.opens_at, dt.UTC).isoformat()
+        if self.next_change is not None:
+            body["next_change"] = self.next_change.as_json()
         if self.ticket_token is not None:
             body["ticket"] = self.ticket_token
         if self.pass_token is not None:
@@ -121,6 +126,7 @@ class Line:
             progress=progress,
             ticket_token=reissued,
             returning=returning,
+            next_change=view.next_change,
         )
 
     def prequeue(self, opens_at: float, now: float) -> VisitorStatus:
@@ -135,4 +141,5 @@ class Line:
             message=snapshot.config.message,
             progress=0.0,
             opens_at=opens_at,
+            next_change=self._view.next_change,
         )

@@ -140,6 +140,11 @@ class GateMetrics:
             name("agent_requests"),
             "Requests proxied to the backend under an agent's pass by this process",
             ["room"], registry=registry)
+        # Scheduled changes, counted by the process that applied them (each entry by one).
+        self.schedule_changes_applied = Counter(
+            name("schedule_changes_applied"),
+            "Entries of the room's schedule applied by this process (each entry is applied "
+            "by exactly one process: sum over processes)", ["room"], registry=registry)
         self.estimated_wait = Gauge(
             name("estimated_wait_seconds"), "Estimated wait of a visitor joining now",
             ["room"], registry=registry)

@@ -68,6 +68,8 @@ REPLICA_WAIT_MS = 200
 RESEED_MARGIN = 1000
 # Most entries a room's audit list keeps (configure-2.lua drops older ones).
 AUDIT_KEEP = 10_000
+# Most pending entries of a room's schedule (the admin API refuses more).
+SCHEDULE_MAX = 100
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -81,6 +83,10 @@ class GateUnavailable(Exception):
 
 class RoomMissing(Exception):
     """The admin named a room that no gate has created."""
+
+
+class ScheduleConflict(Exception):
+    """The room's schedule changed after the caller read it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,16 @@ class RoomKeys:
     @property
     def configure_script_keys(self) -> tuple[str, ...]:
         return (self.config, self.audit)
+
+    @property
+    def schedule(self) -> str:
+        """Pending timed changes, by time (lua/_schedule.lua)."""
+        return self._key("schedule")
+
+    @property
+    def schedule_script_keys(self) -> tuple[str, ...]:
+        """KEYS of set_schedule-3.lua and apply_schedule-3.lua."""
+        return (self.config, self.audit, self.schedule)
 
     def joins(self, window: int) -> str:
         """Joins per address in join-limit window number `window`."""
@@ -252,6 +268,10 @@ class TickResult:
     # room's decision says the backend answers nothing (adaptive mode only).
     effective_rate: float = 0.0
     backend_down: bool = False
+    # The room's schedule: when its earliest pending entry is due (None: nothing pending),
+    # and a number that changes whenever the pending list does.
+    schedule_next: float | None = None
+    schedule_version: int = 0
 
     @property
     def waiting(self) -> int:
@@ -267,6 +287,57 @@ class HealthDecision:
     effective_rate: float
     backend: str  # up | down ("" in fixed mode)
     decided: bool
+
+
+ScheduleValue = str | int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledChange:
+    """One entry of a room's schedule: at `at` (unix seconds), `changes` are applied as an
+    operator's change would be (in the config hash's names; None removes a field)."""
+
+    at: float
+    changes: dict[str, ScheduleValue]
+    id: str = ""
+    by: str = ""
+
+    def member(self) -> str:
+        """The entry as the schedule's sorted set holds it: JSON, values as text."""
+        return json.dumps({"id": self.id, "at": self.at, "by": self.by,
+                           "set": {name: _stored(name, value)
+                                   for name, value in self.changes.items()}},
+                          sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_member(cls, member: str) -> ScheduledChange | None:
+        """An entry read back (None for one that does not read as one)."""
+        try:
+            raw = json.loads(member)
+            changes = {str(name): None if value is None else str(value)
+                       for name, value in dict(raw["set"]).items()}
+            return cls(float(raw["at"]), dict(changes), str(raw["id"]), str(raw["by"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _stored(name: str, value: ScheduleValue) -> str | None:
+    """A config value as the config hash holds it (opening times in whole seconds, as
+    `RoomStore.change_config` writes them)."""
+    if value is None:
+        return None
+    if name == "opens_at" and isinstance(value, float):
+        return str(math.ceil(value))
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleApplied:
+    """What one apply_schedule-3.lua call did: the entries it applied (id, and the names
+    of the fields whose value changed) and the earliest pending time after it."""
+
+    applied: tuple[tuple[str, tuple[str, ...]], ...]
+    schedule_next: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +475,8 @@ def _tick_result(reply: Reply) -> TickResult:
         reseeded_at=reply.optional_number("reseeded_at"),
         effective_rate=reply.number("effective_rate"),
         backend_down=reply.text("backend") == "down",
+        schedule_next=reply.optional_number("schedule_next"),
+        schedule_version=reply.integer("schedule_version"),
     )
 
 
@@ -745,6 +818,8 @@ class RoomStore:
         # end would open a finished session again, a lost change bring back the old rate.
         self._end_pass = _Script(client, "end_pass-2.lua", replicas)
         self._configure = _Script(client, "configure-2.lua", replicas)
+        self._set_schedule = _Script(client, "set_schedule-3.lua", replicas)
+        self._apply_schedule = _Script(client, "apply_schedule-3.lua", replicas)
         # Not replicated: a decision lost in a failover is made again within a second.
         self._health = _Script(client, "health-3.lua")
         self._presence = _Script(client, "presence-4.lua")
@@ -1118,6 +1193,77 @@ class RoomStore:
             raise RoomMissing(self.room)
         await self.unregister_room()
         return tuple(str(name) for name in json.loads(reply.text("changed")))
+
+    async def set_schedule(self, entries: Sequence[ScheduledChange], *, operator: str,
+                           read_at: int | None = None
+                           ) -> tuple[tuple[ScheduledChange, ...], bool]:
+        """Replace the room's pending schedule with validated `entries` (none clears it),
+        recorded in the audit as one change of "schedule". An entry without an id gets a
+        new one and `operator` as who scheduled it (entries read back keep theirs).
+        `read_at`: the version the caller read the list at (`read_schedule`); if another
+        change came first, raises `ScheduleConflict` and changes nothing. Returns the
+        entries as stored (values as text, as the config hash holds them) in time order,
+        and whether anything changed (clearing an empty schedule is not recorded)."""
+        stored = tuple(sorted(
+            (ScheduledChange(entry.at, {name: _stored(name, value)
+                                        for name, value in entry.changes.items()},
+                             entry.id or secrets.token_hex(6), entry.by or operator)
+             for entry in entries), key=lambda entry: entry.at))
+        args: list[str | int | float] = [operator, self._now_arg(), self.room, AUDIT_KEEP,
+                                         "" if read_at is None else read_at]
+        for entry in stored:
+            args += [repr(entry.at), entry.member()]
+        reply = await self._set_schedule(self.keys.schedule_script_keys, args,
+                                         replicated=True)
+        if reply.text("outcome") == "missing":
+            raise RoomMissing(self.room)
+        if reply.text("outcome") == "conflict":
+            raise ScheduleConflict(self.room)
+        return stored, reply.flag("changed")
+
+    async def read_schedule(self) -> tuple[ScheduledChange, ...]:
+        """The room's pending entries in time order."""
+        raw = await self._call(lambda: self.client.zrange(self.keys.schedule, 0, -1))
+        entries = (ScheduledChange.from_member(str(member)) for member in raw)
+        return tuple(entry for entry in entries if entry is not None)
+
+    async def read_schedule_at(self) -> tuple[tuple[ScheduledChange, ...], int]:
+        """The pending entries and the version of the list they are (for a change of
+        the list that must not undo another's: `set_schedule(read_at=...)`)."""
+
+        async def read() -> list[Any]:
+            # Both keys are the room's (one slot): a cluster sends them to its node. Race:
+            # a change between the two is read with the version before it, so the caller's
+            # `set_schedule` conflicts rather than undoes it.
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hget(self.keys.config, "schedule_version")
+                pipe.zrange(self.keys.schedule, 0, -1)
+                return await pipe.execute()
+
+        version, raw = await self._call(read)
+        entries = (ScheduledChange.from_member(str(member)) for member in raw)
+        return tuple(entry for entry in entries if entry is not None), int(version or 0)
+
+    async def apply_schedule(self) -> ScheduleApplied:
+        """Apply every due entry of the schedule (apply_schedule-3.lua): each is applied by
+        exactly one process, whichever calls first; the others get none."""
+        reply = await self._apply_schedule(
+            self.keys.schedule_script_keys, [self._now_arg(), self.room, AUDIT_KEEP],
+            replicated=True)
+        if reply.text("outcome") == "missing":
+            raise RoomMissing(self.room)
+        try:
+            done = json.loads(reply.text("entries"))
+            # cjson writes an empty Lua table as {}: an entry that changed nothing.
+            applied = tuple((str(entry["id"]), tuple(str(name) for name in
+                                                     (entry["changed"] or ())))
+                            for entry in (done or ()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScriptError(f"apply_schedule-3.lua: unreadable entries in {reply!r}") \
+                from exc
+        if len(applied) != reply.integer("applied"):
+            raise ScriptError(f"apply_schedule-3.lua: count does not match in {reply!r}")
+        return ScheduleApplied(applied, reply.optional_number("schedule_next"))
 
     async def read_audit(self, limit: int) -> list[dict[str, Any]]:
         """The room's last `limit` audit entries, newest first, as configure-2.lua wrote

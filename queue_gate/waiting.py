@@ -239,7 +239,7 @@ def status_body(status: VisitorStatus) -> bytes:
     """`as_json()` serialised; the common case (a waiting visitor's poll, the hottest path
     of the gate) written out directly, which costs a third of `json.dumps` of the dict."""
     if (status.opens_at is not None or status.ticket_token is not None
-            or status.pass_token is not None):
+            or status.pass_token is not None or status.next_change is not None):
         return json.dumps(status.as_json()).encode()
     wait = status.estimated_wait_s
     position = status.position
@@ -336,6 +336,7 @@ async def waiting_page(request: web.Request) -> web.Response:
             "progress_percent": int(status.progress * 100),
             # Shown as "updated at" on a page without JavaScript (the script keeps it current).
             "rendered_at": app[clock_key](),
+            "next_change": status.next_change,
             "room_check_s": ROOM_CHECK_S,
             "room_api": f"{ROOM_API_PATH}?room={room.name}",
             # The version this page shows: a change made before the first check counts.
@@ -452,5 +453,7 @@ def refused_page(request: web.Request, arrival: Arrival,
         return pages.render(request, "limited.html",
                             {"minutes": refused.retry_after_minutes}, status=429,
                             headers={"Retry-After": str(refused.retry_after_s)})
-    return pages.render(request, "closed.html", {"message": arrival.closed_message()},
-                        headers={"Refresh": "60"})
+    return pages.render(request, "closed.html", {
+        "message": arrival.closed_message(),
+        "next_change": arrival.next_change(),
+        "rendered_at": request.app[clock_key]()}, headers={"Refresh": "60"})

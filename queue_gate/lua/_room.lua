@@ -4,7 +4,8 @@
 -- in this order, so each can keep the room's invariants:
 --   KEYS[1]  qg:{room}:config     hash: rate_per_minute, mode, message, session_minutes,
 --                                  epoch, opens_at, max_active, challenge_bits,
---                                  rate_mode (fixed | adaptive), rate_min, rate_max
+--                                  rate_mode (fixed | adaptive), rate_min, rate_max,
+--                                  schedule_next, schedule_version (_schedule.lua)
 --   KEYS[2]  qg:{room}:state      hash: seq, frontier, credit, last_tick, admitted, skipped,
 --                                  passes_issued, passes_ended, seen_bucket, draw_opens_at,
 --                                  draw_base, draw_count, draw_time, reseeded_at (when

@@ -22,52 +22,21 @@
 --          changed, a JSON array of the names of the fields whose value changed.
 -- Clock    ARGV[2]: Redis TIME in production (every process's entries in one order).
 --!include _clock.lua
+--!include _config_change.lua
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'outcome', 'missing', 'changed', '[]'}
 end
 local now = room_now(ARGV[2])
-local setting = tonumber(ARGV[5])
-local first_clear = 2 * setting + 6
-local changes = {}  -- field -> {old, new}, in the order given
-local order = {}
-
-local function note(field, new)
-  local old = redis.call('HGET', KEYS[1], field)
-  if old ~= new then
-    order[#order + 1] = field
-    changes[field] = {old, new}
-  end
+local first_clear = 2 * tonumber(ARGV[5]) + 6
+local setting, clearing = {}, {}
+for i = 6, first_clear - 1 do
+  setting[#setting + 1] = ARGV[i]
 end
-
-if setting > 0 then
-  local pairs_to_set = {}
-  for i = 6, first_clear - 1, 2 do
-    note(ARGV[i], ARGV[i + 1])
-    pairs_to_set[#pairs_to_set + 1] = ARGV[i]
-    pairs_to_set[#pairs_to_set + 1] = ARGV[i + 1]
-  end
-  redis.call('HSET', KEYS[1], unpack(pairs_to_set))
+for i = first_clear, #ARGV do
+  clearing[#clearing + 1] = ARGV[i]
 end
-if #ARGV >= first_clear then
-  local clearing = {}
-  for i = first_clear, #ARGV do
-    note(ARGV[i], false)
-    clearing[#clearing + 1] = ARGV[i]
-  end
-  redis.call('HDEL', KEYS[1], unpack(clearing))
-end
-
-local at = string.format('%.6f', now)
-for _, field in ipairs(order) do
-  local change = changes[field]
-  redis.call('LPUSH', KEYS[2], cjson.encode({
-    at = tonumber(at), operator = ARGV[1], room = ARGV[3], field = field,
-    old = change[1] or cjson.null, new = change[2] or cjson.null}))
-end
-if #order > 0 then
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
-end
+local order = change_config(setting, clearing, ARGV[1], ARGV[3], now, tonumber(ARGV[4]))
 local changed = '[]'
 if #order > 0 then changed = cjson.encode(order) end
 return {'outcome', 'changed', 'changed', changed}

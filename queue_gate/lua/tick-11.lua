@@ -53,6 +53,9 @@
 --           routes: the requests the room covers, as JSON (queue_gate/rooms.py; "" none).
 --           adaptive admission: rate_mode (fixed | adaptive), rate_min, rate_max,
 --             effective_rate (what this tick admitted at), backend (up | down; "" when fixed).
+--           the schedule (_schedule.lua): schedule_next (the earliest pending entry's time,
+--             "" for none: the gate runs apply_schedule-3.lua once it is due),
+--             schedule_version (changes whenever the pending list does).
 -- Clock     ARGV[1]: Redis TIME in production, so every process credits the same elapsed
 --           time; an injected clock in tests.
 --!include _clock.lua
@@ -97,7 +100,8 @@ end
 local opens_at = freeze_draw_if_due(now)
 
 local cfg = redis.call('HMGET', KEYS[1], 'rate_per_minute', 'mode', 'message',
-                       'session_minutes', 'epoch', 'max_active', 'challenge_bits', 'routes')
+                       'session_minutes', 'epoch', 'max_active', 'challenge_bits',
+                       'schedule_next', 'schedule_version', 'routes')
 local rate = tonumber(cfg[1]) or 0
 local mode = cfg[2] or 'paused'
 local max_active = tonumber(cfg[6]) or 0
@@ -209,7 +213,8 @@ return cjson.encode({
   draw_opens_at = counters[2] or '', draw_base = draw_base, draw_count = draw_count,
   now = string.format('%.6f', now),
   reseeded_at = redis.call('HGET', KEYS[2], 'reseeded_at') or '',
-  challenge_bits = tonumber(cfg[7]) or 0, routes = cfg[8] or '',
+  challenge_bits = tonumber(cfg[7]) or 0, routes = cfg[10] or '',
   rate_mode = rate_mode, rate_min = tostring(rate_min), rate_max = tostring(rate_max),
-  effective_rate = tostring(rate), backend = backend
+  effective_rate = tostring(rate), backend = backend,
+  schedule_next = cfg[8] or '', schedule_version = tonumber(cfg[9]) or 0
 })

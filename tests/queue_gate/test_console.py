@@ -90,7 +90,7 @@ async def test_a_change_is_confirmed_applied_and_audited_under_the_operator(
     room = await console.get("/console/rooms/default?lang=en")
     text = await room.text()
     assert "Room default" in text and "Estimated wait of the last in line" in text
-    assert "no schedule" in text
+    assert "No changes are scheduled" in text
 
     # The confirmation: current and new value, and the last in line's wait (20 at 10/min:
     # 2 minutes; at 5/min: 4 minutes). Nothing is written yet.

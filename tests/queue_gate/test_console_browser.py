@@ -11,8 +11,10 @@ pages are also saved at 1280 px to docs/img/console-*.png (for docs/operations.m
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import time
+import zoneinfo
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,23 @@ async def test_the_console_in_chromium(
     assert "ops" in rows[0] and "Rate per minute" in rows[0] and "10" in rows[0], rows[0]
     assert len(rows) == 4  # rate; mode back to queue; mode paused and the message
 
+    # Plan a closing for tomorrow at 18:00 (the deployment's zone): the room lists it, and
+    # the waiting page in the other browser says so within 10 s.
+    await page.goto(str(admin.make_url("/console/rooms/default")))
+    await page.wait_for_selector("#form-schedule")
+    tomorrow = (dt.datetime.now(zoneinfo.ZoneInfo(settings.timezone))
+                + dt.timedelta(days=1)).date()
+    await page.fill("#schedule-date", tomorrow.isoformat())
+    await page.fill("#schedule-time", "18:00")
+    await page.select_option("#schedule-mode", "closed")
+    await page.click("form[aria-labelledby=form-schedule] button[type=submit]")
+    await page.wait_for_selector("#scheduled")
+    await check(page, "schedule")
+    assert "Closed" in (await page.locator("table.schedule").text_content() or "")
+    since = time.monotonic()
+    await shows(visitor, {"#next-change": lambda text: text is not None and text.startswith(
+        "Booking closes on") and "18:00" in text}, since)
+
     # Without JavaScript: the same forms, posted and redirected.
     plain = await (await browser.new_context(locale="de-DE", java_script_enabled=False)
                    ).new_page()
@@ -169,5 +188,6 @@ async def test_the_console_in_chromium(
     assert "ops" in first and "30" in first, first
     await plain.click("header button[type=submit]")  # sign out
     await plain.wait_for_selector("#token")
-    assert set(check.pages) == {"login", "rooms", "room", "confirm", "refused", "audit"}
+    assert set(check.pages) == {"login", "rooms", "room", "confirm", "refused", "audit",
+                                "schedule"}
     assert DEADLINE_S >= 10

@@ -177,9 +177,12 @@ async def test_the_console_shows_a_viewer_the_rooms_without_the_forms(rooms: Roo
     assert page.status == 200
     assert "may look at this room but not change it" in text
     assert "/change" not in text and 'name="rate_per_minute"' not in text
-    for action in ("change", "apply"):
+    assert "/schedule/add" not in text and "/schedule/remove" not in text
+    for action in ("change", "apply", "schedule/add", "schedule/remove"):
         refused = await console.post(f"/console/rooms/{STATE}/{action}?lang=en",
-                                     data={"csrf_token": csrf, "rate_per_minute": "5"})
+                                     data={"csrf_token": csrf, "rate_per_minute": "5",
+                                           "date": "2030-01-01", "time": "08:00",
+                                           "version": "0", "id": "x"})
         assert refused.status == 403, action
         assert refused.content_type == "text/html"
         assert "role is “viewer” (reading only)" in await refused.text()
@@ -207,9 +210,11 @@ async def test_the_console_shows_a_room_operator_only_their_room(rooms: Rooms) -
         assert "No gate has created this room." in await missing.text()
     figures = await console.get(f"/console/rooms/{STATE}/figures.json")
     assert figures.status == 404 and (await figures.json())["error"] == "console_room_missing"
-    for action in ("change", "apply"):
+    for action in ("change", "apply", "schedule/add", "schedule/remove"):
         refused = await console.post(f"/console/rooms/{STATE}/{action}?lang=en",
-                                     data={"csrf_token": csrf, "rate_per_minute": "5"})
+                                     data={"csrf_token": csrf, "rate_per_minute": "5",
+                                           "date": "2030-01-01", "time": "08:00",
+                                           "version": "0", "id": "x"})
         assert refused.status == 404, action
     assert await rate_of(rooms, STATE) == 60
 

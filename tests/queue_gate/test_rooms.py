@@ -557,3 +557,19 @@ async def test_an_agent_pass_of_a_runtime_room_opens_that_room_only(
             assert opened.status == 200, await opened.text()
     elsewhere = await two.client.get("/seniors/book", headers=api)
     assert (elsewhere.status, (await elsewhere.json())["error"]) == (401, "pass_other_room")
+
+
+async def test_put_sets_the_schedule_and_a_replacement_without_one_clears_it(
+        pair: tuple[Gate, Gate], admin_of: Callable[[Gate], Awaitable[AdminClient]],
+        clock: FakeClock) -> None:
+    one, _ = pair
+    admin = await admin_of(one)
+    later = int(clock.now) + 3600
+    code, doc = await put(admin, "evening", {
+        "rate_per_minute": 30, "schedule": [{"at": later, "set": {"mode": "closed"}}]})
+    assert code == 201, doc
+    assert [entry["set"] for entry in doc["schedule"]] == [{"mode": "closed"}]
+    code, doc = await put(admin, "evening", {"schedule": [{"at": "soon", "set": {}}]})
+    assert code == 422 and "schedule" in doc["message"]
+    code, doc = await put(admin, "evening", {"rate_per_minute": 40})
+    assert (code, doc["schedule"], doc["rate_per_minute"]) == (200, [], 40)
