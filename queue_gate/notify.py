@@ -69,7 +69,7 @@ from vaccine_queue.contract import (
     TurnNear,
     normalise_contact,
 )
-from vaccine_queue.i18n import lang_key
+from vaccine_queue.i18n import request_language, translator
 from vaccine_queue.pages import Problem
 
 log = logging.getLogger(__name__)
@@ -382,14 +382,34 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
 # --- The visitor's side ----------------------------------------------------------------
 
 
-def page_context(request: web.Request) -> dict[str, object]:
-    """What the waiting page's notify part shows: offered at all, and whether (and to
-    which masked contact) a message was asked for in this browser."""
+def page_context(request: web.Request, *, page: bool = False, error: str = "",
+                 contact: str = "") -> dict[str, object]:
+    """What the notify part shows: offered at all, whether (and to which masked contact) a
+    message was asked for in this browser; on its own page (`page`), a refusal's text and
+    the contact as typed."""
     settings = request.app[settings_key]
     return {"enabled": settings.notify_enabled, "minutes": settings.notify_minutes,
             "asked": unquote(request.cookies.get(NOTIFY_COOKIE, ""))[:300],
-            "action": NOTIFY_PATH,
-            "cancelled": request.query.get("notify") == "cancelled"}
+            "action": NOTIFY_PATH, "cancelled": request.query.get("notify") == "cancelled",
+            "page": page, "error": error, "contact": contact[:254]}
+
+
+async def notify_page(request: web.Request) -> web.Response:
+    """GET /queue/notify: the form on a page of its own, for browsers without JavaScript
+    (their waiting page reloads itself, which would wipe a number being typed)."""
+    app = request.app
+    if not app[settings_key].notify_enabled:
+        raise web.HTTPNotFound()
+    next_path = safe_next(request.query.get("next"))
+    try:
+        ticket = app[arrival_key].ticket(request)
+    except TokenRejected:
+        ticket = None
+    if ticket is None:
+        return see_other(wait_url(next_path))
+    return app[pages_key].render(request, "notify.html", {
+        "notify": page_context(request, page=True), "next_path": next_path},
+        headers=NO_STORE)
 
 
 async def opt_in(request: web.Request) -> web.Response:
@@ -417,14 +437,25 @@ async def opt_in(request: web.Request) -> web.Response:
         return response
     if ticket.prequeued:
         raise Problem("notify_prequeue", 409)
-    if form.get("consent") not in ("1", "on", "yes"):
-        raise Problem("notify_consent", 400, field="consent")
     try:
-        channel, address = normalise_contact(form.get("contact"))
-    except ContactInvalid as exc:
-        raise Problem(exc.code, 400, field="contact") from exc
+        if form.get("consent") not in ("1", "on", "yes"):
+            raise Problem("notify_consent", 400, field="consent")
+        try:
+            channel, address = normalise_contact(form.get("contact"))
+        except ContactInvalid as exc:
+            raise Problem(exc.code, 400, field="contact") from exc
+    except Problem as refused:
+        if is_api(request):
+            raise
+        # The form again, with what was typed and what is wrong with it.
+        typed = form.get("contact")
+        return app[pages_key].render(request, "notify.html", {
+            "notify": page_context(
+                request, page=True, error=refused.message(translator(request_language(request))),
+                contact=typed if isinstance(typed, str) else ""),
+            "next_path": next_path}, status=400, headers=NO_STORE)
     site = settings.public_url or str(request.url.origin())
-    lang = request.get(lang_key, "de")
+    lang = request_language(request)
     outcome = await notifier.store.opt_in(ticket, channel, address, lang, site)
     if outcome == "saved":
         app[metrics_key].turn_optins.labels(settings.room).inc()
@@ -485,6 +516,7 @@ async def restore(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
+    app.router.add_get(NOTIFY_PATH, notify_page)
     app.router.add_post(NOTIFY_PATH, opt_in)
     app.router.add_get(RESTORE_PATH, restore_page)
     app.router.add_post(RESTORE_PATH, restore)

@@ -41,6 +41,7 @@ from tests.booking_backend.conftest import (
     RecordingSender,
     pair_slots,
 )
+from tests.browser import needs_chromium
 from vaccine_queue.contract import TURN_NEAR_PATH, Ticket
 
 NOTIFY_TOKEN = "test-notify-token"
@@ -504,3 +505,102 @@ def test_settings_of_messages() -> None:
     assert settings.notify_enabled and settings.notify_minutes == 15
     assert settings.notify_link_max_age_s == 2 * (900 + 600)
     assert "notify_token" not in repr(settings)
+
+
+@needs_chromium
+async def test_the_opt_in_and_the_restore_page_in_chromium(
+        browser: Any, booking: Booking, redis_url: str, redis_client: aioredis.Redis,
+        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+    """With JavaScript the answer shows in place, without it the page comes back; a bad
+    number gets its message either way; axe-core finds nothing serious on any of it."""
+    axe_api = pytest.importorskip("axe_playwright_python.async_playwright")
+    axe = axe_api.Axe()
+
+    async def accessible(page: Any, name: str) -> None:
+        results = await axe.run(page)
+        bad = [(v["id"], v["impact"]) for v in results.response["violations"]
+               if v.get("impact") in ("serious", "critical")]
+        assert bad == [], f"{name}: {bad}"
+
+    settings = Settings(
+        redis_url=redis_url, backend_url=str(booking.server.make_url("/")), secrets=(SECRET,),
+        admin_token="gate-admin", cookie_secure=False, room=ROOM, join_limit=0,
+        initial_rate_per_minute=1, notify_minutes=1,
+        notify_url=str(booking.admin.make_url("/")).rstrip("/"), notify_token=NOTIFY_TOKEN)
+    app = create_app(settings, registry=CollectorRegistry())
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as joiner:
+        for _ in range(5):  # ahead of the browsers: nobody's turn is near
+            async with joiner.post(server.make_url("/queue/api/join")) as resp:
+                assert resp.status == 201
+
+    scripted = await (await browser.new_context(
+        locale="en-GB", viewport={"width": 412, "height": 900})).new_page()
+    await scripted.goto(str(server.make_url("/queue/wait?lang=en")))
+    await scripted.wait_for_selector("#notify-form")
+    await accessible(scripted, "waiting page with the offer")
+    await scripted.fill("#notify-contact", "12")
+    await scripted.check("input[name=consent]")
+    await scripted.click("#notify-form button[type=submit]")
+    await scripted.wait_for_selector("#notify-error:not([hidden])")
+    assert "Please check the mobile number" in await scripted.inner_text("#notify-error")
+    assert scripted.url.endswith("/queue/wait?lang=en")  # no reload
+    await scripted.fill("#notify-contact", "erika@example.org")
+    await scripted.click("#notify-form button[type=submit]")
+    await scripted.wait_for_selector("#notify-status:not([hidden])")
+    assert "We will send a message to e***@example.org" in await scripted.inner_text(
+        "#notify-status")
+    assert await scripted.is_hidden("#notify-form")
+    await accessible(scripted, "waiting page, message asked for")
+    [raw] = (await redis_client.hgetall(CONTACTS)).values()
+    assert json.loads(raw)["l"] == "en"  # the message comes in the page's language
+    await scripted.click("#notify-cancel button")
+    await scripted.wait_for_function(
+        "document.getElementById('notify-status').textContent.includes('no message')")
+    assert await redis_client.hlen(CONTACTS) == 0
+    # The form's own page (for browsers without JavaScript; axe-core needs it).
+    await scripted.goto(str(server.make_url("/queue/notify?next=/")))
+    await accessible(scripted, "the form on its own page")
+    await scripted.fill("#notify-contact", "0151")
+    await scripted.check("input[name=consent]")
+    await scripted.click("#notify-form button[type=submit]")
+    await scripted.wait_for_selector("#notify-error:not([hidden])")
+    await accessible(scripted, "a refused number")
+
+    plain = await (await browser.new_context(
+        locale="de-DE", java_script_enabled=False,
+        viewport={"width": 412, "height": 900})).new_page()
+    plain.set_default_timeout(15_000)
+    await plain.goto(str(server.make_url("/queue/wait")))
+    # The waiting page reloads itself: the form is on a page of its own.
+    assert await plain.is_hidden("#notify-form")
+    link = plain.locator("a.button[href^='/queue/notify']")
+    assert await link.inner_text() == "Nummer oder Adresse eingeben"
+    await link.click()
+    assert "/queue/notify?next=" in plain.url
+    await plain.fill("#notify-contact", "0151")
+    await plain.check("input[name=consent]")
+    await plain.click("#notify-form button[type=submit]")
+    assert "Bitte prüfen Sie die Handynummer" in await plain.inner_text("#notify-error")
+    assert await plain.input_value("#notify-contact") == "0151"  # kept to correct it
+    await plain.fill("#notify-contact", CONTACT)
+    await plain.check("input[name=consent]")
+    await plain.click("#notify-form button[type=submit]")
+    assert "Wir schicken eine Nachricht an +49151****678" in await plain.inner_text(
+        "#notify-status")
+    assert await redis_client.hlen(CONTACTS) == 1
+
+    # The link from the message, opened on another device.
+    [ticket_id] = await redis_client.hkeys(CONTACTS)
+    number = int(await redis_client.zscore(KEYS.notify_script_keys[5], ticket_id) or 0)
+    snapshot = app[room_view_key].snapshot
+    assert snapshot is not None
+    token = app[notifier_key].links.sign(
+        Ticket(ROOM, snapshot.epoch, number, str(ticket_id), 5))
+    other = await (await browser.new_context(
+        locale="de-DE", viewport={"width": 412, "height": 900})).new_page()
+    await other.goto(str(server.make_url(f"/queue/restore?t={token}")))
+    await accessible(other, "restore page")
+    await other.click("button[type=submit]")
+    await other.wait_for_selector("#position")
+    assert await other.inner_text("#position") == str(number - snapshot.frontier)
