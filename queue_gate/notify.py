@@ -47,6 +47,7 @@ from queue_gate.keys import (
     run_notifier_key,
     settings_key,
     signer_key,
+    store_key,
 )
 from queue_gate.metrics import GateMetrics
 from queue_gate.responses import NO_STORE, is_api, safe_next, see_other, wait_url
@@ -258,11 +259,13 @@ def near_number(view: RoomView, minutes: int) -> int:
 class Notifier:
     """One process's sender of turn messages (see the module's docstring)."""
 
-    def __init__(self, *, settings: Settings, store: NotifyStore, view: RoomView,
-                 signer: TicketSigner, links: RestoreLinks, metrics: GateMetrics,
-                 session: aiohttp.ClientSession, clock: Clock) -> None:
+    def __init__(self, *, settings: Settings, store: NotifyStore, visitors: NotifyStore,
+                 view: RoomView, signer: TicketSigner, links: RestoreLinks,
+                 metrics: GateMetrics, session: aiohttp.ClientSession, clock: Clock) -> None:
         self._settings = settings
+        # Rounds use the control pool (as the ticker); visitors' requests the large pool.
         self.store = store
+        self.visitors = visitors
         self._view = view
         self._signer = signer
         self.links = links
@@ -274,7 +277,7 @@ class Notifier:
     async def forget(self, ticket_id: str) -> None:
         """The visitor was admitted: their contact goes (Redis trouble: the TTL takes it)."""
         try:
-            await self.store.forget(ticket_id)
+            await self.visitors.forget(ticket_id)
         except GateUnavailable as exc:
             log.warning("room %s: could not forget a turn contact: %s", self.store.keys.room,
                         exc)
@@ -360,10 +363,11 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     view, now = app[room_view_key], app[clock_key]
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT_S))
+    redis_clock = None if now is time.time else now  # None: Redis TIME, as the room's
     notifier = app[notifier_key] = Notifier(
         settings=settings,
-        store=NotifyStore(view.store.client, settings,
-                          clock=None if now is time.time else now),
+        store=NotifyStore(view.store.client, settings, clock=redis_clock),
+        visitors=NotifyStore(app[store_key].client, settings, clock=redis_clock),
         view=view, signer=app[signer_key],
         links=RestoreLinks(settings.secrets, settings.room,
                            max_age_s=settings.notify_link_max_age_s, clock=now),
@@ -430,7 +434,7 @@ async def opt_in(request: web.Request) -> web.Response:
     form = await request.post()
     next_path = safe_next(str(form.get("next") or request.query.get("next") or ""))
     if form.get("action") == "cancel":
-        await notifier.store.forget(ticket.ticket_id)
+        await notifier.visitors.forget(ticket.ticket_id)
         response = _answer(request, next_path, {"notify": "cancelled"},
                            then="&notify=cancelled")
         response.del_cookie(NOTIFY_COOKIE, path="/queue")
@@ -456,7 +460,7 @@ async def opt_in(request: web.Request) -> web.Response:
             "next_path": next_path}, status=400, headers=NO_STORE)
     site = settings.public_url or str(request.url.origin())
     lang = request_language(request)
-    outcome = await notifier.store.opt_in(ticket, channel, address, lang, site)
+    outcome = await notifier.visitors.opt_in(ticket, channel, address, lang, site)
     if outcome == "saved":
         app[metrics_key].turn_optins.labels(settings.room).inc()
     shown = masked(channel, address)
@@ -507,7 +511,7 @@ async def restore(request: web.Request) -> web.Response:
     form = await request.post()
     epoch, number, ticket_id, frontier = _check_link(request, _restore_token(form.get("t")))
     notifier = app[notifier_key]
-    if not await notifier.store.use_link(ticket_id, notifier.links.max_age_s):
+    if not await notifier.visitors.use_link(ticket_id, notifier.links.max_age_s):
         raise Problem(RestoreUsed.code, RestoreUsed.status)
     _, token = app[signer_key].issue_ticket(epoch, number, frontier, ticket_id=ticket_id)
     response = see_other(wait_url("/"))
