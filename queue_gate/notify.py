@@ -205,10 +205,14 @@ class NotifyStore:
              self._settings.ticket_max_age_s], replicated=True)
         return reply.text("outcome")
 
-    async def claim(self, highest: int, *, kept: bool) -> Round:
+    async def claim(self, highest: int, *,
+                    kept: tuple[int, int] | None = None) -> Round:
+        """Claim the pending tickets numbered up to `highest`; with `kept` = (above,
+        upto), also answer the kept places numbered in that range."""
+        above, upto = kept if kept is not None else ("", 0)
         reply = await self._claim(self.keys.notify_script_keys,
-                                  [self._now_arg(), highest, CLAIM_S, CLAIM_LIMIT,
-                                   1 if kept else 0])
+                                  [self._now_arg(), highest, CLAIM_S, CLAIM_LIMIT, above,
+                                   upto])
         claimed = []
         for item in json.loads(reply.text("claimed")):
             contact = json.loads(item["contact"])
@@ -273,6 +277,7 @@ class Notifier:
         self._session = session
         self._clock = clock
         self._kept_bucket: int | None = None
+        self._kept_upto = 0
 
     async def forget(self, ticket_id: str) -> None:
         """The visitor was admitted: their contact goes (Redis trouble: the TTL takes it)."""
@@ -292,14 +297,24 @@ class Notifier:
         assert snap is not None
         grace = self._settings.abandon_grace_s
         bucket = int(snap.now // (grace / 2)) if grace else None
-        want_kept = bucket is not None and bucket != self._kept_bucket
+        # A mark lasts at least the grace period; marks are renewed every half of it. Only
+        # places the frontier may reach before then need one: twice as far as the fastest
+        # of the configured, effective and measured rates goes in a grace period.
+        rate = max(snap.config.rate_per_minute, snap.effective_rate,
+                   view.frontier_per_minute() or 0.0)
+        upto = snap.frontier + math.ceil(2 * grace * rate / 60)
+        # Again at once when the reach grew (an operator raised the rate).
+        want_kept = bucket is not None and (bucket != self._kept_bucket
+                                            or upto > self._kept_upto)
+        if snap.config.mode == "passthrough":
+            want_kept = False  # everybody is admitted as they come
         result = await self.store.claim(near_number(view, self._settings.notify_minutes),
-                                        kept=want_kept)
+                                        kept=(snap.frontier, upto) if want_kept else None)
         if want_kept:
             # As if each polled: the next tick marks them present for this presence bucket.
             for number in result.kept:
                 view.mark_seen(number)
-            self._kept_bucket = bucket
+            self._kept_bucket, self._kept_upto = bucket, upto
         await asyncio.gather(*(self._ask(claimed) for claimed in result.claimed))
         return len(result.claimed)
 

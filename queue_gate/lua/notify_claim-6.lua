@@ -15,10 +15,13 @@
 -- ARGV[2]  the highest ticket number whose turn is near
 -- ARGV[3]  how long a claim lasts, seconds
 -- ARGV[4]  most tickets claimed (and forgotten) in one round
--- ARGV[5]  1: also answer the numbers of every place kept now (for the presence marks)
+-- ARGV[5]  "" or a ticket number: also answer the numbers above it, up to ARGV[6], whose
+--          place is kept now (for the presence marks: only those the frontier may reach
+--          before the next marks matter, so a round never reads every kept place)
+-- ARGV[6]  the highest number reported in kept
 -- Returns  named fields: claimed, a JSON array of {t: ticket id, n: number, contact: the
 --          contact JSON}; forgotten, how many tickets were forgotten; kept, a JSON array
---          of numbers whose place is kept ("[]" unless ARGV[5] is 1).
+--          of numbers whose place is kept ("[]" when ARGV[5] is "").
 -- Clock    ARGV[1]: Redis TIME in production, the clock every gate process agrees on; an
 --          injected clock in tests.
 --!include _clock.lua
@@ -58,11 +61,14 @@ for i = 1, #due, 2 do
 end
 
 local kept = '[]'
-if ARGV[5] == '1' then
+if ARGV[5] ~= '' then
   local numbers = {}
-  for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. now, '+inf')) do
-    local number = redis.call('ZSCORE', KEYS[6], ticket)
-    if number then numbers[#numbers + 1] = tonumber(number) end
+  local near = redis.call('ZRANGEBYSCORE', KEYS[6], '(' .. ARGV[5], ARGV[6], 'WITHSCORES')
+  for i = 1, #near, 2 do
+    local until_kept = redis.call('ZSCORE', KEYS[4], near[i])
+    if until_kept and tonumber(until_kept) > now then
+      numbers[#numbers + 1] = tonumber(near[i + 1])
+    end
   end
   if #numbers > 0 then kept = cjson.encode(numbers) end
 end
