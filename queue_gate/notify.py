@@ -343,7 +343,7 @@ class Notifier:
                     outcome = "sent"
                 elif response.status == 400:
                     outcome = "failed"  # the backend refuses this contact: asking again won't help
-                log.log(logging.INFO if outcome == "sent" else logging.WARNING,
+                log.log(logging.DEBUG if outcome == "sent" else logging.WARNING,
                         "room %s: turn message to %s: backend answered %d", room,
                         masked(claimed.channel, claimed.address), response.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -480,6 +480,8 @@ async def opt_in(request: web.Request) -> web.Response:
         app[metrics_key].turn_optins.labels(settings.room).inc()
     shown = masked(channel, address)
     response = _answer(request, next_path, {"notify": outcome, "contact": shown})
+    if outcome != "saved":
+        return response  # the message went out already: nothing was stored
     # Quoted: '+', '*' and '@' would make the cookie's value a quoted string.
     response.set_cookie(NOTIFY_COOKIE, quote(shown, safe=""), max_age=settings.ticket_max_age_s,
                         path="/queue", httponly=True, samesite="Lax",

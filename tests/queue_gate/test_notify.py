@@ -267,6 +267,11 @@ async def test_opted_in_visitor_is_messaged_once_restores_on_a_second_device_and
     assert sent == 1
     # The contact is gone from Redis once the message is queued at the backend.
     assert await redis_client.hlen(CONTACTS) == 0
+    # Asking again does not store it again, nor send a second message.
+    async with phone.post("/queue/notify", data={"contact": CONTACT, "consent": "1"},
+                          headers={"Accept": "application/json"}) as resp:
+        assert (await resp.json())["notify"] == "sent"
+    assert await redis_client.hlen(CONTACTS) == 0
 
     assert await booking.deliver() == 1
     [message] = [m for m in booking.sender.messages if m.kind == "turn_near"]
