@@ -60,7 +60,6 @@ from queue_gate.store import (
     _redis_trouble,
     _Script,
 )
-from queue_gate.tickets import TicketSigner
 from vaccine_queue.background import background
 from vaccine_queue.contract import (
     TURN_NEAR_PATH,
@@ -264,18 +263,16 @@ class Notifier:
     """One process's sender of turn messages (see the module's docstring)."""
 
     def __init__(self, *, settings: Settings, store: NotifyStore, visitors: NotifyStore,
-                 view: RoomView, signer: TicketSigner, links: RestoreLinks,
-                 metrics: GateMetrics, session: aiohttp.ClientSession, clock: Clock) -> None:
+                 view: RoomView, links: RestoreLinks, metrics: GateMetrics,
+                 session: aiohttp.ClientSession) -> None:
         self._settings = settings
         # Rounds use the control pool (as the ticker); visitors' requests the large pool.
         self.store = store
         self.visitors = visitors
         self._view = view
-        self._signer = signer
         self.links = links
         self._metrics = metrics
         self._session = session
-        self._clock = clock
         self._kept_bucket: int | None = None
         self._kept_upto = 0
 
@@ -349,8 +346,10 @@ class Notifier:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("room %s: turn message to %s: backend not reached (%s)", room,
                         masked(claimed.channel, claimed.address), type(exc).__name__)
-        now = self._clock()
-        at = now + (settings.notify_grace_s if outcome != "retry" else RETRY_S)
+        # The room's clock (Redis TIME in production, as the scripts'), as of the last tick.
+        snap = self._view.snapshot
+        assert snap is not None
+        at = snap.now + (settings.notify_grace_s if outcome != "retry" else RETRY_S)
         try:
             await self.store.done(claimed.ticket_id, outcome, at)
         except GateUnavailable as exc:
@@ -383,10 +382,10 @@ async def notify_ctx(app: web.Application) -> AsyncIterator[None]:
         settings=settings,
         store=NotifyStore(view.store.client, settings, clock=redis_clock),
         visitors=NotifyStore(app[store_key].client, settings, clock=redis_clock),
-        view=view, signer=app[signer_key],
+        view=view,
         links=RestoreLinks(settings.secrets, settings.room,
                            max_age_s=settings.notify_link_max_age_s, clock=now),
-        metrics=app[metrics_key], session=session, clock=now)
+        metrics=app[metrics_key], session=session)
     app[passes_key].on_issued.append(notifier.forget)
     try:
         if app.get(run_notifier_key, True):
