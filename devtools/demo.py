@@ -95,9 +95,11 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
     signing_secret = secrets.token_urlsafe(32)
     gate_token = secrets.token_urlsafe(18)
     booking_token = secrets.token_urlsafe(18)
+    # The gate asks the backend for "your turn is near" messages with a token of its own.
+    notify_token = secrets.token_urlsafe(18)
     booking = create_booking_app(BookingSettings(
         database_url=database_url, secrets=(signing_secret,), admin_token=booking_token,
-        demo=True,
+        notify_token=notify_token, demo=True,
         cookie_secure=False,  # the demo speaks plain HTTP, as the gate's settings below say
     ))
     gate_settings = Settings(
@@ -110,6 +112,8 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
         initial_rate_per_minute=args.rate,
         # The confirmation, managing a booking and the demo inbox need no place in line.
         bypass_paths=DEMO_BYPASS_PATHS,
+        notify_url=f"http://{args.host}:{args.backend_admin_port}",
+        notify_token=notify_token,
     )
     gate = create_app(gate_settings)
     async with contextlib.AsyncExitStack() as stack:
@@ -130,7 +134,8 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
 
   Open in your browser:   {base}:{args.port}/
   {args.crowd} visitors are in line ahead of you; {args.rate} are let in per minute.
-  No SMS or e-mail is sent: the codes to confirm and to cancel are in the demo inbox,
+  No SMS or e-mail is sent: the codes to confirm and to cancel, and the message when
+  your turn is near (asked for on the waiting page), are in the demo inbox,
   {base}:{args.port}/demo/inbox (and in this log).
 
   Operate the room (gate admin API, token {gate_token}):

@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from queue_gate import notify
 from queue_gate.admission import ROOM_CHECK_S
 from queue_gate.arrival import Arrival, JoinRefused
 from queue_gate.challenge import ChallengeEarly, ChallengeRejected, Solved
@@ -246,6 +247,7 @@ async def waiting_page(request: web.Request) -> web.Response:
             "room_check_s": ROOM_CHECK_S,
             # The version this page shows: a change made before the first check counts.
             "room_version": state.version if (state := app[room_view_key].room_state) else None,
+            "notify": notify.page_context(request),
         })
     if new_token is not None:
         arrival.set_cookie(response, new_token)
