@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from booking_backend import keys, retention
+from booking_backend import keys, retention, turn_near
 from booking_backend.catalogue import CatalogueError, demo_catalogue_json
 from booking_backend.centre_pages import CENTRE_PREFIX
 from booking_backend.centre_pages import install as install_centre_pages
@@ -30,12 +30,15 @@ from booking_backend.eligibility import InvalidInput, parse_birth_date
 from booking_backend.inventory import parse_slot_document
 from booking_backend.levels import read_levels
 from booking_backend.metrics import ATTENDANCE_METRICS, LEVEL_METRICS
+from vaccine_queue.contract import TURN_NEAR_PATH
 from vaccine_queue.i18n import translator
 from vaccine_queue.pages import Handler, Problem
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+# Paths with a token of their own instead of the admin token (the gate's turn messages).
+OWN_TOKEN_PATHS = frozenset({TURN_NEAR_PATH})
 
 
 def _error(code: str, message: str, status: int) -> web.Response:
@@ -46,7 +49,7 @@ def _error(code: str, message: str, status: int) -> web.Response:
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == CENTRE_PREFIX or request.path.startswith(f"{CENTRE_PREFIX}/"):
         return await handler(request)  # the centre's pages check their own session
-    if request.path not in OPEN_PATHS:
+    if request.path not in OPEN_PATHS and request.path not in OWN_TOKEN_PATHS:
         token = request.app[keys.settings_key].admin_token
         given = request.headers.get("Authorization", "")
         # No token configured means no admin access at all, never "anyone".
@@ -357,6 +360,8 @@ def setup_routes(app: web.Application) -> None:
     # The centre's day list and check-in (issue 17)
     app.router.add_get("/admin/centres/{centre}/days/{day}", day_list)
     app.router.add_post("/admin/bookings/{code}/attendance", mark_attendance)
+    # The queue gate's turn messages (issue 16), with the notify token.
+    turn_near.setup_routes(app)
     backend = app[keys.backend_key]
     install_centre_pages(app, backend.settings, backend.service,
                          DayLists(backend.db, backend.clock, backend.settings.timezone))

@@ -95,11 +95,15 @@ class Backend:
         key = {"code": "msg.code", "cancel_code": "msg.cancel_code",
                "assigned": "msg.assigned", "booked": "msg.booked",
                "centre_cancelled": "msg.centre_cancelled",
-               "centre_cancelled_second": "msg.centre_cancelled_second"}.get(kind, "msg.code")
+               "centre_cancelled_second": "msg.centre_cancelled_second",
+               "turn_near": "msg.turn_near"}.get(kind, "msg.code")
         # A message queued with a language no longer offered is sent in the default one.
         t = translator(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+        if kind == "turn_near":  # the gate's estimate of the minutes left, and its link
+            minutes = int(fields.get("minutes") or 0)
         return t(key, code=fields.get("code", ""), minutes=minutes,
-                 booking=fields.get("booking", ""), reason=fields.get("reason", ""))
+                 booking=fields.get("booking", ""), reason=fields.get("reason", ""),
+                 link=fields.get("link", ""))
 
     async def open(self) -> None:
         self._users += 1

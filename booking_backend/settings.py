@@ -94,6 +94,9 @@ class Settings:
     sender: str = "console"  # BOOKING_SENDER: console | webhook
     webhook_url: str = ""  # BOOKING_WEBHOOK_URL
     webhook_token: str = field(default="", repr=False)  # BOOKING_WEBHOOK_TOKEN (Bearer)
+    # BOOKING_NOTIFY_TOKEN: the queue gate's Bearer token for asking for "your turn is near"
+    # messages on the admin port (POST /internal/turn-near); empty: nobody may ask
+    notify_token: str = field(default="", repr=False)
     outbox_worker: bool = True  # BOOKING_OUTBOX_WORKER: 0 = deliver from `cli outbox-worker`
     outbox_max_attempts: int = 6  # BOOKING_OUTBOX_MAX_ATTEMPTS
     outbox_poll_seconds: float = 1.0  # BOOKING_OUTBOX_POLL_SECONDS
@@ -218,6 +221,7 @@ class Settings:
             sender=env.choice("BOOKING_SENDER", d.sender, ("console", "webhook")),
             webhook_url=env.text("BOOKING_WEBHOOK_URL"),
             webhook_token=env.text("BOOKING_WEBHOOK_TOKEN"),
+            notify_token=env.text("BOOKING_NOTIFY_TOKEN"),
             outbox_worker=env.flag("BOOKING_OUTBOX_WORKER", d.outbox_worker),
             outbox_max_attempts=env.integer("BOOKING_OUTBOX_MAX_ATTEMPTS",
                                             d.outbox_max_attempts, minimum=1),

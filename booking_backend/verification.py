@@ -41,7 +41,7 @@ class Message:
     """One message to one person, rendered to text by the outbox before sending."""
 
     mid: str
-    kind: str  # code | cancel_code | assigned
+    kind: str  # code | cancel_code | assigned | booked | turn_near | ...
     contact: Contact
     lang: str
     text: str
@@ -314,7 +314,8 @@ class Outbox:
         mid, kind, lang = row["id"], row["kind"], row["lang"]
         contact = Contact(row["channel"], row["address"])
         fields = {"code": row["code"] or "", "booking": row["booking"] or "",
-                  "reason": row["reason"] or ""}
+                  "reason": row["reason"] or "", "link": row["link"] or "",
+                  "minutes": str(row["minutes"] or 0)}
         message = Message(mid, kind, contact, lang, self._render(kind, lang, fields))
         try:
             await self._sender.send(message)

@@ -114,9 +114,11 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
     signing_secret = secrets.token_urlsafe(32)
     gate_token = secrets.token_urlsafe(18)
     booking_token = secrets.token_urlsafe(18)
+    # The gate asks the backend for "your turn is near" messages with a token of its own.
+    notify_token = secrets.token_urlsafe(18)
     booking = create_booking_app(BookingSettings(
         database_url=database_url, secrets=(signing_secret,), admin_token=booking_token,
-        demo=True,
+        notify_token=notify_token, demo=True,
         cookie_secure=False,  # the demo speaks plain HTTP, as the gate's settings below say
     ))
     gate_settings = Settings(
@@ -131,6 +133,8 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
         # bypass routes of the first room (queue_gate/rooms.py); the second room names its
         # own (`second_room`).
         bypass_paths=DEMO_BYPASS_PATHS,
+        notify_url=f"http://{args.host}:{args.backend_admin_port}",
+        notify_token=notify_token,
     )
     gate = create_app(gate_settings)
     async with contextlib.AsyncExitStack() as stack:
@@ -156,7 +160,8 @@ async def run(args: argparse.Namespace, redis_url: str, database_url: str) -> No
   http://localhost:{args.port}/ ({SECOND_ROOM_RATE} per minute). In both rooms the
   confirmation, managing a booking, the static files and the demo inbox need no place
   in line (bypass routes); GET /admin/rooms lists both with their routes.
-  No SMS or e-mail is sent: the codes to confirm and to cancel are in the demo inbox,
+  No SMS or e-mail is sent: the codes to confirm and to cancel, and the message when
+  your turn is near (asked for on the waiting page of the first room), are in the demo inbox,
   {base}:{args.port}/demo/inbox (and in this log).
 
   Operate the room (gate admin API, token {gate_token}):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -15,6 +16,9 @@ from queue_gate.rooms import Rooms
 from queue_gate.settings import Settings
 from queue_gate.store import Clock, RedisClient, RoomStore
 from vaccine_queue.pages import Pages
+
+if TYPE_CHECKING:  # notify.py reads its collaborators through these keys
+    from queue_gate.notify import Notifier
 
 settings_key = web.AppKey("settings", Settings)
 clock_key: web.AppKey[Clock] = web.AppKey("clock")
@@ -37,3 +41,6 @@ health_reporter_key = web.AppKey("health_reporter", HealthReporter)
 health_task_key = web.AppKey("health_task", asyncio.Task[None])
 # The admin app reaches the gate's resources through the gate app it administers.
 gate_app_key = web.AppKey("gate_app", web.Application)
+# Turn messages (issue 16): the sender, and whether it runs as a task (tests run rounds).
+notifier_key: web.AppKey[Notifier] = web.AppKey("notifier")
+run_notifier_key = web.AppKey("run_notifier", bool)

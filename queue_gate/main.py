@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from queue_gate import durability, health
+from queue_gate import durability, health, notify
 from queue_gate.addresses import AddressPolicy
 from queue_gate.admin import create_admin_app
 from queue_gate.keys import (
@@ -29,6 +29,7 @@ from queue_gate.keys import (
     pages_key,
     room_view_key,
     rooms_key,
+    run_notifier_key,
     settings_key,
     store_key,
     ticker_key,
@@ -187,7 +188,9 @@ def create_app(
             app[health_task_key] = reporting
             yield
 
-    app.cleanup_ctx.extend([redis_ctx, durability_ctx, backend_ctx, ticker_ctx])
+    app[run_notifier_key] = run_ticker
+    app.cleanup_ctx.extend([redis_ctx, durability_ctx, backend_ctx, ticker_ctx,
+                            notify.notify_ctx])
     setup_routes(app)
     return app
 

@@ -60,6 +60,15 @@ class GateMetrics:
         self.proxy_errors = Counter(
             name("proxy_errors"), "Requests the backend could not answer, by reason",
             ["room", "reason"], registry=registry)
+        # Issue 16: messages when the turn is near.
+        self.turn_optins = Counter(
+            name("turn_optins"), "Visitors who asked for a message when their turn is near",
+            ["room"], registry=registry)
+        self.turn_messages = Counter(
+            name("turn_messages"),
+            "Turn messages asked of the booking backend, by outcome (sent: queued there; "
+            "retried: it could not be reached, asked again later; failed: it refused)",
+            ["room", "outcome"], registry=registry)
         self.redis_errors = Counter(
             name("redis_errors"), "Redis operations that failed, by operation",
             ["room", "operation"], registry=registry)

@@ -8,6 +8,7 @@ passed over while away and queue again at the front among those who came back.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -46,6 +47,9 @@ class Passes:
         self._signer = signer
         self._metrics = metrics
         self._clock = clock
+        # Called with the ticket id when its pass is first issued (turn messages forget the
+        # visitor's contact then).
+        self.on_issued: list[Callable[[str], Awaitable[None]]] = []
 
     async def collect(self, ticket: Ticket) -> Admitted | AtTheFront:
         """Issue (or issue again) the ticket's pass. Raises `TicketStale` or `SessionEnded`."""
@@ -67,6 +71,8 @@ class Passes:
             self._metrics.passes_issued.labels(self._room).inc()
             self._metrics.time_waited.labels(self._room).observe(
                 max(self._clock() - ticket.issued_at, 0.0))
+            for hook in self.on_issued:
+                await hook(ticket.ticket_id)
         return Admitted(self._signer.issue_pass(ticket, result.value), result.value)
 
     def set_cookie(self, response: web.StreamResponse, token: str, expires_at: int) -> None:

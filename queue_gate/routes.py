@@ -12,7 +12,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from queue_gate import proxy, waiting
+from queue_gate import notify, proxy, waiting
 from queue_gate.admission import RoomView
 from queue_gate.keys import rooms_key
 from vaccine_queue.pages import Problem, json_problem
@@ -25,6 +25,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/queue/api/status", waiting.status_api)
     app.router.add_get("/queue/api/room", waiting.room_api)
     app.router.add_get("/queue/healthz", health)
+    notify.setup_routes(app)  # a message when the turn is near, and its restore link
     # Anything else under /queue/ is ours and does not exist; it must not reach the backend.
     app.router.add_route("*", "/queue/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)

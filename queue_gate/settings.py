@@ -48,6 +48,7 @@ _AT_LEAST = {
     "challenge_wait_s": ("QUEUE_GATE_CHALLENGE_WAIT_S", 1),
     "agent_passes_max": ("QUEUE_GATE_AGENT_PASSES_MAX", 1),
     "agent_pass_max_browsers": ("QUEUE_GATE_AGENT_PASS_MAX_BROWSERS", 1),
+    "notify_minutes": ("QUEUE_GATE_NOTIFY_MINUTES", 1),
 }
 # Durations that must be above zero, with their variable.
 _POSITIVE = {
@@ -137,6 +138,18 @@ class Settings:
     agent_passes_max: int = 50  # QUEUE_GATE_AGENT_PASSES_MAX
     agent_pass_max_browsers: int = 1  # QUEUE_GATE_AGENT_PASS_MAX_BROWSERS
     agent_networks: tuple[str, ...] = ()  # QUEUE_GATE_AGENT_NETWORKS
+    # A message when the turn is near (issue 16): the booking backend's admin address, where
+    # the gate asks for it, and the token it asks with (BOOKING_NOTIFY_TOKEN there); unset:
+    # the waiting page offers no message.
+    notify_url: str = ""  # QUEUE_GATE_NOTIFY_URL
+    notify_token: str = field(default="", repr=False)  # QUEUE_GATE_NOTIFY_TOKEN
+    # The message goes when about this many minutes remain; the place is kept without
+    # polling until the message plus QUEUE_GATE_NOTIFY_GRACE_S.
+    notify_minutes: int = 10  # QUEUE_GATE_NOTIFY_MINUTES
+    notify_grace_s: float = 900.0  # QUEUE_GATE_NOTIFY_GRACE_S
+    # The site's address as visitors reach it (https://impfen.example), for the links in
+    # messages; unset: the address the visitor used when asking for the message.
+    public_url: str = ""  # QUEUE_GATE_PUBLIC_URL
 
     def __post_init__(self) -> None:
         self._check_bypass_paths()
@@ -192,6 +205,29 @@ class Settings:
             raise SettingsError("QUEUE_GATE_ADMIN_TOKEN or QUEUE_GATE_ADMIN_TOKENS is "
                                 "required; demo mode generates one")
         self._check_operators()
+        self._check_notify()
+
+    def _check_notify(self) -> None:
+        if bool(self.notify_url) != bool(self.notify_token):
+            raise SettingsError("QUEUE_GATE_NOTIFY_URL and QUEUE_GATE_NOTIFY_TOKEN go "
+                                "together: the booking backend's admin address and the "
+                                "token it knows as BOOKING_NOTIFY_TOKEN")
+        for variable, url in (("QUEUE_GATE_NOTIFY_URL", self.notify_url),
+                              ("QUEUE_GATE_PUBLIC_URL", self.public_url)):
+            if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+                raise SettingsError(f"{variable} must be an http(s) address, not {url[:40]!r}")
+        if self.notify_grace_s < 0:
+            raise SettingsError("QUEUE_GATE_NOTIFY_GRACE_S cannot be negative")
+
+    @property
+    def notify_enabled(self) -> bool:
+        return bool(self.notify_url)
+
+    @property
+    def notify_link_max_age_s(self) -> int:
+        """How long a restore link works: twice the minutes announced and the grace period
+        (estimates err; a link of yesterday must not)."""
+        return int(2 * (self.notify_minutes * 60 + self.notify_grace_s))
 
     def _check_bypass_paths(self) -> None:
         for path in self.bypass_paths:
@@ -344,6 +380,11 @@ class Settings:
             "agent_pass_max_browsers": env.integer("QUEUE_GATE_AGENT_PASS_MAX_BROWSERS",
                                                    cls.agent_pass_max_browsers),
             "agent_networks": env.items("QUEUE_GATE_AGENT_NETWORKS"),
+            "notify_url": env.text("QUEUE_GATE_NOTIFY_URL"),
+            "notify_token": env.text("QUEUE_GATE_NOTIFY_TOKEN"),
+            "notify_minutes": env.integer("QUEUE_GATE_NOTIFY_MINUTES", cls.notify_minutes),
+            "notify_grace_s": env.number("QUEUE_GATE_NOTIFY_GRACE_S", cls.notify_grace_s),
+            "public_url": env.text("QUEUE_GATE_PUBLIC_URL"),
         }
         found.update(overrides)
         if demo:

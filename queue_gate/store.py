@@ -219,6 +219,16 @@ class RoomKeys:
     def health_script_keys(self) -> tuple[str, ...]:
         return (self.config, self.state, self.health)
 
+    @property
+    def notify_script_keys(self) -> tuple[str, ...]:
+        """KEYS of the turn-message scripts (lua/_notify.lua says what each holds)."""
+        return tuple(self._key(f"notify:{name}") for name in
+                     ("contacts", "due", "claims", "keep", "forget", "numbers"))
+
+    def restored(self, ticket_id: str) -> str:
+        """Set once the ticket's restore link was used (a link works once)."""
+        return self._key(f"notify:restored:{ticket_id}")
+
 
 @dataclass(frozen=True, slots=True)
 class RoomConfig:

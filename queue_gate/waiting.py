@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from queue_gate import notify
 from queue_gate.admission import ROOM_CHECK_S
 from queue_gate.arrival import Arrival, JoinRefused
 from queue_gate.challenge import ChallengeEarly, ChallengeRejected, Solved
@@ -341,6 +342,8 @@ async def waiting_page(request: web.Request) -> web.Response:
             "room_api": f"{ROOM_API_PATH}?room={room.name}",
             # The version this page shows: a change made before the first check counts.
             "room_version": state.version if (state := room.view.room_state) else None,
+            # Turn messages are offered in the environment's room (queue_gate/notify.py).
+            "notify": notify.page_context(request, offered=room is app[rooms_key].first),
         })
     if new_token is not None:
         arrival.set_cookie(response, new_token)

@@ -19,6 +19,7 @@ Rejections carry a stable `code`; the words people read are in the catalogue und
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,14 @@ CAPACITY_HEADER = "X-Backend-Capacity"
 # A path the protected application answers with no work and no pass (HEAD, 204, with the
 # capacity header): the gate probes it while no visitor's request shows whether it lives.
 CAPACITY_PATH = "/capacity"
+
+# The gate asks the protected application to send a visitor the message that their turn is
+# near (`TurnNear`, as JSON), on the application's private admin port, with
+# `Authorization: Bearer <shared notify token>`; it answers 202 once the message is queued
+# (again 202 for an id it queued before: the gate may ask twice, it is sent once).
+TURN_NEAR_PATH = "/internal/turn-near"
+# The message kind the application queues it under.
+TURN_NEAR_KIND = "turn_near"
 
 _TICKET_SALT = "queue-gate.ticket.v1"
 _PASS_SALT = "queue-gate.pass.v1"
@@ -128,6 +137,82 @@ class PassShared(TokenRejected):
 
 class PassForeign(TokenRejected):
     code = "pass_foreign"
+
+
+class ContactInvalid(ValueError):
+    """A phone number or e-mail address that cannot be used; `code` is `contact_missing`,
+    `email_invalid` or `phone_invalid` (the catalogue's `err.<code>`)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[a-z]{2,24}$")
+
+
+def normalise_contact(raw: object) -> tuple[str, str]:
+    """(channel, address) of a German or international phone number ("sms",
+    `+4915112345678`) or an e-mail address ("email", lower case): the one rule both
+    services apply to a contact. Raises `ContactInvalid`."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ContactInvalid("contact_missing")
+    value = raw.strip()
+    if "@" in value:
+        email = value.lower()
+        if len(email) > 254 or not _EMAIL.match(email):
+            raise ContactInvalid("email_invalid")
+        return "email", email
+    digits = re.sub(r"[\s()/.\-]", "", value)
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    elif digits.startswith("0"):
+        digits = "+49" + digits[1:]
+    elif not digits.startswith("+"):
+        raise ContactInvalid("phone_invalid")
+    if not (digits[1:].isascii() and digits[1:].isdigit()) or not 8 <= len(digits) - 1 <= 15:
+        raise ContactInvalid("phone_invalid")
+    return "sms", digits
+
+
+@dataclass(frozen=True, slots=True)
+class TurnNear:
+    """The gate's request for a "your turn is near" message. `id` is stable per visitor
+    and room (the application queues it at most once); `link` restores the visitor's place
+    on any device; `minutes` is about how long is left."""
+
+    id: str
+    channel: str
+    address: str
+    lang: str
+    minutes: int
+    link: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "channel": self.channel, "address": self.address,
+                "lang": self.lang, "minutes": self.minutes, "link": self.link}
+
+    @classmethod
+    def from_json(cls, raw: object) -> TurnNear:
+        """Raises `ValueError` (or `ContactInvalid`) for a body of the wrong shape."""
+        if not isinstance(raw, dict):
+            raise ValueError("the body is not a JSON object")
+        fields = {name: raw.get(name) for name in
+                  ("id", "channel", "address", "lang", "link")}
+        if not all(isinstance(value, str) and value for value in fields.values()):
+            raise ValueError("id, channel, address, lang and link are required strings")
+        minutes = raw.get("minutes")
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes < 1440:
+            raise ValueError("minutes must be a whole number from 0 to 1439")
+        channel, address = normalise_contact(fields["address"])
+        if channel != fields["channel"]:
+            raise ValueError("channel does not match the address")
+        link = str(fields["link"])
+        if len(link) > 2000 or not link.startswith(("https://", "http://")):
+            raise ValueError("link must be an absolute http(s) URL")
+        if len(str(fields["id"])) > 100:
+            raise ValueError("id is too long")
+        return cls(str(fields["id"]), channel, address, str(fields["lang"]), minutes, link)
 
 
 def _keys_oldest_first(secret_keys: Sequence[str]) -> list[str]:

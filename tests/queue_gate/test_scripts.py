@@ -52,6 +52,12 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "check_agent_pass-3.lua": KEYS.check_agent_pass_script_keys("agent.a-1"),
     "revoke_agent_pass-4.lua": KEYS.revoke_agent_pass_script_keys("agent.a-1"),
     "_room.lua": KEYS.room_script_keys,
+    # Turn messages (issue 16; run in tests/queue_gate/test_notify.py).
+    "notify_optin-6.lua": KEYS.notify_script_keys,
+    "notify_claim-6.lua": KEYS.notify_script_keys,
+    "notify_done-6.lua": KEYS.notify_script_keys,
+    "notify_forget-6.lua": KEYS.notify_script_keys,
+    "_notify.lua": KEYS.notify_script_keys,
 }
 TICK_FIELDS = {
     "mode", "rate_per_minute", "message", "session_minutes", "epoch", "max_active",
@@ -108,7 +114,9 @@ def test_a_script_stays_in_its_rooms_slot(name: str) -> None:
 
 def test_each_script_includes_what_it_uses_once() -> None:
     room_scripts = {"tick-11.lua", "join-14.lua", "issue_pass-11.lua", "draw_place-11.lua"}
-    for name in set(SCRIPT_KEYS) - {"_room.lua", "_config_change.lua", "_schedule.lua"}:
+    # Shared helpers are pasted into scripts; notify_forget-6.lua needs no clock.
+    for name in set(SCRIPT_KEYS) - {"_room.lua", "_config_change.lua", "_schedule.lua",
+                                    "_notify.lua", "notify_forget-6.lua"}:
         source = script_source("queue_gate", name)
         # presence-4.lua only counts bits: it reads no time.
         assert source.count("local function room_now(") == (name != "presence-4.lua"), name
