@@ -18,6 +18,7 @@ from pathlib import Path
 
 from queue_gate.operators import FULL, ROOM_SEPARATOR, Grant, parse_grant
 from vaccine_queue.config import Env, SettingsError
+from vaccine_queue.contract import PASS_FREE_PREFIXES
 
 MODES = ("queue", "paused", "passthrough", "closed")
 DEFAULT_POLL_MIN_S = 2.0
@@ -25,9 +26,11 @@ DEFAULT_POLL_MAX_S = 120.0
 ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # An operator's name in QUEUE_GATE_ADMIN_TOKENS, as the audit records it.
 OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-# QUEUE_GATE_BYPASS_PATHS of the demo (in front of the booking backend's demo): its
-# confirmation, managing a booking, its static files and the demo inbox.
-DEMO_BYPASS_PATHS = ("/manage", "/confirmation", "/static", "/demo")
+# QUEUE_GATE_BYPASS_PATHS when unset: what the booking backend serves without a pass (its
+# confirmation, managing a booking, its static files); the demo adds its inbox. "none"
+# queues every path (a backend that guards nothing by itself).
+DEFAULT_BYPASS_PATHS = PASS_FREE_PREFIXES
+DEMO_BYPASS_PATHS = (*PASS_FREE_PREFIXES, "/demo")
 # One entry of QUEUE_GATE_BYPASS_PATHS.
 BYPASS_PATH = re.compile(r"^/[A-Za-z0-9/_.-]{0,99}$")
 # The operator QUEUE_GATE_ADMIN_TOKEN stands for.
@@ -362,8 +365,9 @@ class Settings:
                                               cls.backend_pool_wait_s),
             "backend_latency_target_s": env.number("QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
                                                    cls.backend_latency_target_s),
-            "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
-                                      DEMO_BYPASS_PATHS if demo else ()),
+            "bypass_paths": tuple(path for path in env.items(
+                "QUEUE_GATE_BYPASS_PATHS", DEMO_BYPASS_PATHS if demo else DEFAULT_BYPASS_PATHS)
+                if path != "none"),
             "agent_passes_max": env.integer("QUEUE_GATE_AGENT_PASSES_MAX",
                                             cls.agent_passes_max),
             "agent_pass_max_browsers": env.integer("QUEUE_GATE_AGENT_PASS_MAX_BROWSERS",
