@@ -24,6 +24,7 @@ from booking_backend.sessions import CSRF_FIELD, Session
 from vaccine_queue.contract import END_SESSION_HEADER
 from vaccine_queue.i18n import request_language, translator
 from vaccine_queue.pages import Handler, Problem
+from vaccine_queue.site import add_demo_legal_pages, stylesheet_handler
 
 log = logging.getLogger(__name__)
 
@@ -475,10 +476,6 @@ def _static(name: str, content_type: str) -> web.Response:
     return response
 
 
-async def stylesheet(request: web.Request) -> web.Response:
-    return _static("booking.css", "text/css")
-
-
 async def countdown_script(request: web.Request) -> web.Response:
     return _static("countdown.js", "application/javascript")
 
@@ -503,5 +500,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/manage", manage_submit)
     app.router.add_post("/manage/cancel-code", cancel_code)
     app.router.add_post("/manage/cancel", cancel)
-    app.router.add_get("/static/booking.css", stylesheet)
+    # The site's one stylesheet (site/site.css), as the gate serves it at /queue/static/.
+    app.router.add_get("/static/booking.css", stylesheet_handler(app[keys.pages_key]))
+    add_demo_legal_pages(app.router, app[keys.pages_key], app[keys.settings_key].site)
     app.router.add_get("/static/countdown.js", countdown_script)

@@ -13,7 +13,11 @@ import datetime as dt
 from aiohttp import web
 
 from queue_gate import proxy, waiting
-from queue_gate.keys import room_view_key
+from queue_gate.keys import pages_key, room_view_key, settings_key
+from vaccine_queue.site import add_demo_legal_pages, stylesheet_handler
+
+# The site's one stylesheet, served by the gate itself: waiting needs no pass.
+STYLESHEET_PATH = "/queue/static/site.css"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -23,6 +27,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/queue/api/status", waiting.status_api)
     app.router.add_get("/queue/api/room", waiting.room_api)
     app.router.add_get("/queue/healthz", health)
+    app.router.add_get(STYLESHEET_PATH, stylesheet_handler(app[pages_key]))
+    add_demo_legal_pages(app.router, app[pages_key], app[settings_key].site)
     # Anything else under /queue/ is ours and does not exist; it must not reach the backend.
     app.router.add_route("*", "/queue/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaccine_queue.config import Env, SettingsError
+from vaccine_queue.site import SiteSettings
 
 MODES = ("queue", "paused", "passthrough", "closed")
 DEFAULT_POLL_MIN_S = 2.0
@@ -119,6 +120,9 @@ class Settings:
     # citizen needs after their session ended (the confirmation, managing a booking by its
     # code, the static files). "/manage" covers "/manage" and "/manage/...", not "/manager".
     bypass_paths: tuple[str, ...] = ()  # QUEUE_GATE_BYPASS_PATHS
+    # SITE_SERVICE_NAME, SITE_OPERATOR, SITE_IMPRESSUM_URL, SITE_PRIVACY_URL: who runs the
+    # site, read by the backend too (vaccine_queue/site.py)
+    site: SiteSettings = field(default_factory=SiteSettings)
 
     def __post_init__(self) -> None:
         self._check_bypass_paths()
@@ -279,6 +283,7 @@ class Settings:
                                                    cls.backend_latency_target_s),
             "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
                                       DEMO_BYPASS_PATHS if demo else ()),
+            "site": SiteSettings.from_env(env),
         }
         found.update(overrides)
         if demo:

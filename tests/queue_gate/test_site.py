@@ -1,0 +1,57 @@
+"""One site: the waiting page says what the line is for and who runs it, links the
+Impressum and the Datenschutz page, and loads the site's stylesheet from the gate itself."""
+
+from __future__ import annotations
+
+import importlib.resources
+
+import pytest
+
+from queue_gate.settings import Settings
+from tests.queue_gate.conftest import GateFactory
+from vaccine_queue.site import DEMO_IMPRESSUM_URL, DEMO_PRIVACY_URL, SiteSettings
+
+OWN_SITE = SiteSettings(service_name="Impfportal Musterland", operator="Land Musterland",
+                        impressum_url="https://example.org/impressum",
+                        privacy_url="https://example.org/datenschutz")
+
+
+@pytest.mark.parametrize(("lang", "about", "run_by"), [
+    ("de", "Diese Warteschlange führt zur Buchung von Impfterminen (Impfportal Musterland)",
+     "Ein Angebot von Land Musterland"),
+    ("en", "This line leads to booking a vaccination appointment (Impfportal Musterland)",
+     "Run by Land Musterland"),
+])
+async def test_waiting_page_says_what_the_line_is_for_and_who_runs_it(
+        make_gate: GateFactory, lang: str, about: str, run_by: str) -> None:
+    gate = await make_gate(site=OWN_SITE)
+    response = await gate.client.get(f"/queue/wait?lang={lang}", headers={"Accept": "text/html"})
+    assert response.status == 200
+    page = await response.text()
+    assert about in page and run_by in page
+    assert 'href="https://example.org/impressum"' in page
+    assert 'href="https://example.org/datenschutz"' in page
+    assert '<link rel="stylesheet" href="/queue/static/site.css">' in page
+    # The operator's own addresses: the gate answers no placeholder (it proxies the path).
+    for path in (DEMO_IMPRESSUM_URL, DEMO_PRIVACY_URL):
+        assert path not in page
+
+
+async def test_the_gate_serves_the_sites_stylesheet_and_demo_legal_pages(
+        make_gate: GateFactory) -> None:
+    gate = await make_gate()
+    response = await gate.client.get("/queue/static/site.css")
+    assert response.status == 200 and response.content_type == "text/css"
+    shared = importlib.resources.files("vaccine_queue.templates").joinpath("site", "site.css")
+    assert await response.text() == shared.read_text(encoding="utf-8")
+    for path in (DEMO_IMPRESSUM_URL, DEMO_PRIVACY_URL):
+        response = await gate.client.get(path, headers={"Accept-Language": "de"})
+        assert response.status == 200  # answered by the gate: no pass, no backend
+        page = await response.text()
+        assert "Dies ist eine Demo" in page and 'href="/queue/static/site.css"' in page
+
+
+def test_the_gate_reads_the_same_site_settings() -> None:
+    settings = Settings.from_env({"SITE_OPERATOR": "Land X", "QUEUE_GATE_DEMO": "1"})
+    assert settings.site.operator == "Land X"
+    assert settings.site.service_name == SiteSettings().service_name
