@@ -78,7 +78,8 @@ def centre_json(centre: Centre | None) -> dict[str, Any] | None:
     if centre is None:
         return None
     return {"id": centre.id, "name": centre.name, "town": centre.town,
-            "district": centre.district}
+            "district": centre.district, "street": centre.street,
+            "postcode": centre.postcode, "address": centre.address, "map_url": centre.map_url}
 
 
 async def booking_json(service: Service, booking: Booking) -> dict[str, Any]:

@@ -55,8 +55,11 @@ _BOOKING_REF = {"booking_code": {"type": "string", "pattern": _code_pattern(8),
 
 # Response bodies.
 _SLOT = {"type": "object", "properties": {"slot": _STR, "start": _DATE_TIME}}
-_CENTRE = {"type": "object", "properties": {"id": _STR, "name": _STR, "town": _STR,
-                                            "district": _STR}}
+_CENTRE = {"type": "object", "properties": {
+    "id": _STR, "name": _STR, "town": _STR, "district": _STR,
+    "street": {**_STR, "description": "empty when the catalogue gives none"},
+    "postcode": _STR, "address": {**_STR, "example": "Marktplatz 1, 38100 Braunschweig"},
+    "map_url": {**_STR, "description": "OpenStreetMap's search for the address"}}}
 _DISTRICT = {"type": "object", "properties": {"id": _STR, "name": _STR}}
 _BOOKING = {"type": "object", "properties": {
     "booking_code": _STR, "status": {"type": "string", "enum": ["active", "cancelled"]},
