@@ -15,6 +15,7 @@ from aiohttp import web
 
 from booking_backend import keys
 from booking_backend.catalogue import Catalogue, Centre
+from booking_backend.days import parse_choice
 from booking_backend.inventory import Booking, Hold, Slot
 from booking_backend.openapi import document
 from booking_backend.service import Person, Service
@@ -149,8 +150,10 @@ async def eligibility(request: web.Request) -> web.Response:
 
 async def offers(request: web.Request) -> web.Response:
     service = service_of(request)
+    # The query's day and time of day are checked first: a bad one is the app's mistake.
+    choice = parse_choice(request.query.get("day"), request.query.get("time_of_day"))
     person = await person_of(request, await body_of(request))
-    listed, found = await service.search(person)
+    listed, found = await service.search(person, choice)
     return web.json_response({
         "district": {"id": person.district.id, "name": person.district.name},
         "centres": [centre_json(c) for c in listed],
