@@ -17,9 +17,9 @@ OWN_SITE = SiteSettings(service_name="Impfportal Musterland", operator="Land Mus
 
 
 @pytest.mark.parametrize(("lang", "about", "run_by"), [
-    ("de", "Diese Warteschlange führt zur Buchung von Impfterminen (Impfportal Musterland)",
+    ("de", "Buchung von Impfterminen bei „Impfportal Musterland“, betrieben von Land Musterland",
      "Ein Angebot von Land Musterland"),
-    ("en", "This line leads to booking a vaccination appointment (Impfportal Musterland)",
+    ("en", "a vaccination appointment with “Impfportal Musterland”, run by Land Musterland",
      "Run by Land Musterland"),
 ])
 async def test_waiting_page_says_what_the_line_is_for_and_who_runs_it(
