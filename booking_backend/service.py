@@ -189,12 +189,7 @@ class Service:
                      ) -> tuple[list[Centre], list[Offer]]:
         """The person's centres (nearest first) and their offers, on the chosen day and time
         of day if any; `only` the offers of one of those centres (a page's "more")."""
-        self.require_eligible(person)
-        catalogue = await self.catalogue()
-        centres = catalogue.centres_for(
-            person.postcode, home_only=self.settings.home_district_only,
-            limit=self.settings.max_centres,
-        )
+        centres = await self.centres(person)
         choice = choice or DayChoice()
         if choice.day is not None:
             first, last = self.inventory.first_days()
@@ -207,6 +202,15 @@ class Service:
                 raise Problem("centre_unknown", 422, field="centre")
         return centres, await self.inventory.offers(
             listed, within=choice.window(self.zone), hours=choice.hours, per_centre=per_centre)
+
+    async def centres(self, person: Person) -> list[Centre]:
+        """The centres a person is offered, home district first, then the nearest."""
+        self.require_eligible(person)
+        catalogue = await self.catalogue()
+        return catalogue.centres_for(
+            person.postcode, home_only=self.settings.home_district_only,
+            limit=self.settings.max_centres,
+        )
 
     async def offer_days(self, centres: list[Centre], limit: int) -> list[OfferDay]:
         """The next days on which these centres have free pairs (the day chooser)."""

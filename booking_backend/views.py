@@ -205,15 +205,13 @@ async def _appointments(request: web.Request, session: Session,
     service = service_of(request)
     asked = asked or {}
     only = asked.get("centre", "")
+    centres = await service.centres(person)
     try:
         choice = parse_choice(asked.get("day"), asked.get("time_of_day"))
-        centres, _ = await service.search(person, DayChoice(None, choice.time_of_day),
-                                          only=only, per_centre=1)
+        if only and only not in {c.id for c in centres}:
+            raise Problem("centre_unknown", 422, field="centre")
     except Problem as problem:
-        if problem.status >= 500:
-            raise
         error, choice, only = problem, DayChoice(), ""
-        centres, _ = await service.search(person, choice, per_centre=1)
     days = await service.offer_days(centres, CHOOSER_DAYS)
     if choice.day is None and days:
         choice = choice.on(days[0].day)

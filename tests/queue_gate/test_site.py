@@ -4,6 +4,7 @@ Impressum and the Datenschutz page, and loads the site's stylesheet from the gat
 from __future__ import annotations
 
 import importlib.resources
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,19 @@ def test_the_gate_reads_the_same_site_settings() -> None:
     settings = Settings.from_env({"SITE_OPERATOR": "Land X", "QUEUE_GATE_DEMO": "1"})
     assert settings.site.operator == "Land X"
     assert settings.site.service_name == SiteSettings().service_name
+
+
+async def test_an_operators_folder_may_replace_the_shared_layout_and_stylesheet(
+        make_gate: GateFactory, tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "site.css").write_text("body { color: #222; }\n", encoding="utf-8")
+    layout = importlib.resources.files("vaccine_queue.templates").joinpath("site", "layout.html")
+    own = layout.read_text(encoding="utf-8").replace(
+        '<main id="main">', '<p id="own">Eigenes Layout</p>\n<main id="main">')
+    (tmp_path / "site" / "layout.html").write_text(own, encoding="utf-8")
+    gate = await make_gate(template_dir=tmp_path)
+    response = await gate.client.get("/queue/static/site.css")
+    assert await response.text() == "body { color: #222; }\n"
+    response = await gate.client.get("/queue/wait", headers={"Accept": "text/html"})
+    page = await response.text()
+    assert '<p id="own">Eigenes Layout</p>' in page and 'id="position"' in page
