@@ -51,16 +51,34 @@ OFFERS_SQL = (
     " ORDER BY c.n, f.start_at"
 )
 
-# The days (in zone $6) with a free pair at these centres ($1), first doses in [$2, $3];
-# $7 days at most. Range scans of `slots_open` as OFFERS_SQL.
+# The first $7 days (in zone $6) with a free pair at these centres ($1), first doses in
+# [$2, $3]. Each day's first free pair is the earliest of each centre's first in index order
+# (`slots_open`); the next day's search starts at the next midnight. A few short index scans
+# per day, never every free slot of the weeks.
 OFFER_DAYS_SQL = (
-    "SELECT (to_timestamp(f.start_at) AT TIME ZONE $6)::date AS day, count(*) AS n"
-    " FROM slots f WHERE f.centre = ANY($1::text[])"
+    "WITH RECURSIVE found(first, n) AS ("
+    " SELECT"
+    "(SELECT min(x.first) FROM unnest($1::text[]) AS c(centre)"
+    " CROSS JOIN LATERAL (SELECT f.start_at AS first FROM slots f WHERE f.centre = c.centre"
     "  AND f.start_at BETWEEN $2 AND $3 AND f.held + f.booked < f.capacity"
     "  AND EXISTS (SELECT 1 FROM slots s WHERE s.centre = f.centre"
     "   AND s.start_at BETWEEN f.start_at + $4 AND f.start_at + $5"
     "   AND s.held + s.booked < s.capacity)"
-    " GROUP BY 1 ORDER BY 1 LIMIT $7"
+    "  ORDER BY f.start_at LIMIT 1) x)"
+    ", 1 UNION ALL SELECT"
+    "(SELECT min(x.first) FROM unnest($1::text[]) AS c(centre)"
+    " CROSS JOIN LATERAL (SELECT f.start_at AS first FROM slots f WHERE f.centre = c.centre"
+    "  AND f.start_at BETWEEN "
+    "   (SELECT extract(epoch FROM (date_trunc('day', to_timestamp(d.first) AT TIME ZONE $6)"
+    "    + interval '1 day') AT TIME ZONE $6)::bigint)"
+    "   AND $3 AND f.held + f.booked < f.capacity"
+    "  AND EXISTS (SELECT 1 FROM slots s WHERE s.centre = f.centre"
+    "   AND s.start_at BETWEEN f.start_at + $4 AND f.start_at + $5"
+    "   AND s.held + s.booked < s.capacity)"
+    "  ORDER BY f.start_at LIMIT 1) x)"
+    ", d.n + 1 FROM found d WHERE d.first IS NOT NULL AND d.n < $7)"
+    " SELECT (to_timestamp(first) AT TIME ZONE $6)::date AS day FROM found"
+    " WHERE first IS NOT NULL ORDER BY first"
 )
 
 
@@ -92,10 +110,9 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class OfferDay:
-    """A day with free pairs: `pairs` first-dose slots of the day have a second one."""
+    """A day (in the deployment's zone) with at least one free pair."""
 
     day: dt.date
-    pairs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +242,7 @@ class Inventory:
 
     async def offer_days(self, centres: Iterable[Centre], limit: int) -> list[OfferDay]:
         """The first `limit` days (in the deployment's zone) on which these centres have a
-        free pair, with how many first-dose slots of the day have one. Both lookups run on
-        the partial index of free slots (`slots_open`: centre, start)."""
+        free pair (OFFER_DAYS_SQL: per day a few scans of the free slots' index)."""
         earliest, latest = self.first_window()
         listed = [c.id for c in centres]
         if not listed:
@@ -234,7 +250,7 @@ class Inventory:
         rows = await self.db.fetch(
             OFFER_DAYS_SQL,
             listed, earliest, latest, self.min_gap, self.max_gap, self.settings.timezone, limit)
-        return [OfferDay(row["day"], row["n"]) for row in rows]
+        return [OfferDay(row["day"]) for row in rows]
 
     def first_days(self) -> tuple[dt.date, dt.date]:
         """The first and last day (in the deployment's zone) a first dose may be on."""
