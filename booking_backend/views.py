@@ -27,7 +27,7 @@ from booking_backend.sessions import CSRF_FIELD, Session
 from vaccine_queue.contract import END_SESSION_HEADER
 from vaccine_queue.i18n import request_language, translator
 from vaccine_queue.pages import Handler, Problem
-from vaccine_queue.site import add_demo_legal_pages, stylesheet_handler
+from vaccine_queue.site import DEMO_LEGAL_PAGES, demo_legal_page, stylesheet_response
 
 log = logging.getLogger(__name__)
 
@@ -529,6 +529,17 @@ def _static(name: str, content_type: str) -> web.Response:
     return response
 
 
+async def stylesheet(request: web.Request) -> web.Response:
+    """The site's one stylesheet (site/site.css), as the gate serves it at /queue/static/."""
+    return stylesheet_response(request.app[keys.pages_key])
+
+
+async def legal_page(request: web.Request) -> web.Response:
+    """The demo's placeholder Impressum and Datenschutz pages (vaccine_queue/site.py)."""
+    return demo_legal_page(request, request.app[keys.pages_key],
+                           request.app[keys.settings_key].site)
+
+
 async def countdown_script(request: web.Request) -> web.Response:
     return _static("countdown.js", "application/javascript")
 
@@ -553,7 +564,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/manage", manage_submit)
     app.router.add_post("/manage/cancel-code", cancel_code)
     app.router.add_post("/manage/cancel", cancel)
-    # The site's one stylesheet (site/site.css), as the gate serves it at /queue/static/.
-    app.router.add_get("/static/booking.css", stylesheet_handler(app[keys.pages_key]))
-    add_demo_legal_pages(app.router, app[keys.pages_key], app[keys.settings_key].site)
+    app.router.add_get("/static/booking.css", stylesheet)
+    for path in DEMO_LEGAL_PAGES:
+        app.router.add_get(path, legal_page)
     app.router.add_get("/static/countdown.js", countdown_script)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from queue_gate import proxy, waiting
 from queue_gate.keys import pages_key, room_view_key, settings_key
-from vaccine_queue.site import add_demo_legal_pages, stylesheet_handler
+from vaccine_queue.site import DEMO_LEGAL_PAGES, demo_legal_page, stylesheet_response
 
 # The site's one stylesheet, served by the gate itself: waiting needs no pass.
 STYLESHEET_PATH = "/queue/static/site.css"
@@ -27,8 +27,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/queue/api/status", waiting.status_api)
     app.router.add_get("/queue/api/room", waiting.room_api)
     app.router.add_get("/queue/healthz", health)
-    app.router.add_get(STYLESHEET_PATH, stylesheet_handler(app[pages_key]))
-    add_demo_legal_pages(app.router, app[pages_key], app[settings_key].site)
+    app.router.add_get(STYLESHEET_PATH, stylesheet)
+    for path in DEMO_LEGAL_PAGES:
+        app.router.add_get(path, legal_page)
     # Anything else under /queue/ is ours and does not exist; it must not reach the backend.
     app.router.add_route("*", "/queue/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
@@ -44,6 +45,16 @@ async def health(request: web.Request) -> web.Response:
         {"ok": view.fresh, "room_lost_at": None if lost is None else
          dt.datetime.fromtimestamp(lost, dt.UTC).isoformat()},
         status=200 if view.fresh else 503)
+
+
+async def stylesheet(request: web.Request) -> web.Response:
+    """GET /queue/static/site.css: the site's one stylesheet (the booking pages' too)."""
+    return stylesheet_response(request.app[pages_key])
+
+
+async def legal_page(request: web.Request) -> web.Response:
+    """The demo's placeholder Impressum and Datenschutz pages (vaccine_queue/site.py)."""
+    return demo_legal_page(request, request.app[pages_key], request.app[settings_key].site)
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from vaccine_queue.config import Env, SettingsError
-from vaccine_queue.pages import Handler, Pages
+from vaccine_queue.pages import Pages
 
 DEMO_SERVICE_NAME = "Impfterminbuchung (Demo)"
 DEMO_OPERATOR = "Demo-Betreiber (kein echter Dienst)"
@@ -55,35 +55,24 @@ class SiteSettings:
 
 
 # -- what both servers serve for the shared layout ---------------------------------------------
-def stylesheet_handler(pages: Pages) -> Handler:
-    """GET the site's one stylesheet (`site/site.css`, an operator's copy first)."""
-    body = pages.asset("site/site.css")
-
-    async def stylesheet(request: web.Request) -> web.Response:
-        return web.Response(text=body, content_type="text/css", charset="utf-8",
-                            headers={"Cache-Control": "public, max-age=3600"})
-
-    return stylesheet
+# The placeholder pages, path -> (heading, text): answered while the path is still the
+# setting's value (a demo), 404 once the operator gave their own addresses.
+DEMO_LEGAL_PAGES: dict[str, tuple[str, str]] = {
+    DEMO_IMPRESSUM_URL: ("site.impressum", "legal.impressum_demo"),
+    DEMO_PRIVACY_URL: ("site.privacy", "legal.privacy_demo"),
+}
 
 
-def demo_legal_routes(site: SiteSettings) -> dict[str, str]:
-    """The placeholder Impressum and Datenschutz pages each server answers itself (no pass,
-    no proxy) while their address is still the demo's: path -> catalogue key of the page."""
-    routes = {}
-    if site.impressum_url == DEMO_IMPRESSUM_URL:
-        routes[DEMO_IMPRESSUM_URL] = "legal.impressum_demo"
-    if site.privacy_url == DEMO_PRIVACY_URL:
-        routes[DEMO_PRIVACY_URL] = "legal.privacy_demo"
-    return routes
+def stylesheet_response(pages: Pages) -> web.Response:
+    """The site's one stylesheet (`site/site.css`, an operator's copy first)."""
+    return web.Response(text=pages.asset("site/site.css"), content_type="text/css",
+                        charset="utf-8", headers={"Cache-Control": "public, max-age=3600"})
 
 
-def add_demo_legal_pages(router: web.UrlDispatcher, pages: Pages, site: SiteSettings) -> None:
-    """Register `demo_legal_routes`; a deployment that set real addresses gets none."""
-    for path, text in demo_legal_routes(site).items():
-        heading = "site.impressum" if path == DEMO_IMPRESSUM_URL else "site.privacy"
-
-        async def legal(request: web.Request, heading: str = heading,
-                        text: str = text) -> web.Response:
-            return pages.render(request, "site/legal.html", {"heading": heading, "text": text})
-
-        router.add_get(path, legal)
+def demo_legal_page(request: web.Request, pages: Pages, site: SiteSettings) -> web.Response:
+    """A placeholder Impressum or Datenschutz page (DEMO_LEGAL_PAGES) each server answers
+    itself, no pass and no proxy; 404 where the deployment set its own address."""
+    heading, text = DEMO_LEGAL_PAGES[request.path]
+    if request.path not in (site.impressum_url, site.privacy_url):
+        raise web.HTTPNotFound()
+    return pages.render(request, "site/legal.html", {"heading": heading, "text": text})
