@@ -26,6 +26,10 @@ from vaccine_queue.pages import Problem
 API_PREFIX = "/api/"
 
 
+# The next days with free pairs an app is told of (to ask `?day=` for), as the page shows.
+OFFER_DAYS = 7
+
+
 def is_api(request: web.Request) -> bool:
     """API requests get JSON answers, errors included; everything else gets pages."""
     return request.path.startswith(API_PREFIX)
@@ -154,9 +158,11 @@ async def offers(request: web.Request) -> web.Response:
     choice = parse_choice(request.query.get("day"), request.query.get("time_of_day"))
     person = await person_of(request, await body_of(request))
     listed, found = await service.search(person, choice)
+    days = await service.offer_days(listed, OFFER_DAYS)
     return web.json_response({
         "district": {"id": person.district.id, "name": person.district.name},
         "centres": [centre_json(c) for c in listed],
+        "days": [d.day.isoformat() for d in days],
         "offers": [{"centre": o.centre.id, "first": slot_json(service, o.first),
                     "second": slot_json(service, o.second)} for o in found],
     })

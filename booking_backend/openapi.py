@@ -98,6 +98,9 @@ _DECISION = {"type": "object", "properties": {
     "own_group_opens": _STR_OR_NULL, "district": _DISTRICT}}
 _OFFERS = {"type": "object", "properties": {
     "district": _DISTRICT, "centres": {"type": "array", "items": _CENTRE},
+    "days": {"type": "array", "description": "the next (up to 7) days with free pairs at these "
+             "centres, whatever `day` and `time_of_day` say: what `?day=` may ask for",
+             "items": {"type": "string", "format": "date"}},
     "offers": {"type": "array", "items": {"type": "object", "properties": {
         "centre": _STR, "first": _SLOT, "second": _SLOT}}}}}
 _RELEASED = {"type": "object", "properties": {"hold_id": _STR, "released": _BOOL}}

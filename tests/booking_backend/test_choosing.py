@@ -192,3 +192,11 @@ async def test_offer_days_and_offers_use_the_free_slots_index(env: Env) -> None:
             plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {sql}", *args))
             assert "slots_open" in plan, plan
         await conn.execute("RESET enable_seqscan")
+
+
+async def test_the_api_names_the_days_to_choose_from(env: Env) -> None:
+    await a_week(env)
+    status, body = await env.api("POST", "/api/v1/offers?day=2021-01-12&time_of_day=evening",
+                                 json=PERSON)
+    assert status == 200
+    assert body["offers"] == [] and body["days"] == ["2021-01-11", "2021-01-12"]
