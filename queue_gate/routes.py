@@ -13,7 +13,11 @@ import datetime as dt
 from aiohttp import web
 
 from queue_gate import notify, proxy, waiting
-from queue_gate.keys import room_view_key
+from queue_gate.keys import pages_key, room_view_key, settings_key
+from vaccine_queue.site import DEMO_LEGAL_PAGES, demo_legal_page, stylesheet_response
+
+# The site's one stylesheet, served by the gate itself: waiting needs no pass.
+STYLESHEET_PATH = "/queue/static/site.css"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -24,6 +28,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/queue/api/room", waiting.room_api)
     app.router.add_get("/queue/healthz", health)
     notify.setup_routes(app)  # a message when the turn is near, and its restore link
+    app.router.add_get(STYLESHEET_PATH, stylesheet)
+    for path in DEMO_LEGAL_PAGES:
+        app.router.add_get(path, legal_page)
     # Anything else under /queue/ is ours and does not exist; it must not reach the backend.
     app.router.add_route("*", "/queue/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
@@ -39,6 +46,16 @@ async def health(request: web.Request) -> web.Response:
         {"ok": view.fresh, "room_lost_at": None if lost is None else
          dt.datetime.fromtimestamp(lost, dt.UTC).isoformat()},
         status=200 if view.fresh else 503)
+
+
+async def stylesheet(request: web.Request) -> web.Response:
+    """GET /queue/static/site.css: the site's one stylesheet (the booking pages' too)."""
+    return stylesheet_response(request.app[pages_key])
+
+
+async def legal_page(request: web.Request) -> web.Response:
+    """The demo's placeholder Impressum and Datenschutz pages (vaccine_queue/site.py)."""
+    return demo_legal_page(request, request.app[pages_key], request.app[settings_key].site)
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from pathlib import Path
 from queue_gate.operators import FULL, ROOM_SEPARATOR, Grant, parse_grant
 from vaccine_queue.config import Env, SettingsError
 from vaccine_queue.contract import PASS_FREE_PREFIXES
+from vaccine_queue.site import SiteSettings
 
 MODES = ("queue", "paused", "passthrough", "closed")
 DEFAULT_POLL_MIN_S = 2.0
@@ -148,6 +149,9 @@ class Settings:
     # The site's address as visitors reach it (https://impfen.example), for the links in
     # messages; unset: the address the visitor used when asking for the message.
     public_url: str = ""  # QUEUE_GATE_PUBLIC_URL
+    # SITE_SERVICE_NAME, SITE_OPERATOR, SITE_IMPRESSUM_URL, SITE_PRIVACY_URL: who runs the
+    # site, read by the backend too (vaccine_queue/site.py)
+    site: SiteSettings = field(default_factory=SiteSettings)
 
     def __post_init__(self) -> None:
         self._check_bypass_paths()
@@ -378,6 +382,7 @@ class Settings:
             "notify_minutes": env.integer("QUEUE_GATE_NOTIFY_MINUTES", cls.notify_minutes),
             "notify_grace_s": env.number("QUEUE_GATE_NOTIFY_GRACE_S", cls.notify_grace_s),
             "public_url": env.text("QUEUE_GATE_PUBLIC_URL"),
+            "site": SiteSettings.from_env(env),
         }
         found.update(overrides)
         if demo:
