@@ -15,6 +15,7 @@ from aiohttp import web
 
 from booking_backend import keys
 from booking_backend.catalogue import Catalogue, Centre
+from booking_backend.days import parse_choice
 from booking_backend.inventory import Booking, Hold, Slot
 from booking_backend.openapi import document
 from booking_backend.service import Person, Service
@@ -23,6 +24,10 @@ from vaccine_queue.i18n import LANGUAGES, request_language
 from vaccine_queue.pages import Problem
 
 API_PREFIX = "/api/"
+
+
+# The next days with free pairs an app is told of (to ask `?day=` for), as the page shows.
+OFFER_DAYS = 7
 
 
 def is_api(request: web.Request) -> bool:
@@ -78,7 +83,8 @@ def centre_json(centre: Centre | None) -> dict[str, Any] | None:
     if centre is None:
         return None
     return {"id": centre.id, "name": centre.name, "town": centre.town,
-            "district": centre.district}
+            "district": centre.district, "street": centre.street,
+            "postcode": centre.postcode, "address": centre.address, "map_url": centre.map_url}
 
 
 async def booking_json(service: Service, booking: Booking) -> dict[str, Any]:
@@ -148,11 +154,15 @@ async def eligibility(request: web.Request) -> web.Response:
 
 async def offers(request: web.Request) -> web.Response:
     service = service_of(request)
+    # The query's day and time of day are checked first: a bad one is the app's mistake.
+    choice = parse_choice(request.query.get("day"), request.query.get("time_of_day"))
     person = await person_of(request, await body_of(request))
-    listed, found = await service.search(person)
+    listed, found = await service.search(person, choice)
+    days = await service.offer_days(listed, OFFER_DAYS)
     return web.json_response({
         "district": {"id": person.district.id, "name": person.district.name},
         "centres": [centre_json(c) for c in listed],
+        "days": [d.day.isoformat() for d in days],
         "offers": [{"centre": o.centre.id, "first": slot_json(service, o.first),
                     "second": slot_json(service, o.second)} for o in found],
     })

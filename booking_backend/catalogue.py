@@ -12,10 +12,14 @@ from __future__ import annotations
 import importlib.resources
 import json
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from booking_backend.db import Connection, Database
 
 DEMO_FILE = "niedersachsen.json"
+# A map of an address without JavaScript or a third party's script on our pages: a link to
+# OpenStreetMap's search.
+MAP_SEARCH_URL = "https://www.openstreetmap.org/search"
 
 
 class CatalogueError(ValueError):
@@ -29,6 +33,18 @@ class Centre:
     town: str
     district: str
     postcode: str
+    street: str = ""  # optional in a catalogue document: older ones have none
+
+    @property
+    def address(self) -> str:
+        """`Street 1, 12345 Town` (or `12345 Town` without a street)."""
+        place = f"{self.postcode} {self.town}"
+        return f"{self.street}, {place}" if self.street else place
+
+    @property
+    def map_url(self) -> str:
+        """OpenStreetMap's search for the address."""
+        return f"{MAP_SEARCH_URL}?{urlencode({'query': self.address})}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +120,11 @@ def parse_catalogue(raw: object) -> Catalogue:
         code = _str(item, "postcode", where)
         if not _is_postcode(code):
             raise CatalogueError(f"{where}.postcode must be 5 digits")
+        street = item.get("street", "")
+        if not isinstance(street, str):
+            raise CatalogueError(f"{where}.street must be a string")
         centres[cid] = Centre(cid, _str(item, "name", where), _str(item, "town", where),
-                              home, code)
+                              home, code, street.strip())
     if not centres:
         raise CatalogueError("the catalogue lists no centre")
     title = raw.get("name")

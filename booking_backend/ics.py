@@ -47,7 +47,7 @@ def utc(epoch: float) -> str:
 def booking_calendar(booking: Booking, centre: Centre | None, t: Translator, *,
                      now: float, domain: str) -> bytes:
     """Both appointments of `booking` as a VCALENDAR; `domain` makes the UIDs unique."""
-    where = f"{centre.name}, {centre.postcode} {centre.town}" if centre else ""
+    where = f"{centre.name}, {centre.address}" if centre else ""
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN",
              "METHOD:PUBLISH"]
     for dose, slot, summary in (("first", booking.first, "ics.summary_first"),

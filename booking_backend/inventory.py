@@ -33,6 +33,54 @@ DAY = 86400
 # Expired holds a hold gives back at once when its pair is gone, as the sweeper would.
 EXPIRE_WITH_HOLD = 100
 
+# Per centre ($1, in order), the earliest free first-dose slots in [$2, $3] (a time of day:
+# $7 true, local hours $9..$10 in zone $8; $6 at most), each with the earliest free second
+# one $4..$5 seconds later. Both lookups are range scans of `slots_open`.
+OFFERS_SQL = (
+    "SELECT c.centre, f.start_at AS first, s.start_at AS second"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS c(centre, n)"
+    " CROSS JOIN LATERAL (SELECT start_at FROM slots f WHERE f.centre = c.centre"
+    "  AND f.start_at BETWEEN $2 AND $3 AND f.held + f.booked < f.capacity"
+    # Without a time of day ($7 false) the hours are not computed at all.
+    "  AND (NOT $7 OR extract(hour FROM to_timestamp(f.start_at) AT TIME ZONE $8)"
+    "   BETWEEN $9 AND $10)"
+    "  ORDER BY f.start_at LIMIT $6) f"
+    " CROSS JOIN LATERAL (SELECT start_at FROM slots s WHERE s.centre = c.centre"
+    "  AND s.start_at BETWEEN f.start_at + $4 AND f.start_at + $5"
+    "  AND s.held + s.booked < s.capacity ORDER BY s.start_at LIMIT 1) s"
+    " ORDER BY c.n, f.start_at"
+)
+
+# The first $7 days (in zone $6) with a free pair at these centres ($1), first doses in
+# [$2, $3]. Each day's first free pair is the earliest of each centre's first in index order
+# (`slots_open`); the next day's search starts at the next midnight. A few short index scans
+# per day, never every free slot of the weeks.
+OFFER_DAYS_SQL = (
+    "WITH RECURSIVE found(first, n) AS ("
+    " SELECT"
+    "(SELECT min(x.first) FROM unnest($1::text[]) AS c(centre)"
+    " CROSS JOIN LATERAL (SELECT f.start_at AS first FROM slots f WHERE f.centre = c.centre"
+    "  AND f.start_at BETWEEN $2 AND $3 AND f.held + f.booked < f.capacity"
+    "  AND EXISTS (SELECT 1 FROM slots s WHERE s.centre = f.centre"
+    "   AND s.start_at BETWEEN f.start_at + $4 AND f.start_at + $5"
+    "   AND s.held + s.booked < s.capacity)"
+    "  ORDER BY f.start_at LIMIT 1) x)"
+    ", 1 UNION ALL SELECT"
+    "(SELECT min(x.first) FROM unnest($1::text[]) AS c(centre)"
+    " CROSS JOIN LATERAL (SELECT f.start_at AS first FROM slots f WHERE f.centre = c.centre"
+    "  AND f.start_at BETWEEN "
+    "   (SELECT extract(epoch FROM (date_trunc('day', to_timestamp(d.first) AT TIME ZONE $6)"
+    "    + interval '1 day') AT TIME ZONE $6)::bigint)"
+    "   AND $3 AND f.held + f.booked < f.capacity"
+    "  AND EXISTS (SELECT 1 FROM slots s WHERE s.centre = f.centre"
+    "   AND s.start_at BETWEEN f.start_at + $4 AND f.start_at + $5"
+    "   AND s.held + s.booked < s.capacity)"
+    "  ORDER BY f.start_at LIMIT 1) x)"
+    ", d.n + 1 FROM found d WHERE d.first IS NOT NULL AND d.n < $7)"
+    " SELECT (to_timestamp(first) AT TIME ZONE $6)::date AS day FROM found"
+    " WHERE first IS NOT NULL ORDER BY first"
+)
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Slot:
@@ -58,6 +106,13 @@ class Offer:
     centre: Centre
     first: Slot
     second: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class OfferDay:
+    """A day (in the deployment's zone) with at least one free pair."""
+
+    day: dt.date
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,27 +208,27 @@ class Inventory:
         now = self.now()
         return now + self.settings.booking_lead_seconds, now + self.settings.search_days * DAY
 
-    async def offers(self, centres: Iterable[Centre]) -> list[Offer]:
+    async def offers(self, centres: Iterable[Centre], *, within: tuple[int, int] | None = None,
+                     hours: tuple[int, int] | None = None,
+                     per_centre: int | None = None) -> list[Offer]:
         """For each centre, the earliest first-dose slots each with the earliest second-dose
-        slot inside the interval, in one query. Showing is not holding: a shown pair can be
-        gone a moment later, and `hold` says so."""
+        slot inside the interval, in one query. `within` narrows the first doses to a day
+        (epoch seconds, `days.DayChoice.window`), `hours` to a time of day (local wall-clock
+        hours [from, to)); `per_centre` replaces BOOKING_OFFERS_PER_CENTRE. Both narrow the
+        scan of the free slots' partial index (`slots_open`: centre, start). Showing is not
+        holding: a shown pair can be gone a moment later, and `hold` says so."""
         earliest, latest = self.first_window()
+        if within is not None:
+            earliest, latest = max(earliest, within[0]), min(latest, within[1])
         listed = list(centres)
-        if not listed:
+        if not listed or earliest > latest:
             return []
-        per_centre = self.settings.offers_per_centre
+        per_centre = per_centre or self.settings.offers_per_centre
+        first_hour, end_hour = hours or (0, 24)
         rows = await self.db.fetch(
-            "SELECT c.centre, f.start_at AS first, s.start_at AS second"
-            " FROM unnest($1::text[]) WITH ORDINALITY AS c(centre, n)"
-            " CROSS JOIN LATERAL (SELECT start_at FROM slots f WHERE f.centre = c.centre"
-            "  AND f.start_at BETWEEN $2 AND $3 AND f.held + f.booked < f.capacity"
-            "  ORDER BY f.start_at LIMIT $6) f"
-            " CROSS JOIN LATERAL (SELECT start_at FROM slots s WHERE s.centre = c.centre"
-            "  AND s.start_at BETWEEN f.start_at + $4 AND f.start_at + $5"
-            "  AND s.held + s.booked < s.capacity ORDER BY s.start_at LIMIT 1) s"
-            " ORDER BY c.n, f.start_at",
+            OFFERS_SQL,
             [c.id for c in listed], earliest, latest, self.min_gap, self.max_gap,
-            per_centre * 4)
+            per_centre * 4, hours is not None, self.settings.timezone, first_hour, end_hour - 1)
         by_id = {c.id: c for c in listed}
         taken: collections.Counter[str] = collections.Counter()
         result: list[Offer] = []
@@ -184,6 +239,25 @@ class Inventory:
             taken[cid] += 1
             result.append(Offer(by_id[cid], Slot(row["first"], cid), Slot(row["second"], cid)))
         return result
+
+    async def offer_days(self, centres: Iterable[Centre], limit: int) -> list[OfferDay]:
+        """The first `limit` days (in the deployment's zone) on which these centres have a
+        free pair (OFFER_DAYS_SQL: per day a few scans of the free slots' index)."""
+        earliest, latest = self.first_window()
+        listed = [c.id for c in centres]
+        if not listed:
+            return []
+        rows = await self.db.fetch(
+            OFFER_DAYS_SQL,
+            listed, earliest, latest, self.min_gap, self.max_gap, self.settings.timezone, limit)
+        return [OfferDay(row["day"]) for row in rows]
+
+    def first_days(self) -> tuple[dt.date, dt.date]:
+        """The first and last day (in the deployment's zone) a first dose may be on."""
+        zone = zoneinfo.ZoneInfo(self.settings.timezone)
+        earliest, latest = self.first_window()
+        return (dt.datetime.fromtimestamp(earliest, zone).date(),
+                dt.datetime.fromtimestamp(latest, zone).date())
 
     async def hold(
         self, first: Slot, second: Slot, owner: str, fields: Mapping[str, str]

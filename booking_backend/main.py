@@ -107,7 +107,7 @@ def _install(app: web.Application, backend: Backend) -> None:
 def pages(settings: Settings) -> Pages:
     """The booking theme: an operator's folder first, times in the deployment's zone."""
     return Pages("booking", override_dir=settings.template_dir, timezone=settings.timezone,
-                 globals={"settings": settings},
+                 globals={"settings": settings, "site": settings.site},
                  content_security_policy=CONTENT_SECURITY_POLICY)
 
 

@@ -53,10 +53,27 @@ _BOOKING_REF = {"booking_code": {"type": "string", "pattern": _code_pattern(8),
                                  "example": "K7QM-3XZA"},
                 "birth_date": _BIRTH_DATE}
 
+# The offers' optional day and time of day (booking_backend/days.py).
+_DAY_CHOICE = [
+    {"name": "day", "in": "query", "required": False,
+     "description": "only first doses on this day (in the deployment's time zone); 422 "
+                    "`day_invalid` if not YYYY-MM-DD, `day_out_of_range` outside the days "
+                    "that may be booked",
+     "schema": {"type": "string", "format": "date", "example": "2021-01-11"}},
+    {"name": "time_of_day", "in": "query", "required": False,
+     "description": "only first doses starting in the morning (before 12:00), afternoon "
+                    "(12:00 to 17:00) or evening (from 17:00), local time; default all; 422 "
+                    "`time_of_day_invalid` for anything else",
+     "schema": {"type": "string", "enum": ["all", "morning", "afternoon", "evening"]}},
+]
+
 # Response bodies.
 _SLOT = {"type": "object", "properties": {"slot": _STR, "start": _DATE_TIME}}
-_CENTRE = {"type": "object", "properties": {"id": _STR, "name": _STR, "town": _STR,
-                                            "district": _STR}}
+_CENTRE = {"type": "object", "properties": {
+    "id": _STR, "name": _STR, "town": _STR, "district": _STR,
+    "street": {**_STR, "description": "empty when the catalogue gives none"},
+    "postcode": _STR, "address": {**_STR, "example": "Marktplatz 1, 38100 Braunschweig"},
+    "map_url": {**_STR, "description": "OpenStreetMap's search for the address"}}}
 _DISTRICT = {"type": "object", "properties": {"id": _STR, "name": _STR}}
 _BOOKING = {"type": "object", "properties": {
     "booking_code": _STR, "status": {"type": "string", "enum": ["active", "cancelled"]},
@@ -81,6 +98,9 @@ _DECISION = {"type": "object", "properties": {
     "own_group_opens": _STR_OR_NULL, "district": _DISTRICT}}
 _OFFERS = {"type": "object", "properties": {
     "district": _DISTRICT, "centres": {"type": "array", "items": _CENTRE},
+    "days": {"type": "array", "description": "the next (up to 7) days with free pairs at these "
+             "centres, whatever `day` and `time_of_day` say: what `?day=` may ask for",
+             "items": {"type": "string", "format": "date"}},
     "offers": {"type": "array", "items": {"type": "object", "properties": {
         "centre": _STR, "first": _SLOT, "second": _SLOT}}}}}
 _RELEASED = {"type": "object", "properties": {"hold_id": _STR, "released": _BOOL}}
@@ -187,6 +207,7 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/api/v1/offers": {"post": {
         "operationId": "offers",
         "summary": "Free pairs (first and second dose at one centre), home district first",
+        "parameters": _DAY_CHOICE,
         "requestBody": _body(_PERSON, ["birth_date", "postcode"]),
         "responses": {**_ok("Offers", _OFFERS), **_errors(*_GATED, *_BODY)}}},
     "/api/v1/holds": {"post": {

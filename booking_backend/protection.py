@@ -20,13 +20,14 @@ from vaccine_queue.contract import (
     TokenRejected,
 )
 from vaccine_queue.pages import Handler, Problem
+from vaccine_queue.site import DEMO_LEGAL_PAGES
 
 log = logging.getLogger(__name__)
 
 # Served to everyone: the API's description and the pages' static files (a confirmation
 # page, shown after the pass has ended, still needs its stylesheet and print script).
 OPEN_PATHS = frozenset({"/api/v1/openapi.json", "/static/booking.css", "/static/countdown.js",
-                        "/static/print.js"})
+                        "/static/print.js", *DEMO_LEGAL_PAGES})
 # What a citizen needs after their queue session ended, guarded by their booking code (and
 # birth date) or their own session instead of a pass: the confirmation again (reload, print,
 # calendar file), managing and cancelling a booking, and the demo's inbox (demo mode only).

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from booking_backend.catalogue import Catalogue, CatalogueCache, Centre, District
+from booking_backend.days import DayChoice
 from booking_backend.db import Connection, Database
 from booking_backend.eligibility import Decision, InvalidInput, decide, parse_birth_date
 from booking_backend.identity import (
@@ -33,6 +34,7 @@ from booking_backend.inventory import (
     Hold,
     Inventory,
     Offer,
+    OfferDay,
     Slot,
     cancel_verification,
     hold_verification,
@@ -182,14 +184,37 @@ class Service:
         )
 
     # -- finding ----------------------------------------------------------------------------
-    async def search(self, person: Person) -> tuple[list[Centre], list[Offer]]:
+    async def search(self, person: Person, choice: DayChoice | None = None, *,
+                     only: str = "", per_centre: int | None = None,
+                     ) -> tuple[list[Centre], list[Offer]]:
+        """The person's centres (nearest first) and their offers, on the chosen day and time
+        of day if any; `only` the offers of one of those centres (a page's "more")."""
+        centres = await self.centres(person)
+        choice = choice or DayChoice()
+        if choice.day is not None:
+            first, last = self.inventory.first_days()
+            if not first <= choice.day <= last:
+                raise Problem("day_out_of_range", 422, field="day")
+        listed = centres
+        if only:
+            listed = [c for c in centres if c.id == only]
+            if not listed:
+                raise Problem("centre_unknown", 422, field="centre")
+        return centres, await self.inventory.offers(
+            listed, within=choice.window(self.zone), hours=choice.hours, per_centre=per_centre)
+
+    async def centres(self, person: Person) -> list[Centre]:
+        """The centres a person is offered, home district first, then the nearest."""
         self.require_eligible(person)
         catalogue = await self.catalogue()
-        centres = catalogue.centres_for(
+        return catalogue.centres_for(
             person.postcode, home_only=self.settings.home_district_only,
             limit=self.settings.max_centres,
         )
-        return centres, await self.inventory.offers(centres)
+
+    async def offer_days(self, centres: list[Centre], limit: int) -> list[OfferDay]:
+        """The next days on which these centres have free pairs (the day chooser)."""
+        return await self.inventory.offer_days(centres, limit)
 
     # -- holding ----------------------------------------------------------------------------
     async def hold(self, person: Person, first_raw: object, second_raw: object, owner: str,

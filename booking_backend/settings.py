@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vaccine_queue.config import Env, SettingsError
+from vaccine_queue.site import SiteSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,9 @@ class Settings:
     # BOOKING_COOKIE_SECURE: `Secure` on our cookies; from the environment on by default and
     # off in demo/dev mode, as the gate's QUEUE_GATE_COOKIE_SECURE.
     cookie_secure: bool = True
+    # SITE_SERVICE_NAME, SITE_OPERATOR, SITE_IMPRESSUM_URL, SITE_PRIVACY_URL: who runs the
+    # site, read by the gate too (vaccine_queue/site.py)
+    site: SiteSettings = field(default_factory=SiteSettings)
 
     def __post_init__(self) -> None:
         if not self.deployment.replace("-", "").replace("_", "").isalnum():
@@ -164,6 +168,9 @@ class Settings:
                 raise SettingsError(
                     "BOOKING_SENDER=console writes codes to the log: demo/dev mode only "
                     "(set BOOKING_SENDER=webhook)")
+            if self.site.is_demo:
+                warnings.append("the pages name a demo operator: set SITE_SERVICE_NAME, "
+                                "SITE_OPERATOR, SITE_IMPRESSUM_URL and SITE_PRIVACY_URL")
         return warnings
 
     @classmethod
@@ -236,6 +243,7 @@ class Settings:
                                        minimum=1024),
             demo_days=env.integer("BOOKING_DEMO_DAYS", d.demo_days, minimum=1),
             cookie_secure=env.flag("BOOKING_COOKIE_SECURE", not (demo or dev)),
+            site=SiteSettings.from_env(env),
         )
 
 

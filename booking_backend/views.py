@@ -5,18 +5,21 @@ Pages reach the data only through the service (`service.py`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.resources
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
 from booking_backend import keys, sessions
 from booking_backend.catalogue import Centre
+from booking_backend.days import CHOICES, DayChoice, parse_choice
 from booking_backend.ics import booking_calendar
 from booking_backend.inventory import Booking, Offer
 from booking_backend.service import Person, Service
@@ -24,6 +27,7 @@ from booking_backend.sessions import CSRF_FIELD, Session
 from vaccine_queue.contract import END_SESSION_HEADER
 from vaccine_queue.i18n import request_language, translator
 from vaccine_queue.pages import Handler, Problem
+from vaccine_queue.site import DEMO_LEGAL_PAGES, demo_legal_page, stylesheet_response
 
 log = logging.getLogger(__name__)
 
@@ -168,29 +172,75 @@ async def not_eligible(request: web.Request, session: Session, person: Person) -
 
 
 # -- appointments -----------------------------------------------------------------------------
+# A short page on a phone: a few pairs per centre for one day and time of day, the next days
+# with free pairs to choose from, and "more" for one centre.
+PAGE_PAIRS_PER_CENTRE = 3
+MORE_PAIRS = 12
+CHOOSER_DAYS = 7
+
+
+def appointments_link(day: dt.date | None, time_of_day: str, centre: str = "") -> str:
+    """The appointments page for a day, a time of day and (for "more") one centre."""
+    query = {"day": day.isoformat() if day else "", "time_of_day": time_of_day,
+             "centre": centre}
+    return "/appointments?" + urlencode({k: v for k, v in query.items() if v})
+
+
 async def appointments(request: web.Request) -> web.Response:
     session = await sessions.load(request)
-    return await _appointments(request, session)
+    return await _appointments(request, session, asked=request.query)
 
 
 async def _appointments(request: web.Request, session: Session,
                         error: Problem | None = None, values: dict[str, str] | None = None,
-                        ) -> web.Response:
-    """The offers (or the waiting list); someone who may not book sees why instead."""
+                        asked: Mapping[str, str] | None = None) -> web.Response:
+    """The offers on a day and time of day (or the waiting list); someone who may not book
+    sees why instead. A day or time of day that cannot be used shows the first day with the
+    reason (422)."""
     person = await session_person(request, session)
     if person is None:
         return await redirect(request, "/")
     if not person.decision.eligible:
         return await not_eligible(request, session, person)
     service = service_of(request)
-    centres, offers = await service.search(person)
-    catalogue = await service.catalogue()
+    asked = asked or {}
+    only = asked.get("centre", "")
+    centres = await service.centres(person)
+    try:
+        choice = parse_choice(asked.get("day"), asked.get("time_of_day"))
+        if only and only not in {c.id for c in centres}:
+            raise Problem("centre_unknown", 422, field="centre")
+    except Problem as problem:
+        error, choice, only = problem, DayChoice(), ""
+    days = await service.offer_days(centres, CHOOSER_DAYS)
+    if choice.day is None and days:
+        choice = choice.on(days[0].day)
+    per_centre = MORE_PAIRS if only else PAGE_PAIRS_PER_CENTRE
+    offers: list[Offer] = []
+    if days:
+        try:
+            _, offers = await service.search(person, choice, only=only, per_centre=per_centre + 1)
+        except Problem as problem:  # a day outside the bookable days
+            if problem.status >= 500:
+                raise
+            error, choice, only = problem, DayChoice(days[0].day), ""
+            per_centre = PAGE_PAIRS_PER_CENTRE
+            _, offers = await service.search(person, choice, per_centre=per_centre + 1)
     by_centre: dict[str, list[Offer]] = {}
     for offer in offers:
         by_centre.setdefault(offer.centre.id, []).append(offer)
+    more = {cid for cid, listed in by_centre.items() if len(listed) > per_centre}
+    by_centre = {cid: listed[:per_centre] for cid, listed in by_centre.items()}
+    later = [d for d in days if choice.day is not None and d.day > choice.day]
+    catalogue = await service.catalogue()
     return await page(request, session, "appointments.html", {
-        "district": person.district, "centres": centres, "offers": offers,
-        "offers_by_centre": by_centre, "home_centres": catalogue.centres_of(person.district.id),
+        "district": person.district,
+        "centres": [c for c in centres if not only or c.id == only],
+        "offers": offers, "offers_by_centre": by_centre, "more": more, "only": only,
+        "days": days, "choice": choice, "times": CHOICES, "next_day": later[0] if later else None,
+        "link": appointments_link,
+        "local_day": lambda epoch: service.local(epoch).date(),
+        "home_centres": catalogue.centres_of(person.district.id),
         "hold_minutes": max(1, service.settings.hold_seconds // 60),
         "error": error, "values": values or {},
     }, status=error.status if error else 200)
@@ -198,7 +248,11 @@ async def _appointments(request: web.Request, session: Session,
 
 async def _appointments_again(request: web.Request, session: Session, data: FormData,
                               error: Problem) -> web.Response:
-    return await _appointments(request, session, error, values_of(data, "name", "contact"))
+    # The hold form carries the day and time of day it was shown for.
+    asked = {name: value for name, value in values_of(data, "day", "time_of_day").items()
+             if value}
+    return await _appointments(request, session, error, values_of(data, "name", "contact"),
+                               asked=asked)
 
 
 @form(_appointments_again)
@@ -478,7 +532,14 @@ def _static(name: str, content_type: str) -> web.Response:
 
 
 async def stylesheet(request: web.Request) -> web.Response:
-    return _static("booking.css", "text/css")
+    """The site's one stylesheet (site/site.css), as the gate serves it at /queue/static/."""
+    return stylesheet_response(request.app[keys.pages_key])
+
+
+async def legal_page(request: web.Request) -> web.Response:
+    """The demo's placeholder Impressum and Datenschutz pages (vaccine_queue/site.py)."""
+    return demo_legal_page(request, request.app[keys.pages_key],
+                           request.app[keys.settings_key].site)
 
 
 async def countdown_script(request: web.Request) -> web.Response:
@@ -506,4 +567,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/manage/cancel-code", cancel_code)
     app.router.add_post("/manage/cancel", cancel)
     app.router.add_get("/static/booking.css", stylesheet)
+    for path in DEMO_LEGAL_PAGES:
+        app.router.add_get(path, legal_page)
     app.router.add_get("/static/countdown.js", countdown_script)

@@ -81,7 +81,8 @@ def redis_trouble(metrics: GateMetrics, room: str) -> Callable[[web.Request, Exc
 
 def pages(settings: Settings) -> Pages:
     """The gate's theme: an operator's folder first, times in the deployment's zone."""
-    return Pages("gate", override_dir=settings.template_dir, timezone=settings.timezone)
+    return Pages("gate", override_dir=settings.template_dir, timezone=settings.timezone,
+                 globals={"site": settings.site})
 
 
 def create_app(

@@ -14,8 +14,12 @@ from aiohttp import web
 
 from queue_gate import notify, proxy, waiting
 from queue_gate.admission import RoomView
-from queue_gate.keys import rooms_key
+from queue_gate.keys import pages_key, rooms_key, settings_key
 from vaccine_queue.pages import Problem, json_problem
+from vaccine_queue.site import DEMO_LEGAL_PAGES, demo_legal_page, stylesheet_response
+
+# The site's one stylesheet, served by the gate itself: waiting needs no pass.
+STYLESHEET_PATH = "/queue/static/site.css"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -26,6 +30,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/queue/api/room", waiting.room_api)
     app.router.add_get("/queue/healthz", health)
     notify.setup_routes(app)  # a message when the turn is near, and its restore link
+    app.router.add_get(STYLESHEET_PATH, stylesheet)
+    for path in DEMO_LEGAL_PAGES:
+        app.router.add_get(path, legal_page)
     # Anything else under /queue/ is ours and does not exist; it must not reach the backend.
     app.router.add_route("*", "/queue/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
@@ -57,6 +64,16 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(
         {"ok": ok, "room_lost_at": _lost_at(rooms.first.view), "rooms": each},
         status=200 if ok else 503)
+
+
+async def stylesheet(request: web.Request) -> web.Response:
+    """GET /queue/static/site.css: the site's one stylesheet (the booking pages' too)."""
+    return stylesheet_response(request.app[pages_key])
+
+
+async def legal_page(request: web.Request) -> web.Response:
+    """The demo's placeholder Impressum and Datenschutz pages (vaccine_queue/site.py)."""
+    return demo_legal_page(request, request.app[pages_key], request.app[settings_key].site)
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from queue_gate.operators import FULL, ROOM_SEPARATOR, Grant, parse_grant
 from vaccine_queue.config import Env, SettingsError
+from vaccine_queue.contract import PASS_FREE_PREFIXES
+from vaccine_queue.site import SiteSettings
 
 MODES = ("queue", "paused", "passthrough", "closed")
 DEFAULT_POLL_MIN_S = 2.0
@@ -25,9 +27,11 @@ DEFAULT_POLL_MAX_S = 120.0
 ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # An operator's name in QUEUE_GATE_ADMIN_TOKENS, as the audit records it.
 OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-# QUEUE_GATE_BYPASS_PATHS of the demo (in front of the booking backend's demo): its
-# confirmation, managing a booking, its static files and the demo inbox.
-DEMO_BYPASS_PATHS = ("/manage", "/confirmation", "/static", "/demo")
+# QUEUE_GATE_BYPASS_PATHS when unset: what the booking backend serves without a pass (its
+# confirmation, managing a booking, its static files); the demo adds its inbox. "none"
+# queues every path (a backend that guards nothing by itself).
+DEFAULT_BYPASS_PATHS = PASS_FREE_PREFIXES
+DEMO_BYPASS_PATHS = (*PASS_FREE_PREFIXES, "/demo")
 # One entry of QUEUE_GATE_BYPASS_PATHS.
 BYPASS_PATH = re.compile(r"^/[A-Za-z0-9/_.-]{0,99}$")
 # QUEUE_GATE_DEFAULT_ROOM's word for "requests no route covers go straight to the backend".
@@ -150,6 +154,9 @@ class Settings:
     # The site's address as visitors reach it (https://impfen.example), for the links in
     # messages; unset: the address the visitor used when asking for the message.
     public_url: str = ""  # QUEUE_GATE_PUBLIC_URL
+    # SITE_SERVICE_NAME, SITE_OPERATOR, SITE_IMPRESSUM_URL, SITE_PRIVACY_URL: who runs the
+    # site, read by the backend too (vaccine_queue/site.py)
+    site: SiteSettings = field(default_factory=SiteSettings)
 
     def __post_init__(self) -> None:
         self._check_bypass_paths()
@@ -372,8 +379,9 @@ class Settings:
                                               cls.backend_pool_wait_s),
             "backend_latency_target_s": env.number("QUEUE_GATE_BACKEND_LATENCY_TARGET_S",
                                                    cls.backend_latency_target_s),
-            "bypass_paths": env.items("QUEUE_GATE_BYPASS_PATHS",
-                                      DEMO_BYPASS_PATHS if demo else ()),
+            "bypass_paths": tuple(path for path in env.items(
+                "QUEUE_GATE_BYPASS_PATHS", DEMO_BYPASS_PATHS if demo else DEFAULT_BYPASS_PATHS)
+                if path != "none"),
             "default_room": env.text("QUEUE_GATE_DEFAULT_ROOM"),
             "agent_passes_max": env.integer("QUEUE_GATE_AGENT_PASSES_MAX",
                                             cls.agent_passes_max),
@@ -385,6 +393,7 @@ class Settings:
             "notify_minutes": env.integer("QUEUE_GATE_NOTIFY_MINUTES", cls.notify_minutes),
             "notify_grace_s": env.number("QUEUE_GATE_NOTIFY_GRACE_S", cls.notify_grace_s),
             "public_url": env.text("QUEUE_GATE_PUBLIC_URL"),
+            "site": SiteSettings.from_env(env),
         }
         found.update(overrides)
         if demo:

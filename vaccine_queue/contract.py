@@ -44,6 +44,11 @@ PASS_HEADER = "X-Queue-Pass"
 END_SESSION_HEADER = "X-Queue-End-Session"
 # Where a visitor without a valid pass joins the line (`?next=` the path they wanted).
 QUEUE_WAIT_PATH = "/queue/wait"
+# What the booking backend serves without a pass, guarded by the browser's own session or
+# the booking code instead: the confirmation (reloaded after the booking ended the queue
+# session), managing or cancelling a booking, its static files. A gate in front of it
+# proxies these without a pass unless told otherwise (QUEUE_GATE_BYPASS_PATHS).
+PASS_FREE_PREFIXES = ("/confirmation", "/manage", "/static")
 
 # Sent by the protected application on every response: how much more load it can take
 # now, a number from 0 (saturated) to 1 (idle), from its own pool and recent latency. A

@@ -21,7 +21,7 @@ import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
@@ -98,6 +98,12 @@ class Translator:
 
     def date(self, moment: float | dt.datetime, zone: zoneinfo.ZoneInfo) -> str:
         return self._format(moment, zone, "format.date")
+
+    def day(self, day: dt.date, *, long: bool = False, short: bool = False) -> str:
+        """A calendar day: "Mo., 11.01." (a chooser's link), "Montag, 11.01.2021" (`long`)
+        or "11.01." (`short`)."""
+        key = "format.day_long" if long else "format.day_short" if short else "format.day"
+        return str(format_date(day, self(key), locale=self.lang))
 
     def clock(self, moment: float | dt.datetime, zone: zoneinfo.ZoneInfo) -> str:
         return self._format(moment, zone, "format.time")

@@ -80,8 +80,11 @@ class Pages:
         if override_dir:
             # An operator's customised pages win; anything they did not copy falls back.
             loaders.append(jinja2.FileSystemLoader(str(override_dir)))
-        packaged = importlib.resources.files("vaccine_queue.templates").joinpath(theme)
-        loaders.append(jinja2.FileSystemLoader(str(packaged)))
+        root = importlib.resources.files("vaccine_queue.templates")
+        loaders.append(jinja2.FileSystemLoader(str(root.joinpath(theme))))
+        # The parts both services share (`site/layout.html`, `site/site.css`), by their path
+        # from the templates' root; an operator's folder may hold its own `site/` copy.
+        loaders.append(jinja2.FileSystemLoader(str(root), followlinks=False))
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -95,6 +98,12 @@ class Pages:
         self._headers = dict(SECURITY_HEADERS)
         if content_security_policy:
             self._headers["Content-Security-Policy"] = content_security_policy
+
+    def asset(self, name: str) -> str:
+        """A text file of the theme (a stylesheet), found as templates are: the operator's
+        folder first."""
+        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        return source
 
     def render(
         self, request: web.Request, name: str, context: Mapping[str, Any] | None = None, *,

@@ -139,6 +139,8 @@ async def test_the_confirmation_prints_itself_and_leads_nowhere_near_the_queue(
         if not pass_still_there:
             jar.clear(lambda cookie: cookie.key == PASS_COOKIE)  # as the gate does
         for link in links:
+            if link.startswith("https://"):
+                continue  # off the site (the centre on OpenStreetMap)
             async with env.client.get(link, headers=browser.headers,
                                       allow_redirects=False) as resp:
                 location = resp.headers.get("Location", "")

@@ -21,6 +21,7 @@ def test_from_env_reads_every_kind_of_value() -> None:
         "BOOKING_HOME_DISTRICT_ONLY": "1", "BOOKING_PRIORITY_GROUPS": "80:open,70:2021-02-15",
         "BOOKING_SENDER": "webhook", "BOOKING_WEBHOOK_URL": "http://sms/send",
         "BOOKING_WEBHOOK_TOKEN": "hooktok", "BOOKING_DEMO": "0",
+        "SITE_OPERATOR": "Land X",
     })
     assert settings.database_url == "postgresql://bk:pw@db:5433/bk"
     assert settings.secrets == ("new", "old")

@@ -78,7 +78,9 @@ def test_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     base = {"QUEUE_GATE_SECRETS": SECRET, "QUEUE_GATE_ADMIN_TOKEN": ADMIN_TOKEN}
     settings = Settings.from_env({**base, "QUEUE_GATE_BYPASS_PATHS": "/manage, /confirmation"})
     assert settings.bypass_paths == ("/manage", "/confirmation")
-    assert Settings.from_env(base).bypass_paths == ()
+    # Unset: what the booking backend serves without a pass; "none": nothing.
+    assert Settings.from_env(base).bypass_paths == ("/confirmation", "/manage", "/static")
+    assert Settings.from_env({**base, "QUEUE_GATE_BYPASS_PATHS": "none"}).bypass_paths == ()
     assert Settings.from_env({"QUEUE_GATE_DEMO": "1"}).bypass_paths == DEMO_BYPASS_PATHS
     for bad in ("/", "manage", "/queue", "/queue/api", "/a/../b", "/a b", "/x?y"):
         with pytest.raises(SettingsError, match="QUEUE_GATE_BYPASS_PATHS"):

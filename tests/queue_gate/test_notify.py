@@ -42,7 +42,7 @@ from tests.booking_backend.conftest import (
     pair_slots,
 )
 from tests.browser import needs_chromium
-from vaccine_queue.contract import TURN_NEAR_PATH, Ticket
+from vaccine_queue.contract import PASS_FREE_PREFIXES, TURN_NEAR_PATH, Ticket
 
 NOTIFY_TOKEN = "test-notify-token"
 ROOM = "main"
@@ -121,6 +121,7 @@ async def make_gate(aiohttp_client: Callable[..., Awaitable[Client]], redis_url:
             "redis_url": redis_url, "backend_url": str(booking.server.make_url("/")),
             "secrets": (SECRET,), "admin_token": "gate-admin", "cookie_secure": False,
             "room": ROOM, "join_limit": 0, "draw_limit": 0,
+            "bypass_paths": PASS_FREE_PREFIXES,
             "initial_rate_per_minute": 12, "notify_minutes": 1, "notify_grace_s": 300.0,
             "notify_url": str(booking.admin.make_url("/")).rstrip("/"),
             "notify_token": NOTIFY_TOKEN, "public_url": "https://impfen.example",
