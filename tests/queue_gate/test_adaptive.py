@@ -9,18 +9,30 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
+from prometheus_client import CollectorRegistry
 
 from queue_gate import controller
 from queue_gate.health import _Window, classify, p95, parse_capacity
 from queue_gate.keys import backend_health_key, health_reporter_key, room_view_key
+from queue_gate.main import create_app
 from queue_gate.store import RoomStore
-from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth, join, status
+from tests.queue_gate.conftest import (
+    FakeClock,
+    Gate,
+    GateFactory,
+    auth,
+    gate_settings,
+    join,
+    status,
+)
 from tests.queue_gate.test_proxy import admit
-from vaccine_queue.contract import CAPACITY_HEADER
+from vaccine_queue.contract import CAPACITY_HEADER, CAPACITY_PATH, PASS_COOKIE
 
 STEP = 60 * controller.DECIDE_EVERY_S / controller.RAMP_S  # per decision, rate_max 60
 
@@ -308,3 +320,75 @@ async def test_admin_checks_bounds_against_the_room(
                               json={"rate_min": 5, "rate_max": 50})).status == 200
     response = await admin.patch("/admin/rooms/default", headers=auth(), json={"rate_min": 70})
     assert response.status == 422
+
+
+# --- a visitor who leaves mid-answer is not a failing backend -------------------------
+
+
+class RunAppServer(TestServer):
+    """A test server whose handlers run on when their visitor goes away, as under
+    queue_gate.main's AppRunner (aiohttp's test server cancels them instead)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        kwargs["handler_cancellation"] = False
+        return await super()._make_runner(**kwargs)
+
+
+async def test_a_visitor_leaving_mid_answer_is_not_counted_as_the_backend_failing(
+        aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+        aiohttp_server: Callable[..., Awaitable[TestServer]], redis_url: str,
+        clock: FakeClock) -> None:
+    """A real client reads the start of a streamed answer and closes its connection; the
+    backend goes on sending. Neither the proxy's error counter nor the health window may
+    call that the backend's failure (it was seen as "unreachable" once)."""
+    began, visitor_left, backend_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def streaming(request: web.Request) -> web.StreamResponse:
+        if request.path == CAPACITY_PATH:
+            return web.Response(status=204, headers={CAPACITY_HEADER: "0.9"})
+        response = web.StreamResponse(headers={CAPACITY_HEADER: "0.9"})
+        await response.prepare(request)
+        await response.write(b"a" * 1024)
+        began.set()
+        await visitor_left.wait()
+        try:
+            for _ in range(200):  # until the gate stops reading or the stream ends
+                await response.write(b"b" * 16384)
+                await asyncio.sleep(0.005)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the gate dropped its side: also fine
+        finally:
+            backend_done.set()
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", streaming)
+    server = await aiohttp_server(app)
+    registry = CollectorRegistry()
+    app = create_app(gate_settings(redis_url, str(server.make_url("/"))), clock=clock,
+                     registry=registry, run_ticker=False)
+    gate = Gate(await aiohttp_client(RunAppServer(app)), app, registry)
+    token = await admit(gate, clock)
+    await make_adaptive(gate)
+    health = gate.app[backend_health_key]
+    health.take_sample()  # a fresh window
+    reader, writer = await asyncio.open_connection(gate.client.host, gate.client.port)
+    writer.write(f"GET /long HTTP/1.1\r\nHost: gate\r\nAccept: text/html\r\n"
+                 f"Cookie: {PASS_COOKIE}={token}\r\n\r\n".encode())
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    await began.wait()
+    writer.close()  # the visitor goes away mid-answer
+    await writer.wait_closed()
+    visitor_left.set()
+    await backend_done.wait()
+    # No event tells when the gate's handler ends (at its next write, which fails).
+    while health.in_flight:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    errors = gate.registry.get_sample_value("queuegate_proxy_errors_total",
+                                            {"room": "default", "reason": "unreachable"})
+    assert errors is None
+    sample = health.take_sample()
+    assert (sample.verdict, sample.failed, sample.requests) == ("ok", 0, 1)
+    assert health.last_no_answer == 0.0
