@@ -32,7 +32,7 @@ from tests.queue_gate.conftest import (
     status,
 )
 from tests.queue_gate.test_proxy import admit
-from vaccine_queue.contract import CAPACITY_HEADER, CAPACITY_PATH, PASS_COOKIE
+from vaccine_queue.contract import CAPACITY_HEADER, CAPACITY_PATH, PASS_COOKIE, PASS_HEADER
 
 STEP = 60 * controller.DECIDE_EVERY_S / controller.RAMP_S  # per decision, rate_max 60
 
@@ -392,3 +392,91 @@ async def test_a_visitor_leaving_mid_answer_is_not_counted_as_the_backend_failin
     sample = health.take_sample()
     assert (sample.verdict, sample.failed, sample.requests) == ("ok", 0, 1)
     assert health.last_no_answer == 0.0
+
+
+# --- a hanging backend: seen from the requests in flight --------------------------------
+
+
+@pytest.fixture
+async def silent(aiohttp_server: Callable[..., Awaitable[TestServer]]
+                 ) -> AsyncIterator[tuple[TestServer, asyncio.Event, asyncio.Event]]:
+    """A backend that accepts connections and answers nothing, on any path (the probe's
+    too), until the test lets it go (and says when a request has arrived)."""
+    release, arrived = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response(text="late", headers={CAPACITY_HEADER: "0.9"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = await aiohttp_server(app)
+    yield server, release, arrived
+    release.set()
+
+
+async def test_a_hanging_backend_stops_admissions_and_the_pass_holder_books_after(
+        make_gate: GateFactory, clock: FakeClock,
+        silent: tuple[TestServer, asyncio.Event, asyncio.Event]) -> None:
+    server, release, arrived = silent
+    bound = 0.05  # the latency target: how long a request waits before silence counts
+    gate = await make_gate(backend_url=str(server.make_url("/")),
+                           backend_latency_target_s=bound)
+    token = await admit(gate, clock)
+    await make_adaptive(gate, low=30, start=60)
+    waiting = [(await join(gate))["ticket"] for _ in range(5)]
+    health, reporter = gate.app[backend_health_key], gate.app[health_reporter_key]
+    health.take_sample()
+    pass_holder = {PASS_HEADER: token, "Accept": "application/json"}
+    booking = asyncio.create_task(gate.client.post("/book", headers=pass_holder))
+    await arrived.wait()
+    await asyncio.sleep(2 * bound)  # let the request wait past the bound (real time)
+    # Nothing ended (no timeout, no refusal, no probe): the request in flight tells.
+    assert health.check_hang()
+    assert not health.check_hang()  # once per silence
+    assert not health.needs_probe()  # a probe would hang too
+    decision = await reporter.report()
+    assert decision is not None and decision.backend == "down"
+    await gate.tick()
+    admitted = gate.app[room_view_key].snapshot
+    assert admitted is not None
+    clock.advance(30)  # at 30 to 60 a minute, every waiting visitor's turn would come
+    await gate.tick()
+    snapshot = gate.app[room_view_key].snapshot
+    assert snapshot is not None and snapshot.backend_down
+    assert snapshot.admitted == admitted.admitted  # no admission while it answers nothing
+    code, body = await status(gate, waiting[0])
+    assert (code, body["state"]) == (200, "recovering")
+    again = await gate.client.get("/book", headers=pass_holder)
+    assert again.status == 503 and again.headers["Retry-After"] == "10"
+    assert (await again.json())["error"] == "backend_recovering"
+    # The backend comes back: the held request is answered, the room admits again, and
+    # the pass holder's pass is good.
+    release.set()
+    assert (await booking).status == 200
+    decision = await reporter.report()
+    assert decision is not None and decision.backend == "up"
+    clock.advance(5)
+    await gate.tick()
+    snapshot = gate.app[room_view_key].snapshot
+    assert snapshot is not None and snapshot.admitted > admitted.admitted
+    assert (await gate.client.get("/book", headers=pass_holder)).status == 200
+
+
+async def test_a_slow_answer_while_others_answer_is_no_hang(
+        make_gate: GateFactory, clock: FakeClock,
+        silent: tuple[TestServer, asyncio.Event, asyncio.Event]) -> None:
+    server, release, arrived = silent
+    gate = await make_gate(backend_url=str(server.make_url("/")),
+                           backend_latency_target_s=0.05)
+    token = await admit(gate, clock)
+    health = gate.app[backend_health_key]
+    slow = asyncio.create_task(gate.client.get("/slow", headers={PASS_HEADER: token}))
+    await arrived.wait()
+    await asyncio.sleep(0.1)
+    health.record_answer(0.01, False, 0.9)  # another request was just answered
+    assert not health.check_hang()
+    release.set()
+    assert (await slow).status == 200
+    assert not health.check_hang()  # nothing in flight
