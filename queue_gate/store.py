@@ -890,7 +890,8 @@ class RoomStore:
         args: list[str | int | float] = [
             self._now_arg(), self.process_id, verdict, repr(last_answer),
             repr(last_no_answer), controller.DECIDE_EVERY_S, controller.DECREASE_FACTOR,
-            controller.DECREASE_HOLD_S, controller.RAMP_S, controller.VERDICT_TTL_S]
+            controller.DECREASE_HOLD_S, controller.RAMP_S, controller.VERDICT_TTL_S,
+            controller.REGAIN_SHARE]
         reply = await self._health(self.keys.health_script_keys, args)
         effective = reply.text("effective_rate")
         return HealthDecision(reply.text("rate_mode"), float(effective or 0),

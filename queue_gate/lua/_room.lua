@@ -11,7 +11,8 @@
 --                                  draw_base, draw_count, draw_time, reseeded_at (when
 --                                  a gate last re-created the room Redis had lost),
 --                                  effective_rate, backend, rate_decided_at,
---                                  rate_decreased_at (adaptive admission: health-3.lua),
+--                                  rate_decreased_at, rate_regain (adaptive admission:
+--                                  health-3.lua),
 --                                  join_rate, join_rate_at, join_rate_joins (tick-11.lua)
 --   KEYS[3]  qg:{room}:passes     zset: ticket id -> pass expiry (unix seconds)
 --   KEYS[4]  qg:{room}:seen:0     bitmap: bit n set = ticket n was seen in that time bucket

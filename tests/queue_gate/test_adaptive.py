@@ -69,7 +69,7 @@ async def test_healthy_climbs_trouble_halves_with_a_hold_dead_stops_at_once(
     assert (again.effective_rate, again.decided) == (30 + STEP, False)  # once per period
     clock.advance(controller.DECIDE_EVERY_S)
     cut = await store.report_health("trouble", 101.0, 0.0)
-    assert cut.effective_rate == (30 + STEP) * controller.DECREASE_FACTOR
+    assert cut.effective_rate == pytest.approx((30 + STEP) * controller.DECREASE_FACTOR)
     clock.advance(controller.DECIDE_EVERY_S)
     held = await store.report_health("trouble", 102.0, 0.0)
     assert held.decided and held.effective_rate == cut.effective_rate  # within the hold
@@ -92,7 +92,12 @@ async def test_after_recovery_the_full_rate_returns_within_the_ramp(
     await store.report_health("dead", 0.0, 50.0)
     back = await store.report_health("ok", 51.0, 50.0)
     assert (back.backend, back.effective_rate) == ("up", 6)  # rate_min first
-    waited = 0.0
+    slow_start = []
+    for _ in range(3):  # doubling up to REGAIN_SHARE of rate_max (60 x 0.5)
+        clock.advance(controller.DECIDE_EVERY_S)
+        slow_start.append((await store.report_health("ok", 52.0, 50.0)).effective_rate)
+    assert slow_start == [12, 24, 60 * controller.REGAIN_SHARE]
+    waited = 3 * controller.DECIDE_EVERY_S
     rate = back.effective_rate
     while rate < 60:
         clock.advance(controller.DECIDE_EVERY_S)
@@ -101,6 +106,21 @@ async def test_after_recovery_the_full_rate_returns_within_the_ramp(
     assert waited <= controller.RAMP_S
     clock.advance(controller.DECIDE_EVERY_S)
     assert (await store.report_health("ok", 53.0, 50.0)).effective_rate == 60  # the ceiling
+
+
+async def test_trouble_ends_the_slow_start(gate: Gate, clock: FakeClock) -> None:
+    await make_adaptive(gate)
+    store = store_of(gate)
+    await store.report_health("dead", 0.0, 50.0)
+    await store.report_health("ok", 51.0, 50.0)  # back at 6
+    clock.advance(controller.DECIDE_EVERY_S)
+    assert (await store.report_health("ok", 52.0, 50.0)).effective_rate == 12
+    clock.advance(controller.DECIDE_EVERY_S)
+    cut = await store.report_health("trouble", 53.0, 50.0)
+    assert cut.effective_rate == pytest.approx(12 * controller.DECREASE_FACTOR)
+    clock.advance(controller.DECREASE_HOLD_S)
+    climbed = await store.report_health("ok", 54.0, 50.0)
+    assert climbed.effective_rate == pytest.approx(cut.effective_rate + STEP)  # additive now
 
 
 async def test_while_the_backend_is_down_nobody_is_admitted_and_the_line_is_told(
