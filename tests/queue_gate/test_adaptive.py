@@ -19,7 +19,12 @@ from prometheus_client import CollectorRegistry
 
 from queue_gate import controller
 from queue_gate.health import _Window, classify, p95, parse_capacity
-from queue_gate.keys import backend_health_key, health_reporter_key, room_view_key
+from queue_gate.keys import (
+    backend_health_key,
+    health_reporter_key,
+    room_view_key,
+    settings_key,
+)
 from queue_gate.main import create_app
 from queue_gate.store import RoomStore
 from tests.queue_gate.conftest import (
@@ -134,6 +139,9 @@ async def test_while_the_backend_is_down_nobody_is_admitted_and_the_line_is_told
     assert snapshot is not None and snapshot.frontier == 0 and snapshot.admitted == 0
     code, body = await status(gate, tickets[0])
     assert (code, body["state"], body["estimated_wait_s"]) == (200, "recovering", None)
+    # The front of the line looks again soon (as at rate_min), not after the longest wait.
+    assert isinstance(body["poll_after_s"], float)
+    assert body["poll_after_s"] < gate.app[settings_key].poll_max_s / 2
     page = await gate.client.get("/queue/wait", headers={
         "Authorization": f"Bearer {tickets[0]}", "Accept": "text/html",
         "Cookie": f"qg_ticket={tickets[0]}", "Accept-Language": "de"})
