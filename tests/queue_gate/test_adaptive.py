@@ -211,13 +211,13 @@ def test_verdicts() -> None:
     assert classify(_Window(latencies=[0.1] * 20, answered=22, failed=2), 10, 1.0) == "trouble"
     assert classify(_Window(latencies=[0.1], answered=1, peak_in_flight=8), 10, 1.0) == \
         "trouble"
-    assert classify(_Window(answered=1, capacities=[0.1]), 10, 1.0) == "trouble"
+    assert classify(_Window(answered=1, capacities=[0.05]), 10, 1.0) == "trouble"
     assert classify(_Window(answered=1, capacities=[0.9]), 10, 1.0) == "idle"
     # A backend busy near its capacity: a moment without a free connection is no trouble;
     # most answers short of capacity are.
     assert classify(_Window(answered=5, capacities=[0.5, 0.0, 0.6, 0.4, 0.1]), 10,
                     1.0) == "idle"
-    assert classify(_Window(answered=5, capacities=[0.1, 0.0, 0.6, 0.1, 0.2]), 10,
+    assert classify(_Window(answered=5, capacities=[0.05, 0.0, 0.6, 0.0, 0.2]), 10,
                     1.0) == "trouble"
 
 
