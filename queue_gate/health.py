@@ -150,10 +150,11 @@ def classify(window: _Window, limit: int, latency_target_s: float) -> Verdict:
 class Call:
     """One proxied request: the proxy says what became of it."""
 
-    __slots__ = ("_done", "_health", "_started")
+    __slots__ = ("_done", "_health", "_key", "_started")
 
-    def __init__(self, health: BackendHealth, started: float) -> None:
+    def __init__(self, health: BackendHealth, key: int, started: float) -> None:
         self._health = health
+        self._key = key
         self._started = started
         self._done = False
 
@@ -162,6 +163,8 @@ class Call:
         if self._done:
             return
         self._done = True
+        # Answered: a long body streamed after this is no request waiting for an answer.
+        self._health.answered_in_flight(self._key)
         self._health.record_answer(time.perf_counter() - self._started, status >= 500,
                                    parse_capacity(capacity))
 
@@ -213,18 +216,21 @@ class BackendHealth:
         self._calls += 1
         key, started = self._calls, time.perf_counter()
         self._since[key] = started
-        call = Call(self, started)
+        call = Call(self, key, started)
         try:
             yield call
         finally:
-            del self._since[key]
+            self._since.pop(key, None)
             self.in_flight -= 1
             self._slots.release()
 
+    def answered_in_flight(self, key: int) -> None:
+        self._since.pop(key, None)
+
     def check_hang(self) -> bool:
-        """Whether the backend hangs: the oldest request in flight has waited longer than
-        the latency target and nothing answered for as long. Recorded (once per silence)
-        as a request without an answer, so the room hears of it at once."""
+        """Whether the backend hangs: the oldest request in flight without an answer has
+        waited longer than the latency target and nothing answered for as long. Recorded
+        (once per silence) as a request without an answer, so the room hears of it at once."""
         if self._hang_reported or not self._since:
             return False
         now = time.perf_counter()

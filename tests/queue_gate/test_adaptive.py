@@ -508,3 +508,34 @@ async def test_a_slow_answer_while_others_answer_is_no_hang(
     release.set()
     assert (await slow).status == 200
     assert not health.check_hang()  # nothing in flight
+
+
+async def test_a_long_answer_streaming_is_no_hang(make_gate: GateFactory, clock: FakeClock,
+                                                  aiohttp_server: Callable[
+                                                      ..., Awaitable[TestServer]]) -> None:
+    """A response whose headers came and whose body is still streaming is answered: only
+    requests waiting for an answer count towards a hang."""
+    began, finish = asyncio.Event(), asyncio.Event()
+
+    async def streaming(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={CAPACITY_HEADER: "0.9"})
+        await response.prepare(request)
+        await response.write(b"begun")
+        began.set()
+        await finish.wait()
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", streaming)
+    server = await aiohttp_server(app)
+    gate = await make_gate(backend_url=str(server.make_url("/")),
+                           backend_latency_target_s=0.05)
+    token = await admit(gate, clock)
+    health = gate.app[backend_health_key]
+    stream = asyncio.create_task(gate.client.get("/events", headers={PASS_HEADER: token}))
+    await began.wait()
+    await asyncio.sleep(0.1)  # past the bound, with nothing else answered meanwhile
+    assert health.in_flight == 1 and not health.check_hang()
+    finish.set()
+    assert (await stream).status == 200
