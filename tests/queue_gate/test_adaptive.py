@@ -422,6 +422,52 @@ async def test_a_visitor_leaving_mid_answer_is_not_counted_as_the_backend_failin
     assert health.last_no_answer == 0.0
 
 
+async def test_a_visitor_leaving_mid_upload_is_not_counted_as_the_backend_failing(
+        aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+        aiohttp_server: Callable[..., Awaitable[TestServer]], redis_url: str,
+        clock: FakeClock) -> None:
+    """A real client sends half of a body and closes its connection: the gate's upstream
+    request fails reading the visitor's body, which is not the backend's failure."""
+    receiving, backend_done = asyncio.Event(), asyncio.Event()
+
+    async def reading(request: web.Request) -> web.Response:
+        receiving.set()
+        try:
+            await request.read()
+        finally:
+            backend_done.set()
+        return web.Response(text="read")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", reading)
+    server = await aiohttp_server(app)
+    registry = CollectorRegistry()
+    gate_app = create_app(gate_settings(redis_url, str(server.make_url("/"))), clock=clock,
+                          registry=registry, run_ticker=False)
+    gate = Gate(await aiohttp_client(RunAppServer(gate_app)), gate_app, registry)
+    token = await admit(gate, clock)
+    health = gate.app[backend_health_key]
+    health.take_sample()
+    _reader, writer = await asyncio.open_connection(gate.client.host, gate.client.port)
+    writer.write(f"POST /upload HTTP/1.1\r\nHost: gate\r\nAccept: application/json\r\n"
+                 f"Content-Length: 100000\r\n{PASS_HEADER}: {token}\r\n\r\n".encode()
+                 + b"x" * 1000)
+    await writer.drain()
+    await receiving.wait()  # the gate is streaming the body to the backend
+    writer.close()  # the visitor goes away mid-upload
+    await writer.wait_closed()
+    await backend_done.wait()
+    # No event tells when the gate's handler ends (its upstream request fails).
+    while health.in_flight:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    for reason in ("unreachable", "timeout"):
+        assert gate.registry.get_sample_value(
+            "queuegate_proxy_errors_total", {"room": "default", "reason": reason}) is None
+    sample = health.take_sample()
+    assert (sample.verdict, sample.failed) == ("idle", 0)
+    assert health.last_no_answer == 0.0
+
+
 # --- a hanging backend: seen from the requests in flight --------------------------------
 
 
