@@ -64,6 +64,9 @@ MAX_CHALLENGE_BITS = 28
 # than this far ahead.
 SCHEDULE_LATE_S = 60
 SCHEDULE_AHEAD_S = 400 * 86400
+# The join rate above which the difficulty rises, per minute (1,100 requests/s was
+# Niedersachsen's peak: far below this bound).
+MAX_JOIN_RATE_PER_MINUTE = 10_000_000
 
 
 class InvalidChange(ValueError):
@@ -157,6 +160,12 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         else dt.datetime.fromtimestamp(config.opens_at, dt.UTC).isoformat(),
         "max_active_sessions": config.max_active_sessions,
         "challenge_bits": config.challenge_bits,
+        "challenge_bits_max": config.challenge_bits_max,
+        "challenge_join_rate": config.challenge_join_rate,
+        # What new visitors are asked now, and the room's join rate it follows (from this
+        # process's last tick, only for its own room).
+        "challenge_bits_now": None if snapshot is None else snapshot.challenge_bits_now,
+        "join_rate_per_minute": None if snapshot is None else round(snapshot.join_rate, 2),
         "measured_rate_per_minute": None if measured is None else round(measured, 2),
         **rates,
         "rate_mode": config.rate_mode,
@@ -230,7 +239,7 @@ async def patch_room(request: web.Request) -> web.Response:
 
 
 FIELDS = ("rate_per_minute", "mode", "message", "session_minutes", "opens_at",
-          "max_active_sessions", "challenge_bits")
+          "max_active_sessions", "challenge_bits", "challenge_bits_max", "challenge_join_rate")
 # Adaptive admission (queue_gate/health.py): fixed, or between rate_min and rate_max.
 RATE_FIELDS = ("rate_mode", "rate_min", "rate_max")
 RATE_MODES = ("fixed", "adaptive")
@@ -248,9 +257,12 @@ def validate_changes(body: object) -> dict[str, str | int | float | None]:
     if "max_active_sessions" in body:
         changes["max_active"] = _bounded_int(body["max_active_sessions"], "max_active_sessions",
                                              0, MAX_ACTIVE_SESSIONS)
-    if "challenge_bits" in body:
-        changes["challenge_bits"] = _bounded_int(body["challenge_bits"], "challenge_bits",
-                                                 0, MAX_CHALLENGE_BITS)
+    for name in ("challenge_bits", "challenge_bits_max"):
+        if name in body:
+            changes[name] = _bounded_int(body[name], name, 0, MAX_CHALLENGE_BITS)
+    if "challenge_join_rate" in body:
+        changes["challenge_join_rate"] = _bounded_int(
+            body["challenge_join_rate"], "challenge_join_rate", 0, MAX_JOIN_RATE_PER_MINUTE)
     if "rate_per_minute" in body:
         changes["rate_per_minute"] = _bounded_int(body["rate_per_minute"], "rate_per_minute",
                                                   0, MAX_RATE_PER_MINUTE)
