@@ -21,7 +21,10 @@ from the moment the gate said the backend was down), visitors who saw a 5xx othe
 503 with Retry-After or got no answer, visitors who saw the 503 "recovering" and "busy"
 answers, backend p99 latency while degraded (at the stand-in, and at the visitors), bookings
 completed (the database), and the time from recovery until the effective rate is back at
-rate_max. Prints a side-by-side table; results JSON in --out.
+rate_max. An admission counts as *spent* on the dead backend when its visitor's pass came
+while the backend answered nothing and that visitor did not book by the run's end (saw an
+error, gave up, or their pass lapsed): a visitor told "recovering" who books once the
+backend answers again spent nothing. Prints a side-by-side table; results JSON in --out.
 """
 
 from __future__ import annotations
@@ -123,6 +126,8 @@ class Seen:
     calls: list[tuple[float, float, int]] = field(default_factory=list)
     joined: int = 0
     admitted: int = 0
+    admitted_at: dict[int, float] = field(default_factory=dict)  # when their pass came
+    booked: set[int] = field(default_factory=set)  # whose confirm was answered 200/201
 
     def saw(self, n: int, status: int, retry_after: str | None, what: str) -> None:
         if status == 503 and retry_after == str(RECOVERING_RETRY_S):
@@ -157,7 +162,10 @@ class Watched:
         return answer
 
     async def post(self, url: str, body: dict[str, str], headers: dict[str, str]) -> Answer:
-        return await self._watch("book", time.time(), self.inner.post(url, body, headers))
+        answer = await self._watch("book", time.time(), self.inner.post(url, body, headers))
+        if url.endswith("/confirm") and answer[0] in (200, 201):
+            self.seen.booked.add(self.n)
+        return answer
 
     async def get(self, url: str, params: dict[str, str]) -> Answer:
         return await self.inner.get(url, params)  # the SMS stand-in, not the gate
@@ -211,6 +219,7 @@ async def visitor(n: int, at: float, gate: str, session: aiohttp.ClientSession, 
             continue
         body = polled
     seen.admitted += 1
+    seen.admitted_at[n] = time.time()
     person = Person(n, Watched(AiohttpTransport(session), n, seen), f"{gate}/api/v1", sms,
                     tally, passes, pass_token=body["pass"], retry_cap_s=RETRY_CAP_S)
     with contextlib.suppress(GaveUp):
@@ -290,6 +299,10 @@ def figures(plan: Plan, mode: Mode, bounds: dict[str, float], samples: list[dict
     degraded = [r[1] * 1000 for r in records if half <= r[0] and r[0] + r[1] < dead]
     healthy = [r[1] * 1000 for r in records if r[0] + r[1] < half]
     via_gate_degraded = [c[1] * 1000 for c in seen.calls if half <= c[0] and c[0] + c[1] < dead]
+    # Spent: a visitor whose pass came while the backend answered nothing (their turn came
+    # then, or just before and they saw it then) and who did not book by the run's end.
+    passed_while_dead = [n for n, t in seen.admitted_at.items() if dead <= t < recovered]
+    spent = [n for n in passed_while_dead if n not in seen.booked]
     per_phase = {
         name: round((admitted_at(samples, b) - admitted_at(samples, a)) * 60
                     / max(b - a, 1e-3), 1)
@@ -302,6 +315,8 @@ def figures(plan: Plan, mode: Mode, bounds: dict[str, float], samples: list[dict
         "dead_detected_after_s": None if detected is None else round(detected - dead, 1),
         "admissions_after_detection": None if spent_after_detection is None
         else round(spent_after_detection, 1),
+        "passes_while_dead": len(passed_while_dead),
+        "admissions_spent_while_dead": len(spent),
         "admitted_per_minute_by_phase": per_phase,
         "visitors_joined": seen.joined,
         "visitors_admitted_seen": seen.admitted,
@@ -397,6 +412,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("admissions_while_dead", "admissions while the backend answered nothing"),
     ("dead_detected_after_s", "  gate said 'down' after (s)"),
     ("admissions_after_detection", "  of them after that"),
+    ("passes_while_dead", "visitors whose pass came while it answered nothing"),
+    ("admissions_spent_while_dead", "  of them spent (not booked by the end)"),
     ("visitors_5xx_or_no_answer", "visitors who saw a 5xx (not 503+Retry-After) / nothing"),
     ("visitors_503_recovering", "visitors who saw 503 'recovering' (Retry-After 10)"),
     ("visitors_503_busy", "visitors who saw 503 'busy' (Retry-After 30)"),

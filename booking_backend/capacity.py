@@ -5,11 +5,19 @@ latency factor that falls below 1 once recent requests take longer than `LATENCY
 (a pool with free connections but slow answers is busy elsewhere: PostgreSQL, locks). A
 gate in adaptive mode admits fewer visitors while it is low. `CAPACITY_PATH` answers with
 the hint alone (204), without a pass and without touching the database: the gate's probe.
+
+The average forgets with time as well as with requests (it halves every IDLE_HALF_LIFE_S
+without one): a backend that answered a burst of late requests (those held while it hung)
+and then had none kept its average, so its probe said "busy" for as long as no visitor
+came, and an adaptive gate held its rate at rate_min with nobody to show it wrong
+(bench.adaptive, hang case: 70 s at rate_min after recovery).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -21,19 +29,32 @@ from vaccine_queue.pages import Handler
 LATENCY_BUDGET_S = 0.5
 # Weight of the newest request in the running average of latency.
 SMOOTHING = 0.05
+# Without requests the average halves every this many seconds.
+IDLE_HALF_LIFE_S = 2.0
 
 
 class Capacity:
     """The running average of request latency, and the hint made from it and the pool."""
 
-    def __init__(self) -> None:
-        self.latency_s = 0.0
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._latency_s = 0.0
+        self._clock = clock
+        self._observed_at = clock()
+
+    @property
+    def latency_s(self) -> float:
+        """The running average, decayed for the time since the last request."""
+        idle = max(self._clock() - self._observed_at, 0.0)
+        return self._latency_s * math.exp(-math.log(2) * idle / IDLE_HALF_LIFE_S)
 
     def observe(self, seconds: float) -> None:
-        self.latency_s += SMOOTHING * (seconds - self.latency_s)
+        latency = self.latency_s
+        self._latency_s = latency + SMOOTHING * (seconds - latency)
+        self._observed_at = self._clock()
 
     def hint(self, free_share: float) -> float:
-        factor = 1.0 if self.latency_s <= LATENCY_BUDGET_S else LATENCY_BUDGET_S / self.latency_s
+        latency = self.latency_s
+        factor = 1.0 if latency <= LATENCY_BUDGET_S else LATENCY_BUDGET_S / latency
         return round(max(0.0, min(free_share * factor, 1.0)), 2)
 
 

@@ -70,6 +70,9 @@ MAX_CHALLENGE_BITS = 28
 # than this far ahead.
 SCHEDULE_LATE_S = 60
 SCHEDULE_AHEAD_S = 400 * 86400
+# The join rate above which the difficulty rises, per minute (1,100 requests/s was
+# Niedersachsen's peak: far below this bound).
+MAX_JOIN_RATE_PER_MINUTE = 10_000_000
 
 
 class InvalidChange(ValueError):
@@ -166,6 +169,12 @@ async def room_document(request: web.Request, store: RoomStore) -> dict[str, Any
         else dt.datetime.fromtimestamp(config.opens_at, dt.UTC).isoformat(),
         "max_active_sessions": config.max_active_sessions,
         "challenge_bits": config.challenge_bits,
+        "challenge_bits_max": config.challenge_bits_max,
+        "challenge_join_rate": config.challenge_join_rate,
+        # What new visitors are asked now, and the room's join rate it follows (from this
+        # process's last tick, only for its own room).
+        "challenge_bits_now": None if snapshot is None else snapshot.challenge_bits_now,
+        "join_rate_per_minute": None if snapshot is None else round(snapshot.join_rate, 2),
         "measured_rate_per_minute": None if measured is None else round(measured, 2),
         **rates,
         "rate_mode": config.rate_mode,
@@ -421,6 +430,13 @@ ROOM_FIELDS: dict[str, RoomField] = {
                                      lambda s: 0, "max_active"),
     "challenge_bits": RoomField(_whole("challenge_bits", 0, MAX_CHALLENGE_BITS),
                                 lambda s: 0, "challenge_bits"),
+    # Proof of work rising with the join rate (challenge.py): up to challenge_bits_max
+    # from challenge_join_rate joins per minute on; 0 leaves it at challenge_bits.
+    "challenge_bits_max": RoomField(_whole("challenge_bits_max", 0, MAX_CHALLENGE_BITS),
+                                    lambda s: 0, "challenge_bits_max"),
+    "challenge_join_rate": RoomField(
+        _whole("challenge_join_rate", 0, MAX_JOIN_RATE_PER_MINUTE), lambda s: 0,
+        "challenge_join_rate"),
     # Adaptive admission (queue_gate/health.py): fixed, or between rate_min and rate_max.
     "rate_mode": RoomField(_rate_mode, lambda s: "fixed", "rate_mode"),
     "rate_min": RoomField(_whole("rate_min", 0, MAX_RATE_PER_MINUTE), lambda s: 0, "rate_min"),

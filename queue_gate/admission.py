@@ -280,13 +280,20 @@ class RoomView:
         snap = self.snapshot
         assert snap is not None
         wait_s: float | None = None
+        resume_s: float | None = None
         if snap.config.mode == "queue":
             rate = self.frontier_per_minute() or float(snap.config.rate_per_minute)
             if snap.config.rate_mode == "adaptive":  # the rate admitted at now
                 rate = 0.0 if snap.backend_down else snap.effective_rate
+                if snap.backend_down and snap.config.rate_min > 0:
+                    # Recovering: no honest estimate, but polls as if admissions went on
+                    # at rate_min (where they restart), so the front of the line is back
+                    # soon after the backend answers, not after the longest interval.
+                    resume_s = position * 60 / snap.config.rate_min
             if rate > 0:
                 wait_s = position * 60 / rate
-        return Estimate(position, wait_s, self.poll_after(wait_s))
+        return Estimate(position, wait_s,
+                        self.poll_after(wait_s if resume_s is None else resume_s))
 
     def poll_after(self, wait_s: float | None) -> float:
         """Poll often near the front, rarely far back, with jitter so polls do not align.

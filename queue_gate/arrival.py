@@ -112,11 +112,21 @@ class Arrival:
                                          ticket_id=ticket_id, draw=draw)
 
     async def challenge_bits(self) -> int:
-        """The proof of work the room asks of a new visitor (0: none), from the snapshot."""
+        """The proof of work the room asks of a new visitor now (0: none), from the snapshot:
+        the operators' `challenge_bits`, risen with the room's join rate."""
         if self._view.snapshot is None:
             await self._view.refresh()  # normally the ticker has one already
         snapshot = self._view.snapshot
-        return snapshot.config.challenge_bits if snapshot is not None else 0
+        return snapshot.challenge_bits_now if snapshot is not None else 0
+
+    async def bits_accepted(self) -> int:
+        """The least difficulty a solution may have been issued at: the current one, or one
+        bit less while it rises (a visitor solving when it rose need not start again), never
+        below the operators' `challenge_bits`."""
+        bits = await self.challenge_bits()
+        snapshot = self._view.snapshot
+        floor = snapshot.config.challenge_bits if snapshot is not None else bits
+        return max(bits - 1, floor) if bits else 0
 
     async def solution(self, token: object, nonce: object) -> Solved | None:
         """An app's or the waiting page's answer to a challenge, checked here (no Redis);
@@ -127,7 +137,7 @@ class Arrival:
         if token is None and nonce is None:
             self.challenge_refused(ChallengeRequired())
         try:
-            return self.challenges.verify(token, nonce, bits=bits)
+            return self.challenges.verify(token, nonce, bits=await self.bits_accepted())
         except ChallengeRejected as exc:
             self.challenge_refused(exc)
 

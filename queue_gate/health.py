@@ -10,6 +10,13 @@ visitor's request shows whether the backend lives (none answered in the last win
 room is paused, or the backend hangs), the reporter probes `CAPACITY_PATH` with a short
 timeout, so a dead backend is noticed and a recovered one too.
 
+A hang (connections accepted, nothing answered) is told from the requests still in flight,
+not only from those that ended: when the oldest has waited longer than the latency target
+and nothing at all has answered for as long, the backend is taken for silent at once (as a
+refused request is), checked every HANG_CHECK_S, without waiting for the window's end or a
+probe's timeout. A backend answering slowly keeps answering something: under load, answers
+come many times a second, so this fires on silence, not on slowness.
+
 The verdicts, per process and window:
 - dead: something was asked and nothing answered (refused, reset, timed out, the probe
   failed), and nothing did answer;
@@ -53,10 +60,16 @@ FAILED_SHARE = 0.05
 FAILED_AT_LEAST = 2
 # ... or this share of the connection bound was in use at once ...
 BUSY_SHARE = 0.8
-# ... or the backend's capacity hint (0..1) fell below this.
-CAPACITY_LOW = 0.2
+# ... or the backend's capacity hint (0..1) fell below this: for most of the window's
+# answers (the median) practically nothing was free. Not 0.2: with a pool of 6 that is
+# one connection free, what a backend shows at the 80 % use operators choose as its healthy
+# rate (bench.adaptive: at 360/min, p99 400 ms, the rate was cut again and again and never
+# held rate_max); slowness has its own rule (p95 over the latency target).
+CAPACITY_LOW = 0.1
 # Connections kept for the probe beyond the visitors' bound: it must not queue behind them.
 PROBE_CONNECTIONS = 2
+# How often the reporter looks at the requests in flight for a hang.
+HANG_CHECK_S = 0.1
 
 
 class BackendBusy(Exception):
@@ -87,6 +100,7 @@ class _Window:
     answered: int = 0
     peak_in_flight: int = 0
     capacities: list[float] = field(default_factory=list)
+    hangs: int = 0  # hangs seen from the requests in flight (`BackendHealth.check_hang`)
 
 
 def p95(values: list[float]) -> float | None:
@@ -136,11 +150,12 @@ def classify(window: _Window, limit: int, latency_target_s: float) -> Verdict:
 class Call:
     """One proxied request: the proxy says what became of it."""
 
-    __slots__ = ("_done", "_health", "_started")
+    __slots__ = ("_done", "_health", "_key", "_started")
 
-    def __init__(self, health: BackendHealth) -> None:
+    def __init__(self, health: BackendHealth, key: int, started: float) -> None:
         self._health = health
-        self._started = time.perf_counter()
+        self._key = key
+        self._started = started
         self._done = False
 
     def answered(self, status: int, capacity: str | None) -> None:
@@ -148,6 +163,8 @@ class Call:
         if self._done:
             return
         self._done = True
+        # Answered: a long body streamed after this is no request waiting for an answer.
+        self._health.answered_in_flight(self._key)
         self._health.record_answer(time.perf_counter() - self._started, status >= 500,
                                    parse_capacity(capacity))
 
@@ -170,6 +187,13 @@ class BackendHealth:
         self._slots = asyncio.Semaphore(self.limit)
         self._wall_clock = wall_clock
         self.in_flight = 0
+        # When each call in flight began (perf_counter), oldest first (dicts keep order).
+        self._since: dict[int, float] = {}
+        self._calls = 0
+        # perf_counter of the newest answer (or of the start), and whether the silence
+        # since then was already reported as a hang (once per silence).
+        self._answered_at = time.perf_counter()
+        self._hang_reported = False
         self._window = _Window()
         self.last_answer = 0.0
         self.last_no_answer = 0.0
@@ -189,17 +213,45 @@ class BackendHealth:
             raise BackendBusy() from None
         self.in_flight += 1
         self._window.peak_in_flight = max(self._window.peak_in_flight, self.in_flight)
-        call = Call(self)
+        self._calls += 1
+        key, started = self._calls, time.perf_counter()
+        self._since[key] = started
+        call = Call(self, key, started)
         try:
             yield call
         finally:
+            self._since.pop(key, None)
             self.in_flight -= 1
             self._slots.release()
+
+    def answered_in_flight(self, key: int) -> None:
+        self._since.pop(key, None)
+
+    def check_hang(self) -> bool:
+        """Whether the backend hangs: the oldest request in flight without an answer has
+        waited longer than the latency target and nothing answered for as long. Recorded
+        (once per silence) as a request without an answer, so the room hears of it at once."""
+        if self._hang_reported or not self._since:
+            return False
+        now = time.perf_counter()
+        oldest = next(iter(self._since.values()))
+        bound = self.latency_target_s
+        if now - oldest < bound or now - self._answered_at < bound:
+            return False
+        self._hang_reported = True
+        self._window.hangs += 1
+        self.record_no_answer(probe=True)  # not a failed request: it may still be answered
+        return True
+
+    def _heard(self) -> None:
+        self._answered_at = time.perf_counter()
+        self._hang_reported = False
 
     def record_answer(self, seconds: float, failed: bool, capacity: float | None) -> None:
         window = self._window
         window.answered += 1
         self.last_answer = self._wall_clock()
+        self._heard()
         if failed:
             window.failed += 1
         else:
@@ -215,8 +267,9 @@ class BackendHealth:
         self.urgent.set()
 
     def needs_probe(self) -> bool:
-        """Nothing answered in this window: only a probe can tell dead from idle."""
-        return self._window.answered == 0
+        """Nothing answered in this window: only a probe can tell dead from idle (unless a
+        hang was seen in it: a probe would only hang too)."""
+        return self._window.answered == 0 and not self._window.hangs
 
     def take_sample(self) -> HealthSample:
         """The verdict on the window so far; a new window begins."""
@@ -246,6 +299,7 @@ class BackendHealth:
             return
         self._window.answered += 1
         self.last_answer = self._wall_clock()
+        self._heard()
         if capacity is not None:
             self._window.capacities.append(capacity)
 
@@ -311,10 +365,18 @@ class HealthReporter:
                 own = self.last = decision
         return own
 
+    async def _until_due(self) -> None:
+        """Until the window ends, a request got no answer or the backend hangs."""
+        deadline = time.monotonic() + REPORT_EVERY_S
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.health.urgent.wait(), min(left, HANG_CHECK_S))
+            if self.health.urgent.is_set() or self.health.check_hang():
+                return
+
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.health.urgent.wait(), REPORT_EVERY_S)
+            await self._until_due()
             try:
                 await self.report()
             except GateUnavailable as exc:

@@ -255,6 +255,13 @@ async def exchange(request: web.Request, admission: AdmissionPass | None,
             await response.write_eof()
             return response
     except (TimeoutError, aiohttp.ClientError) as exc:
+        if visitor_gone(request):
+            # The visitor closed their connection (aiohttp raises ClientConnectionResetError,
+            # a ClientError, when writing to it; an upload cut short fails the same way):
+            # not the backend's failure, so neither counted nor fed to the health window.
+            log.debug("visitor went away during %s %s: %s", request.method, request.path,
+                      exc.__class__.__name__)
+            return response if response is not None else web.Response(status=499)
         reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
         call.no_answer()  # nothing if the response had begun
         metrics.proxy_errors.labels(room.name, reason).inc()
@@ -264,6 +271,12 @@ async def exchange(request: web.Request, admission: AdmissionPass | None,
             # Headers are gone already: all we can do is cut the connection short.
             raise UpstreamBroken() from exc
         raise NoAnswer(504 if reason == "timeout" else 502) from exc
+
+
+def visitor_gone(request: web.Request) -> bool:
+    """Whether the visitor's own connection is closed or closing."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def end_session(request: web.Request, admission: AdmissionPass,

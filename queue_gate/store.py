@@ -244,6 +244,10 @@ class RoomConfig:
     max_active_sessions: int = 0
     # Proof of work asked of a new visitor, in leading zero bits of SHA-256; 0 means none.
     challenge_bits: int = 0
+    # It rises by a bit per doubling of the join rate above challenge_join_rate (joins per
+    # minute), up to challenge_bits_max; 0 for either: it does not rise.
+    challenge_bits_max: int = 0
+    challenge_join_rate: int = 0
     # Adaptive admission: "fixed" admits at rate_per_minute; "adaptive" at an effective
     # rate between rate_min and rate_max that follows the backend's health (health.py).
     rate_mode: str = "fixed"
@@ -282,6 +286,10 @@ class TickResult:
     # and a number that changes whenever the pending list does.
     schedule_next: float | None = None
     schedule_version: int = 0
+    # The proof of work asked of new visitors now (config.challenge_bits, risen with the
+    # join rate), and the join rate it follows (joins per minute, room-wide).
+    challenge_bits_now: int = 0
+    join_rate: float = 0.0
 
     @property
     def waiting(self) -> int:
@@ -448,7 +456,9 @@ def _more_settings(config: RoomConfig) -> list[tuple[str, str | int]]:
     """The room's settings beyond tick-11.lua's fixed creation arguments, as the config
     hash names them: what a room re-created from a snapshot must keep."""
     more: list[tuple[str, str | int]] = [
-        ("challenge_bits", config.challenge_bits), ("rate_mode", config.rate_mode),
+        ("challenge_bits", config.challenge_bits),
+        ("challenge_bits_max", config.challenge_bits_max),
+        ("challenge_join_rate", config.challenge_join_rate), ("rate_mode", config.rate_mode),
         ("rate_min", config.rate_min), ("rate_max", config.rate_max)]
     return more + ([("routes", config.routes)] if config.routes else [])
 
@@ -464,6 +474,8 @@ def _tick_result(reply: Reply) -> TickResult:
             opens_at=reply.optional_number("opens_at"),
             max_active_sessions=reply.integer("max_active"),
             challenge_bits=reply.integer("challenge_bits"),
+            challenge_bits_max=reply.integer("challenge_bits_max"),
+            challenge_join_rate=reply.integer("challenge_join_rate"),
             rate_mode=reply.text("rate_mode"),
             rate_min=round(reply.number("rate_min")),
             rate_max=round(reply.number("rate_max")),
@@ -487,6 +499,8 @@ def _tick_result(reply: Reply) -> TickResult:
         backend_down=reply.text("backend") == "down",
         schedule_next=reply.optional_number("schedule_next"),
         schedule_version=reply.integer("schedule_version"),
+        challenge_bits_now=reply.integer("challenge_bits_now"),
+        join_rate=reply.number("join_rate"),
     )
 
 
@@ -1083,7 +1097,8 @@ class RoomStore:
         args: list[str | int | float] = [
             self._now_arg(), self.process_id, verdict, repr(last_answer),
             repr(last_no_answer), controller.DECIDE_EVERY_S, controller.DECREASE_FACTOR,
-            controller.DECREASE_HOLD_S, controller.RAMP_S, controller.VERDICT_TTL_S]
+            controller.DECREASE_HOLD_S, controller.RAMP_S, controller.VERDICT_TTL_S,
+            controller.REGAIN_SHARE]
         reply = await self._health(self.keys.health_script_keys, args)
         effective = reply.text("effective_rate")
         return HealthDecision(reply.text("rate_mode"), float(effective or 0),
@@ -1093,15 +1108,18 @@ class RoomStore:
         raw = await self._call(lambda: self.client.hmget(
             self.keys.config,
             ["rate_per_minute", "mode", "message", "session_minutes", "opens_at", "max_active",
-             "challenge_bits", "rate_mode", "rate_min", "rate_max", "routes", "deleted_at"]))
-        if raw[0] is None or raw[11] is not None:
+             "challenge_bits", "rate_mode", "rate_min", "rate_max", "challenge_bits_max",
+             "challenge_join_rate", "routes", "deleted_at"]))
+        if raw[0] is None or raw[13] is not None:
             raise RoomMissing(self.room)  # never created, or deleted for good
         (rate, mode, message, session, opens_at, max_active, bits, rate_mode, rate_min,
-         rate_max, routes, _) = (str(v or "") for v in raw)
+         rate_max, bits_max, join_rate, routes, _) = (str(v or "") for v in raw)
         return RoomConfig(int(rate), mode, message, int(session or 15),
                           float(opens_at) if opens_at else None, int(max_active or 0),
                           challenge_bits=int(bits or 0), rate_mode=rate_mode or "fixed",
                           rate_min=int(rate_min or 0), rate_max=int(rate_max or 0),
+                          challenge_bits_max=int(bits_max or 0),
+                          challenge_join_rate=int(join_rate or 0),
                           routes=routes)
 
     async def deleted_at(self) -> float | None:

@@ -4,6 +4,7 @@
 -- in this order, so each can keep the room's invariants:
 --   KEYS[1]  qg:{room}:config     hash: rate_per_minute, mode, message, session_minutes,
 --                                  epoch, opens_at, max_active, challenge_bits,
+--                                  challenge_bits_max, challenge_join_rate,
 --                                  rate_mode (fixed | adaptive), rate_min, rate_max,
 --                                  schedule_next, schedule_version (_schedule.lua)
 --   KEYS[2]  qg:{room}:state      hash: seq, frontier, credit, last_tick, admitted, skipped,
@@ -11,7 +12,9 @@
 --                                  draw_base, draw_count, draw_time, reseeded_at (when
 --                                  a gate last re-created the room Redis had lost),
 --                                  effective_rate, backend, rate_decided_at,
---                                  rate_decreased_at (adaptive admission: health-3.lua)
+--                                  rate_decreased_at, rate_regain (adaptive admission:
+--                                  health-3.lua),
+--                                  join_rate, join_rate_at, join_rate_joins (tick-11.lua)
 --   KEYS[3]  qg:{room}:passes     zset: ticket id -> pass expiry (unix seconds)
 --   KEYS[4]  qg:{room}:seen:0     bitmap: bit n set = ticket n was seen in that time bucket
 --   KEYS[5]  qg:{room}:seen:1     the same, for the next bucket (buckets take turns)

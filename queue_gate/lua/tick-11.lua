@@ -49,7 +49,10 @@
 --           the last draw: draw_opens_at ("" before the first), draw_base, draw_count;
 --           now: the time this tick used (unix seconds, six decimals);
 --           reseeded_at: when the room was last re-created from a gate's snapshot ("" never);
---           challenge_bits: the proof of work asked of new visitors (0: none);
+--           challenge_bits: the proof of work the operators set (0: none);
+--             challenge_bits_max, challenge_join_rate: how it may rise with the join rate;
+--             challenge_bits_now: the proof of work asked of new visitors now (0: none),
+--             join_rate: joins per minute, measured over the last JOIN_RATE_WINDOW_S.
 --           routes: the requests the room covers, as JSON (queue_gate/rooms.py; "" none).
 --           adaptive admission: rate_mode (fixed | adaptive), rate_min, rate_max,
 --             effective_rate (what this tick admitted at), backend (up | down; "" when fixed).
@@ -101,7 +104,8 @@ local opens_at = freeze_draw_if_due(now)
 
 local cfg = redis.call('HMGET', KEYS[1], 'rate_per_minute', 'mode', 'message',
                        'session_minutes', 'epoch', 'max_active', 'challenge_bits',
-                       'schedule_next', 'schedule_version', 'routes')
+                       'schedule_next', 'schedule_version',
+                       'challenge_bits_max', 'challenge_join_rate', 'routes')
 local rate = tonumber(cfg[1]) or 0
 local mode = cfg[2] or 'paused'
 local max_active = tonumber(cfg[6]) or 0
@@ -198,6 +202,32 @@ end
 redis.call('HSET', KEYS[2], 'frontier', frontier, 'credit', tostring(credit),
            'last_tick', string.format('%.6f', now), 'admitted', admitted, 'skipped', skipped)
 
+-- Proof of work rising with the join rate (queue_gate/challenge.py): joins (numbers given
+-- plus pre-queue entries) counted over windows of JOIN_RATE_WINDOW_S of room time, one
+-- measure for every process; above challenge_join_rate a minute, one bit more per doubling
+-- (each doubles the work of a place), up to challenge_bits_max.
+local JOIN_RATE_WINDOW_S = 10
+local joins_now = seq + redis.call('ZCARD', KEYS[10])
+local jr = redis.call('HMGET', KEYS[2], 'join_rate', 'join_rate_at', 'join_rate_joins')
+local join_rate = tonumber(jr[1]) or 0
+local measured_at, measured_joins = tonumber(jr[2]), tonumber(jr[3])
+if not measured_at or not measured_joins or now < measured_at then
+  redis.call('HSET', KEYS[2], 'join_rate_at', string.format('%.6f', now),
+             'join_rate_joins', joins_now)
+elseif now - measured_at >= JOIN_RATE_WINDOW_S then
+  -- max: a room re-created behind its old count has joins, not negative ones
+  join_rate = math.max(joins_now - measured_joins, 0) * 60 / (now - measured_at)
+  redis.call('HSET', KEYS[2], 'join_rate', tostring(join_rate),
+             'join_rate_at', string.format('%.6f', now), 'join_rate_joins', joins_now)
+end
+local bits = tonumber(cfg[7]) or 0
+local bits_max, rising_from = tonumber(cfg[10]) or 0, tonumber(cfg[11]) or 0
+local bits_now = bits
+if bits > 0 and bits_max > bits and rising_from > 0 and join_rate > rising_from then
+  local doublings = math.ceil(math.log(join_rate / rising_from) / math.log(2))
+  bits_now = math.min(bits_max, bits + math.max(doublings, 1))
+end
+
 local counters = redis.call('HMGET', KEYS[2], 'passes_issued', 'draw_opens_at', 'passes_ended')
 -- One JSON object rather than a flat list: the tick's reply is the largest a gate reads
 -- several times a second per room, and one string is far cheaper for the client to read
@@ -213,7 +243,10 @@ return cjson.encode({
   draw_opens_at = counters[2] or '', draw_base = draw_base, draw_count = draw_count,
   now = string.format('%.6f', now),
   reseeded_at = redis.call('HGET', KEYS[2], 'reseeded_at') or '',
-  challenge_bits = tonumber(cfg[7]) or 0, routes = cfg[10] or '',
+  challenge_bits = bits, challenge_bits_max = bits_max,
+  challenge_join_rate = rising_from, challenge_bits_now = bits_now,
+  join_rate = string.format('%.3f', join_rate),
+  routes = cfg[12] or '',
   rate_mode = rate_mode, rate_min = tostring(rate_min), rate_max = tostring(rate_max),
   effective_rate = tostring(rate), backend = backend,
   schedule_next = cfg[8] or '', schedule_version = tonumber(cfg[9]) or 0

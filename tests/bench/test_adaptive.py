@@ -25,7 +25,8 @@ def test_adaptive_stops_admitting_while_the_backend_answers_nothing(tmp_path: Pa
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run = json.loads((tmp_path / "results.json").read_text())["adaptive"]
-    # The gates noticed the silence (a probe that timed out) while it lasted ...
+    # The gates noticed the silence (from the requests in flight, or a probe that timed
+    # out) while it lasted ...
     assert run["dead_detected_after_s"] is not None
     # ... and from then on the room admitted nobody: the decision is one, in Redis, and
     # tick-11.lua admits at 0 while it says "down". (Before it, a hang costs the admissions

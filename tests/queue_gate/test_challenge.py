@@ -9,8 +9,10 @@ import html
 import json
 import re
 
+from aiohttp.test_utils import TestServer
+
 from queue_gate.challenge import CHALLENGE_TTL_S, meets, solve
-from queue_gate.keys import store_key
+from queue_gate.keys import room_view_key, store_key
 from tests.queue_gate.conftest import FakeClock, Gate, GateFactory, auth
 
 BITS = 8  # cheap for tests; the default difficulty's cost is measured in bench/pow.py
@@ -220,3 +222,72 @@ async def test_one_address_holds_at_most_the_draw_limit(make_gate: GateFactory,
     await gate.app[store_key].update_config({"opens_at": clock.now + 600})
     await gate.tick()
     assert (await refused(gate))[0] == 201
+
+
+async def test_the_difficulty_rises_with_the_join_rate_room_wide(
+        make_gate: GateFactory, clock: FakeClock) -> None:
+    """challenge_bits 4, up to 7, rising above 60 joins a minute: one bit per doubling,
+    measured over 10 s of room time from the room's join counter, the same for every gate
+    process, shown by the admin API; back down when the rush passes."""
+    from aiohttp.test_utils import TestClient
+
+    from queue_gate.admin import create_admin_app
+    from queue_gate.keys import rooms_key
+
+    one, two = await make_gate(), await make_gate()
+    await one.tick()
+    admin = TestClient(TestServer(create_admin_app(two.app)))
+    await admin.start_server()
+    try:
+        changed = await admin.patch("/admin/rooms/default", headers=auth(), json={
+            "challenge_bits": 4, "challenge_bits_max": 7, "challenge_join_rate": 60})
+        assert changed.status == 200
+        shown = await changed.json()
+        assert (shown["challenge_bits"], shown["challenge_bits_max"],
+                shown["challenge_join_rate"], shown["challenge_bits_now"]) == (4, 7, 60, 4)
+        await one.tick()  # the other process applies it at its next tick
+
+        async def rush(joins: int) -> None:
+            """`joins` visitors join (each solving what it is asked) within 10 s."""
+            for i in range(joins):
+                gate = (one, two)[i % 2]
+                _, body = await refused(gate)
+                status, _ = await refused(gate, solution(body["challenge"]))
+                assert status == 201
+            clock.advance(10)
+            await one.tick()
+            await two.tick()
+
+        await rush(30)  # 180 a minute: 3 x 60, two doublings (or part of one) above it
+        for gate in (one, two):
+            _, body = await refused(gate)
+            assert body["challenge"]["bits"] == 6  # type: ignore[index]
+        shown = await (await admin.get("/admin/rooms/default", headers=auth())).json()
+        assert (shown["challenge_bits_now"], shown["join_rate_per_minute"]) == (6, 180)
+
+        # A solution issued one bit below the difficulty now is taken (its visitor solved
+        # while it rose), two bits below is not; neither ever below challenge_bits.
+        issuer = one.app[rooms_key].first.arrival.challenges
+        status, _ = await refused(one, solution(issuer.issue(5).as_json()))
+        assert status == 201
+        status, body = await refused(one, solution(issuer.issue(4).as_json()))
+        assert (status, body["error"]) == (428, "challenge_invalid")
+
+        await rush(120)  # 720 a minute: capped at challenge_bits_max
+        assert one.app[room_view_key].snapshot.challenge_bits_now == 7  # type: ignore[union-attr]
+        await rush(0)  # quiet again: the operators' difficulty
+        _, body = await refused(two)
+        assert body["challenge"]["bits"] == 4  # type: ignore[index]
+    finally:
+        await admin.close()
+
+
+async def test_the_admin_bounds_the_rising_difficulty(gate: Gate, admin: object) -> None:
+    from aiohttp.test_utils import TestClient
+    assert isinstance(admin, TestClient)
+    for bad in ({"challenge_bits_max": 29}, {"challenge_bits_max": -1},
+                {"challenge_join_rate": -5}, {"challenge_join_rate": "60"},
+                {"challenge_join_rate": 1.5}):
+        response = await admin.patch("/admin/rooms/default", headers=auth(), json=bad)
+        assert response.status == 422, bad
+        assert (await response.json())["error"] == "invalid_change"

@@ -64,7 +64,8 @@ TICK_FIELDS = {
     "opens_at", "seq", "frontier", "admitted", "skipped", "prequeue_size", "passes_active",
     "passes_issued", "passes_ended", "draw_opens_at", "draw_base", "draw_count", "now",
     "reseeded_at",
-    "challenge_bits",
+    "challenge_bits", "challenge_bits_max", "challenge_join_rate",  # proof of work ...
+    "challenge_bits_now", "join_rate",  # ... and how it rises with the join rate
     "rate_mode", "rate_min", "rate_max", "effective_rate", "backend",  # adaptive admission
     "routes",  # the requests the room covers (queue_gate/rooms.py)
     "schedule_next", "schedule_version",  # the schedule (apply_schedule-3.lua)
