@@ -425,31 +425,31 @@ class Console:
         """Add one timed change (a date and time in the deployment's zone, and a mode, a
         rate or a message) to the room's schedule, unless another change of the schedule
         came first since the page was shown."""
-        data = await self.form(request)
-        self.check_csrf(session, data.get(CSRF_FIELD))
-        room = request.match_info["room"]
-        self.check(session, room, Role.OPERATOR)
-        t = translator(request_language(request))
-        async with self.store_for(room) as store:
-            try:
-                entries, _ = await store.read_schedule_at()
-                entry = self.scheduled_change_of(data, entries, t)
-                await store.set_schedule([*entries, entry], operator=session.operator,
-                                         read_at=self.read_version(data))
-            except Problem as problem:
-                return await self.room_with_problem(request, session, store, problem, t)
-            except ScheduleConflict:
-                return await self.room_with_problem(
-                    request, session, store, Problem("console_schedule_conflict", 409), t)
-            except RoomMissing as exc:
-                raise Problem("console_room_missing", 404) from exc
-            log.info("room %s: %s scheduled at %s (console): %s", room, session.operator,
-                     entry.at, entry.changes)
-            self.gate[metrics_key].room_changes.labels(room, "schedule").inc()
-        raise web.HTTPSeeOther(f"{CONSOLE_PREFIX}/rooms/{room}?scheduled=1#schedule")
+
+        def add(entries: tuple[ScheduledChange, ...], data: Mapping[str, str],
+                t: Translator) -> tuple[list[ScheduledChange], str]:
+            entry = self.scheduled_change_of(data, entries, t)
+            return [*entries, entry], f"scheduled at {entry.at}: {entry.changes}"
+
+        return await self.edit_schedule(request, session, add)
 
     async def schedule_remove(self, request: web.Request, session: Session
                               ) -> web.StreamResponse:
+        def remove(entries: tuple[ScheduledChange, ...], data: Mapping[str, str],
+                   t: Translator) -> tuple[list[ScheduledChange], str]:
+            kept = [entry for entry in entries if entry.id != data.get("id", "")]
+            if len(kept) == len(entries):  # applied or removed meanwhile
+                raise Problem("console_schedule_conflict", 409)
+            return kept, f"removed scheduled change {data.get('id')}"
+
+        return await self.edit_schedule(request, session, remove)
+
+    async def edit_schedule(
+            self, request: web.Request, session: Session,
+            edit: Callable[[tuple[ScheduledChange, ...], Mapping[str, str], Translator],
+                           tuple[list[ScheduledChange], str]]) -> web.StreamResponse:
+        """Replace the room's schedule with `edit`'s list (and log its description), if the
+        schedule is still the one the form was made from."""
         data = await self.form(request)
         self.check_csrf(session, data.get(CSRF_FIELD))
         room = request.match_info["room"]
@@ -458,10 +458,8 @@ class Console:
         async with self.store_for(room) as store:
             try:
                 entries, _ = await store.read_schedule_at()
-                kept = [entry for entry in entries if entry.id != data.get("id", "")]
-                if len(kept) == len(entries):  # applied or removed meanwhile
-                    raise Problem("console_schedule_conflict", 409)
-                await store.set_schedule(kept, operator=session.operator,
+                edited, what = edit(entries, data, t)
+                await store.set_schedule(edited, operator=session.operator,
                                          read_at=self.read_version(data))
             except Problem as problem:
                 return await self.room_with_problem(request, session, store, problem, t)
@@ -470,8 +468,7 @@ class Console:
                     request, session, store, Problem("console_schedule_conflict", 409), t)
             except RoomMissing as exc:
                 raise Problem("console_room_missing", 404) from exc
-            log.info("room %s: %s removed scheduled change %s (console)", room,
-                     session.operator, data.get("id"))
+            log.info("room %s: %s %s (console)", room, session.operator, what)
             self.gate[metrics_key].room_changes.labels(room, "schedule").inc()
         raise web.HTTPSeeOther(f"{CONSOLE_PREFIX}/rooms/{room}?scheduled=1#schedule")
 
