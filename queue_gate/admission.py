@@ -10,7 +10,6 @@ turn has come makes one, to collect their pass.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -31,7 +30,6 @@ from queue_gate.store import (
     ScheduledChange,
     TickResult,
 )
-from vaccine_queue.background import background
 
 log = logging.getLogger(__name__)
 
@@ -307,23 +305,3 @@ class RoomView:
                                                        s.poll_max_s)
         jittered = base * self._rng.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
         return round(max(jittered, s.poll_min_s * (1 - POLL_JITTER)), 1)
-
-    async def run(self) -> None:
-        """Tick forever; on Redis errors keep the last snapshot and retry with backoff."""
-        interval = self._settings.tick_interval_s
-        delay = interval
-        while True:
-            try:
-                await self.refresh()
-                delay = interval
-            except GateUnavailable as exc:
-                self._metrics.redis_errors.labels(self.store.room, "tick").inc()
-                log.warning("room %s: tick failed, keeping the last view: %s",
-                            self.store.room, exc)
-                delay = min(delay * 2, 5.0)
-            await asyncio.sleep(delay)
-
-
-def running(view: RoomView) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
-    """Run the ticker as a background task; cancel it on exit."""
-    return background(view.run(), f"admission-ticker-{view.store.room}")
