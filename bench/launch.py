@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -112,17 +113,21 @@ async def admin_room(session: aiohttp.ClientSession, gate: Proc, room: str) -> d
         return body
 
 
-async def join_tickets(gate: Proc, count: int, first_visitor: int = 100_000) -> list[str]:
-    """Tickets issued by the gate itself, for the status-poll load."""
+async def join_tickets(gate: Proc, count: int, first_visitor: int = 100_000,
+                       rooms: Sequence[str] = ()) -> list[str]:
+    """Tickets issued by the gate itself, for the status-poll load; with `rooms`, taken in
+    turn in each of them (`{"room": name}` in the join's body)."""
     tickets: list[str] = []
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         async def one(n: int) -> None:
             headers = {"X-Forwarded-For": visitor_address(first_visitor + n)}
-            async with session.post(f"{gate.url}/queue/api/join", headers=headers) as response:
-                body = await response.json()
+            body = {"room": rooms[n % len(rooms)]} if rooms else None
+            async with session.post(f"{gate.url}/queue/api/join", headers=headers,
+                                    json=body) as response:
+                answer = await response.json()
                 if response.status != 201:
-                    raise RuntimeError(f"join answered {response.status}: {body}")
-                tickets.append(body["ticket"])
+                    raise RuntimeError(f"join answered {response.status}: {answer}")
+                tickets.append(answer["ticket"])
 
         for start in range(0, count, 50):
             await asyncio.gather(*(one(n) for n in range(start, min(start + 50, count))))

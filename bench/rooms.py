@@ -28,11 +28,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.compare import Case, measure
-from bench.launch import NO_BACKEND, SERVER_CPU, next_visitor
-from bench.procs import ADMIN_TOKEN, Proc, stack, visitor_address
+from bench.launch import NO_BACKEND, SERVER_CPU, join_tickets, next_visitor
+from bench.procs import ADMIN_TOKEN, Proc, stack
 from devtools.servers import private_redis
 
 log = logging.getLogger("bench.rooms")
@@ -54,21 +52,7 @@ def served_rooms(gate: Proc) -> int:
 
 async def join_spread(gate: Proc, rooms: list[str], count: int) -> list[str]:
     """`count` tickets, taken in turn in each of `rooms` (`{"room": name}`)."""
-    first = next_visitor()
-    tickets: list[str] = []
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        async def one(n: int) -> None:
-            headers = {"X-Forwarded-For": visitor_address(first + n)}
-            async with session.post(f"{gate.url}/queue/api/join", headers=headers,
-                                    json={"room": rooms[n % len(rooms)]}) as response:
-                body = await response.json()
-                if response.status != 201:
-                    raise RuntimeError(f"join answered {response.status}: {body}")
-                tickets.append(body["ticket"])
-
-        for start in range(0, count, 50):
-            await asyncio.gather(*(one(n) for n in range(start, min(start + 50, count))))
-    return tickets
+    return await join_tickets(gate, count, next_visitor(), rooms)
 
 
 def main(argv: list[str] | None = None) -> None:
