@@ -278,6 +278,16 @@ class Console:
         if not grant.allows(room, role):
             raise Problem("console_forbidden", 403)
 
+    async def operators_form(self, request: web.Request, session: Session
+                             ) -> tuple[Mapping[str, str], str, Translator]:
+        """A form that changes the request's room: its fields (CSRF checked), the room (the
+        operator's grant checked) and the words of the request's language."""
+        data = await self.form(request)
+        self.check_csrf(session, data.get(CSRF_FIELD))
+        room = request.match_info["room"]
+        self.check(session, room, Role.OPERATOR)
+        return data, room, translator(request_language(request))
+
     def csrf_token(self, session: Session) -> str:
         return self.signin.csrf_token(session.sid)
 
@@ -450,11 +460,7 @@ class Console:
                            tuple[list[ScheduledChange], str]]) -> web.StreamResponse:
         """Replace the room's schedule with `edit`'s list (and log its description), if the
         schedule is still the one the form was made from."""
-        data = await self.form(request)
-        self.check_csrf(session, data.get(CSRF_FIELD))
-        room = request.match_info["room"]
-        self.check(session, room, Role.OPERATOR)
-        t = translator(request_language(request))
+        data, room, t = await self.operators_form(request, session)
         async with self.store_for(room) as store:
             try:
                 entries, _ = await store.read_schedule_at()
@@ -544,11 +550,7 @@ class Console:
     async def change(self, request: web.Request, session: Session) -> web.StreamResponse:
         """The confirmation step: what would change, and what it means for the last in
         line. Nothing is written yet."""
-        data = await self.form(request)
-        self.check_csrf(session, data.get(CSRF_FIELD))
-        room = request.match_info["room"]
-        self.check(session, room, Role.OPERATOR)
-        t = translator(request_language(request))
+        data, room, t = await self.operators_form(request, session)
         async with self.store_for(room) as store:
             doc = await self.figures(request, store)
             try:
@@ -568,11 +570,8 @@ class Console:
             "old_wait": doc["last_wait_s"], "new_wait": new_wait, "unchanged": not differing})
 
     async def apply(self, request: web.Request, session: Session) -> web.StreamResponse:
-        data = await self.form(request)
-        self.check_csrf(session, data.get(CSRF_FIELD))
-        room = request.match_info["room"]
-        self.check(session, room, Role.OPERATOR)
-        changes = self.changes_of(data, translator(request_language(request)))
+        data, room, t = await self.operators_form(request, session)
+        changes = self.changes_of(data, t)
         async with self.store_for(room) as store:
             try:
                 _, changed = await store.change_config(changes, operator=session.operator)
